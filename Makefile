@@ -1,0 +1,32 @@
+# Two entry points for a fresh machine: `make demo` and `make test`. Each creates .venv (once) and
+# installs what it needs into it. CPU torch goes in first, so that nothing pulls a CUDA build;
+# override TORCH for another build, e.g. make demo TORCH="torch --index-url <your CUDA index>".
+PYTHON ?= python3
+VENV ?= .venv
+TORCH ?= torch==2.13.0
+BIN := $(VENV)/bin
+CHECKED := src tests benchmarks
+
+.PHONY: demo test install install-dev lint
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+install: $(BIN)/python
+	$(BIN)/pip install --quiet $(TORCH)
+	$(BIN)/pip install --quiet -e .
+
+install-dev: $(BIN)/python
+	$(BIN)/pip install --quiet $(TORCH)
+	$(BIN)/pip install --quiet -e ".[dev]"
+
+demo: install
+	$(BIN)/vavl demo
+
+lint: install-dev
+	$(BIN)/ruff check $(CHECKED)
+	$(BIN)/ruff format --check $(CHECKED)
+	$(BIN)/mypy
+
+test: lint
+	$(BIN)/pytest

@@ -1,0 +1,102 @@
+"""Checkpoints: weights plus everything needed to trust and reuse them.
+
+A checkpoint holds the model weights, the full configuration, the label set, the feature
+normalisation statistics and the ids of the feature extractors that fed the model; a training
+checkpoint also holds the optimizer states, the trainer's position and random states, so that a
+killed run resumes exactly. Files are written atomically (temporary file, fsync, rename) and read
+with ``weights_only=True``, so loading a checkpoint never runs code from it.
+"""
+
+from __future__ import annotations
+
+import pickle
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from vavl import __version__
+from vavl.config import ExperimentConfig, config_from_dict
+from vavl.data import FeatureNormalizer
+from vavl.errors import CheckpointError, ConfigError
+from vavl.files import write_atomically
+from vavl.models import EmotionModel, build_model
+
+FORMAT_VERSION = 1
+
+
+@dataclass
+class Checkpoint:
+    config: ExperimentConfig
+    model_state: dict[str, Tensor]
+    normalizer: FeatureNormalizer
+    extractors: dict[str, str | None]
+    optimizer_states: dict[str, Any] | None = None
+    trainer_state: dict[str, Any] | None = None
+    history: list[dict[str, Any]] = field(default_factory=list)
+    vavl_version: str = __version__
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        return self.config.task.labels
+
+    def to_payload(self) -> dict[str, Any]:
+        return {
+            "format_version": FORMAT_VERSION,
+            "vavl_version": self.vavl_version,
+            "config": self.config.to_dict(),
+            "labels": list(self.labels),
+            "extractors": dict(self.extractors),
+            "normalizer": self.normalizer.state_dict(),
+            "model_state": self.model_state,
+            "optimizer_states": self.optimizer_states,
+            "trainer_state": self.trainer_state,
+            "history": self.history,
+        }
+
+
+def save_checkpoint(checkpoint: Checkpoint, path: str | Path) -> Path:
+    payload = checkpoint.to_payload()
+    return write_atomically(path, lambda handle: torch.save(payload, handle))
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> Checkpoint:
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: checkpoint not found")
+    try:
+        payload = torch.load(path, map_location=map_location, weights_only=True)
+    except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, OSError) as error:
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise CheckpointError(f"{path}: not a readable vavl checkpoint ({reason})") from None
+    if not isinstance(payload, dict) or "format_version" not in payload:
+        raise CheckpointError(f"{path}: not a vavl checkpoint (no format_version)")
+    if payload["format_version"] != FORMAT_VERSION:
+        raise CheckpointError(
+            f"{path}: checkpoint format {payload['format_version']} is not supported by "
+            f"vavl {__version__} (format {FORMAT_VERSION})"
+        )
+    try:
+        config = config_from_dict(payload["config"], source=f"{path} (saved config)")
+    except ConfigError as error:
+        raise CheckpointError(str(error)) from None
+    return Checkpoint(
+        config=config,
+        model_state=payload["model_state"],
+        normalizer=FeatureNormalizer.from_state_dict(payload["normalizer"]),
+        extractors=payload["extractors"],
+        optimizer_states=payload["optimizer_states"],
+        trainer_state=payload["trainer_state"],
+        history=payload["history"],
+        vavl_version=payload["vavl_version"],
+    )
+
+
+def model_from_checkpoint(checkpoint: Checkpoint) -> EmotionModel:
+    """The checkpoint's model with its weights, in eval mode."""
+    model = build_model(checkpoint.config.model, checkpoint.config.task.output_dim)
+    model.load_state_dict(checkpoint.model_state)
+    return model.eval()

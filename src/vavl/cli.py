@@ -1,0 +1,153 @@
+"""The ``vavl`` command. Thin: it parses arguments and calls the library.
+
+Every command has a Python twin: ``vavl demo`` -> :func:`vavl.run_demo`, ``vavl train`` ->
+:func:`vavl.run_experiment`, ``vavl config`` -> :func:`vavl.load_config`, ``vavl info`` ->
+:func:`vavl.load_checkpoint`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import yaml
+
+from vavl import __version__
+from vavl.errors import VavlError
+
+if TYPE_CHECKING:
+    from vavl.experiment import ExperimentResult
+
+
+def _print_results(result: ExperimentResult) -> None:
+    from vavl.evaluation import format_table
+
+    print(f"\nTest set (speakers unseen in training), best epoch {result.training.best_epoch}:")
+    print(format_table(result.config.task, result.test))
+    print(f"\nRun directory: {result.run_dir}")
+
+
+def _command_demo(args: argparse.Namespace) -> int:
+    from vavl.demo import DEMO_CONFIG, run_demo
+
+    print(
+        f"vavl demo: training VAVL ({DEMO_CONFIG}) on a generated feature set where the label is "
+        "carried by the audio frames and, independently, by the visual frames; 10% of clips lack "
+        "audio and 10% lack video.",
+        flush=True,
+    )
+    _print_results(run_demo(args.out, progress=not args.quiet))
+    return 0
+
+
+def _command_train(args: argparse.Namespace) -> int:
+    from vavl.config import apply_overrides, load_config
+    from vavl.experiment import run_experiment
+
+    config = apply_overrides(load_config(args.config), args.set)
+    if args.quiet:
+        config = apply_overrides(config, ["training.progress=false"])
+    run_dir = args.run_dir or Path("runs") / Path(args.config).stem
+    _print_results(run_experiment(config, run_dir))
+    return 0
+
+
+def _command_config(args: argparse.Namespace) -> int:
+    from vavl.config import apply_overrides, load_config, shipped_configs
+
+    if args.config is None:
+        print("Shipped configs (use a name wherever a config path is expected):")
+        for name in shipped_configs():
+            print(f"  {name}")
+        return 0
+    config = apply_overrides(load_config(args.config), args.set)
+    print(yaml.safe_dump(config.to_dict(), sort_keys=False), end="")
+    return 0
+
+
+def _command_info(args: argparse.Namespace) -> int:
+    from vavl.checkpoint import load_checkpoint
+
+    checkpoint = load_checkpoint(args.checkpoint)
+    config = checkpoint.config
+    state = checkpoint.trainer_state
+    lines = [
+        f"checkpoint: {args.checkpoint}",
+        f"written by: vavl {checkpoint.vavl_version}",
+        f"model: {config.model.name}, {sum(v.numel() for v in checkpoint.model_state.values()):,}"
+        " values",
+        f"task: {config.task.kind}, labels: {', '.join(checkpoint.labels)}",
+        f"extractors: audio={checkpoint.extractors.get('audio')}, "
+        f"visual={checkpoint.extractors.get('visual')}",
+        f"epochs recorded: {len(checkpoint.history)}",
+        f"resumable: {'yes' if state else 'no (inference checkpoint)'}",
+    ]
+    print("\n".join(lines))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="vavl",
+        description="Audio-visual emotion recognition: one model for audio, visual or both.",
+    )
+    parser.add_argument("--version", action="version", version=f"vavl {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    demo = commands.add_parser("demo", help="train and evaluate a small model end to end")
+    demo.add_argument("--out", type=Path, default=Path("vavl-demo"), help="run directory")
+    demo.add_argument("--quiet", action="store_true", help="no progress bars")
+    demo.set_defaults(handler=_command_demo)
+
+    overrides = argparse.ArgumentParser(add_help=False)
+    overrides.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config field, e.g. --set training.epochs=5 (repeatable)",
+    )
+
+    train = commands.add_parser(
+        "train",
+        parents=[overrides],
+        help="train a model from a config; rerun to resume",
+        description="Train from CONFIG (a YAML/TOML file or a shipped config name). Running the "
+        "same config into the same run directory resumes where it stopped.",
+    )
+    train.add_argument("config", help="config file or shipped config name")
+    train.add_argument("--run-dir", type=Path, help="output directory (default runs/CONFIG)")
+    train.add_argument("--quiet", action="store_true", help="no progress bars")
+    train.set_defaults(handler=_command_train)
+
+    config = commands.add_parser(
+        "config", parents=[overrides], help="validate a config and print it resolved"
+    )
+    config.add_argument("config", nargs="?", help="config file or name (omit to list shipped)")
+    config.set_defaults(handler=_command_config)
+
+    info = commands.add_parser("info", help="describe a checkpoint")
+    info.add_argument("checkpoint", type=Path)
+    info.set_defaults(handler=_command_info)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="vavl: %(message)s")
+    try:
+        return int(args.handler(args))
+    except VavlError as error:
+        print(f"vavl: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("vavl: interrupted; run the same command again to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,279 @@
+"""Typed experiment configuration, read from YAML or TOML files.
+
+Every size of the model, every setting of the recipe and the data source is a field here. The
+resolved configuration is saved inside every checkpoint and report, so a run can always be
+reproduced from its outputs. Unknown fields and inconsistent values fail at load with one line.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from vavl.errors import ConfigError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
+
+Modality = Literal["audio", "visual"]
+MODALITIES: tuple[Modality, Modality] = ("audio", "visual")
+PathName = Literal["audio", "visual", "audiovisual"]
+PATHS: tuple[PathName, PathName, PathName] = ("audio", "visual", "audiovisual")
+
+CREMA_D_EMOTIONS = ("angry", "sad", "disgust", "fear", "neutral", "happy")
+SHIPPED_CONFIGS = Path(__file__).parent / "configs"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ModelConfig(_Strict):
+    """Sizes of the VAVL network (defaults: the paper's)."""
+
+    name: Literal["vavl"] = "vavl"
+    audio_dim: int = Field(1024, gt=0, description="acoustic feature size per frame")
+    visual_dim: int = Field(1408, gt=0, description="visual feature size per frame")
+    projection_dim: int = Field(50, gt=0, description="1x1 convolution output before each branch")
+    model_dim: int = Field(512, gt=0)
+    audio_blocks: int = Field(3, ge=1)
+    visual_blocks: int = Field(3, ge=1)
+    shared_blocks: int = Field(2, ge=1)
+    heads: int = Field(8, ge=1)
+    kernel_size: int = Field(31, ge=1, description="depthwise convolution kernel, in frames")
+    ff_expansion: int = Field(4, ge=1)
+    dropout: float = Field(0.1, ge=0.0, lt=1.0)
+    head_hidden: tuple[int, ...] = (512, 256)
+
+    @model_validator(mode="after")
+    def _check_sizes(self) -> ModelConfig:
+        if self.model_dim % self.heads:
+            raise ValueError(
+                f"model_dim ({self.model_dim}) must be divisible by heads ({self.heads})"
+            )
+        if self.kernel_size % 2 == 0:
+            raise ValueError(
+                f"kernel_size must be odd to keep frames aligned, got {self.kernel_size}"
+            )
+        return self
+
+
+class TaskConfig(_Strict):
+    """What is predicted: emotion classes (classification) or attributes (regression)."""
+
+    kind: Literal["classification", "regression"] = "classification"
+    labels: tuple[str, ...] = CREMA_D_EMOTIONS
+    soft_labels: bool = Field(
+        False, description="train on annotator proportions when items carry them"
+    )
+    class_weights: Literal["none", "balanced"] | tuple[float, ...] = "none"
+
+    @model_validator(mode="after")
+    def _check_labels(self) -> TaskConfig:
+        if len(self.labels) < (2 if self.kind == "classification" else 1):
+            raise ValueError(f"task.labels needs more entries for {self.kind}: {list(self.labels)}")
+        if len(set(self.labels)) != len(self.labels):
+            raise ValueError(f"task.labels has duplicates: {list(self.labels)}")
+        if isinstance(self.class_weights, tuple):
+            if self.kind != "classification":
+                raise ValueError("class_weights only apply to classification")
+            if len(self.class_weights) != len(self.labels):
+                raise ValueError(
+                    f"class_weights has {len(self.class_weights)} values for "
+                    f"{len(self.labels)} labels"
+                )
+        return self
+
+    @property
+    def output_dim(self) -> int:
+        return len(self.labels)
+
+
+class TrainingConfig(_Strict):
+    """The three-step recipe (defaults: the paper's CREMA-D settings)."""
+
+    epochs: int = Field(20, ge=1)
+    batch_size: int = Field(32, ge=1)
+    learning_rate: float = Field(5e-5, gt=0)
+    weight_decay: float = Field(5e-7, ge=0)
+    betas: tuple[float, float] = (0.95, 0.999)
+    reconstruction_weight: float | None = Field(
+        None, ge=0, description="weight of the reconstruction MSE; default 2 (classes) / 1 (attrs)"
+    )
+    max_grad_norm: float | None = Field(5.0, gt=0)
+    modality_dropout: float = Field(
+        0.0,
+        ge=0.0,
+        le=1.0,
+        description="extension: chance that a pair's audio or visual representation is zeroed "
+        "in the fusion step",
+    )
+    selection_path: Literal["mean", "audio", "visual", "audiovisual"] = Field(
+        "mean", description="which development loss picks the best epoch"
+    )
+    seed: int = 0
+    amp: bool = Field(True, description="mixed precision, used on CUDA only")
+    device: str = Field("auto", description="auto, cpu, cuda, cuda:N or mps")
+    checkpoint_every: int = Field(
+        200, ge=0, description="also checkpoint every N steps inside an epoch (0: epoch ends only)"
+    )
+    num_workers: int = Field(0, ge=0)
+    progress: bool = True
+
+    def resolved_reconstruction_weight(self, task_kind: str) -> float:
+        if self.reconstruction_weight is not None:
+            return self.reconstruction_weight
+        return 2.0 if task_kind == "classification" else 1.0
+
+
+class SyntheticDataConfig(_Strict):
+    """A generated feature set whose labels are carried by the chosen modalities."""
+
+    source: Literal["synthetic"] = "synthetic"
+    n_train: int = Field(320, ge=1)
+    n_dev: int = Field(80, ge=1)
+    n_test: int = Field(80, ge=1)
+    audio_dim: int = Field(32, gt=0)
+    visual_dim: int = Field(24, gt=0)
+    audio_frames: tuple[int, int] = (30, 80)
+    visual_frames: tuple[int, int] = (20, 50)
+    informative: tuple[Modality, ...] = MODALITIES
+    missing_audio: float = Field(0.0, ge=0.0, le=1.0, description="share of clips with no audio")
+    missing_visual: float = Field(0.0, ge=0.0, le=1.0, description="share of clips with no video")
+    signal: float = Field(0.8, gt=0.0, description="strength of the label pattern per frame")
+    speaker_spread: float = Field(
+        0.3, ge=0.0, description="standard deviation of each speaker's feature offset"
+    )
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _check(self) -> SyntheticDataConfig:
+        for name in ("audio_frames", "visual_frames"):
+            low, high = getattr(self, name)
+            if not 1 <= low <= high:
+                raise ValueError(f"data.{name} must be [min, max] with 1 <= min <= max")
+        if self.missing_audio + self.missing_visual >= 1.0:
+            raise ValueError("missing_audio + missing_visual must stay below 1")
+        return self
+
+
+class FeaturesConfig(_Strict):
+    """Ids of the feature extractors that feed the model (recorded in every checkpoint)."""
+
+    audio: str | None = None
+    visual: str | None = None
+
+
+class ExperimentConfig(_Strict):
+    model: ModelConfig = ModelConfig()
+    task: TaskConfig = TaskConfig()
+    training: TrainingConfig = TrainingConfig()
+    features: FeaturesConfig = FeaturesConfig()
+    data: SyntheticDataConfig | None = None
+
+    @model_validator(mode="after")
+    def _check_consistency(self) -> ExperimentConfig:
+        if self.data is not None and self.data.source == "synthetic":
+            for modality in MODALITIES:
+                model_dim = getattr(self.model, f"{modality}_dim")
+                data_dim = getattr(self.data, f"{modality}_dim")
+                if model_dim != data_dim:
+                    raise ValueError(
+                        f"model.{modality}_dim is {model_dim} but the {modality} features "
+                        f"(data.{modality}_dim) are {data_dim}-d; set model.{modality}_dim: "
+                        f"{data_dim}"
+                    )
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+
+def _describe(error: ValidationError) -> str:
+    parts = []
+    for detail in error.errors():
+        location = ".".join(str(part) for part in detail["loc"])
+        if detail["type"] == "extra_forbidden":
+            parts.append(f"unknown field '{location}'")
+            continue
+        message = detail["msg"].removeprefix("Value error, ")
+        parts.append(f"{location}: {message}" if location else message)
+    return "; ".join(parts)
+
+
+def config_from_dict(values: dict[str, Any], source: str = "config") -> ExperimentConfig:
+    """Validate a plain dictionary (e.g. from a checkpoint); ``source`` names it in errors."""
+    try:
+        return ExperimentConfig.model_validate(values)
+    except ValidationError as error:
+        raise ConfigError(f"{source}: {_describe(error)}") from None
+
+
+def shipped_configs() -> list[str]:
+    """Names of the configurations that ship with vavl (usable instead of a path)."""
+    return sorted(path.stem for path in SHIPPED_CONFIGS.glob("*.yaml"))
+
+
+def resolve_config_path(name_or_path: str | Path) -> Path:
+    """A config file's path, or the path of the shipped config with that name."""
+    path = Path(name_or_path)
+    if path.is_file():
+        return path
+    shipped = SHIPPED_CONFIGS / f"{name_or_path}.yaml"
+    if not path.suffix and shipped.is_file():
+        return shipped
+    raise ConfigError(
+        f"{path}: config file not found (shipped configs: {', '.join(shipped_configs())})"
+    )
+
+
+def load_config(name_or_path: str | Path) -> ExperimentConfig:
+    """Read a YAML (.yaml/.yml) or TOML (.toml) experiment config, or a shipped one by name."""
+    path = resolve_config_path(name_or_path)
+    text = path.read_text(encoding="utf-8")
+    try:
+        if path.suffix in (".yaml", ".yml"):
+            values = yaml.safe_load(text)
+        elif path.suffix == ".toml":
+            values = tomllib.loads(text)
+        else:
+            raise ConfigError(f"{path}: config files must end in .yaml, .yml or .toml")
+    except (yaml.YAMLError, tomllib.TOMLDecodeError) as error:
+        first_line = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise ConfigError(f"{path}: not valid {path.suffix[1:].upper()}: {first_line}") from None
+    if values is None:
+        values = {}
+    if not isinstance(values, dict):
+        raise ConfigError(f"{path}: expected a mapping of sections at the top level")
+    return config_from_dict(values, source=str(path))
+
+
+def save_config(config: ExperimentConfig, path: str | Path) -> None:
+    Path(path).write_text(yaml.safe_dump(config.to_dict(), sort_keys=False), encoding="utf-8")
+
+
+def apply_overrides(config: ExperimentConfig, overrides: Sequence[str]) -> ExperimentConfig:
+    """Apply ``section.field=value`` overrides (values parsed as YAML) and validate again."""
+    values = config.to_dict()
+    for override in overrides:
+        key, separator, raw = override.partition("=")
+        if not separator or not key:
+            raise ConfigError(f"override '{override}': expected KEY=VALUE, e.g. training.epochs=5")
+        *sections, name = key.split(".")
+        node = values
+        for section in sections:
+            child = node.get(section)
+            if child is None:
+                child = node[section] = {}
+            if not isinstance(child, dict):
+                raise ConfigError(f"override '{override}': '{section}' is not a section")
+            node = child
+        node[name] = yaml.safe_load(raw)
+    return config_from_dict(values, source="overrides")

@@ -1,0 +1,339 @@
+"""Items -> padded batches with masks: the data interface every model and recipe reads.
+
+An :class:`Item` is one clip: its id, speaker, split, label, and frame-level features for each
+modality it has (None when the modality is missing). Batches pad each modality to the longest clip
+that has it and carry boolean masks, True on real frames; a clip that lacks a modality has an
+all-False mask row for it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+import torch
+from numpy.typing import NDArray
+from torch import Tensor
+from torch.utils.data import Dataset, Sampler
+
+from vavl.config import MODALITIES, ExperimentConfig, Modality, TaskConfig
+from vavl.errors import DataError
+from vavl.models.layers import trim_to_valid
+
+FloatArray = NDArray[np.float32]
+
+
+@dataclass(eq=False)
+class Item:
+    """One clip. Features are (frames, dim) float32 arrays; ``visual_valid`` (frames,) marks the
+    frames where a face was found (None: all frames are valid)."""
+
+    id: str
+    audio: FloatArray | None = None
+    visual: FloatArray | None = None
+    visual_valid: NDArray[np.bool_] | None = None
+    label: int | None = None
+    soft_label: FloatArray | None = None
+    attributes: FloatArray | None = None
+    speaker: str | None = None
+    split: str | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    def features(self, modality: Modality) -> FloatArray | None:
+        return self.audio if modality == "audio" else self.visual
+
+    def valid_frames(self, modality: Modality) -> NDArray[np.bool_] | None:
+        """Mask of real frames, or None when the clip lacks the modality (or has no valid frame)."""
+        features = self.features(modality)
+        if features is None or len(features) == 0:
+            return None
+        valid = np.ones(len(features), dtype=bool)
+        if modality == "visual" and self.visual_valid is not None:
+            valid = np.asarray(self.visual_valid, dtype=bool)
+        return valid if valid.any() else None
+
+    def has(self, modality: Modality) -> bool:
+        return self.valid_frames(modality) is not None
+
+    def length(self) -> int:
+        """Frames over both modalities: the cost that length bucketing balances."""
+        return sum(len(f) for f in (self.audio, self.visual) if f is not None)
+
+
+def _check_item(item: Item, config: ExperimentConfig, labelled: bool) -> str | None:
+    """What is wrong with one item, or None."""
+    if not any(item.has(modality) for modality in MODALITIES):
+        return "has neither audio nor visual features"
+    for modality in MODALITIES:
+        features = item.features(modality)
+        if features is None:
+            continue
+        expected = getattr(config.model, f"{modality}_dim")
+        if features.ndim != 2:
+            return f"{modality} features must be (frames, dim), got shape {features.shape}"
+        if features.shape[1] != expected:
+            return (
+                f"has {features.shape[1]}-d {modality} features but model.{modality}_dim is "
+                f"{expected}; set model.{modality}_dim: {features.shape[1]} or use the extractor "
+                "the model was built for"
+            )
+        valid = item.valid_frames(modality)
+        if valid is not None and len(valid) != len(features):
+            return f"has {len(features)} {modality} frames but a mask of {len(valid)}"
+        if valid is not None and not np.isfinite(features[valid]).all():
+            return f"has NaN or infinite {modality} features"
+    if not labelled:
+        return None
+    task = config.task
+    if task.kind == "regression":
+        if item.attributes is None or np.shape(item.attributes) != (task.output_dim,):
+            return f"needs {task.output_dim} attribute values ({', '.join(task.labels)})"
+        return None
+    if item.label is None or not 0 <= item.label < task.output_dim:
+        return f"has label {item.label!r}; expected a class index below {task.output_dim}"
+    if item.soft_label is not None and np.shape(item.soft_label) != (task.output_dim,):
+        return f"has {np.size(item.soft_label)} soft-label values for {task.output_dim} classes"
+    return None
+
+
+def check_items(
+    items: Sequence[Item], config: ExperimentConfig, name: str, labelled: bool = True
+) -> None:
+    """Raise a one-line :class:`DataError` for the first item that does not fit the config."""
+    if not items:
+        raise DataError(f"the {name} is empty")
+    seen: set[str] = set()
+    for item in items:
+        if item.id in seen:
+            raise DataError(f"{name}: clip id '{item.id}' appears twice")
+        seen.add(item.id)
+        problem = _check_item(item, config, labelled)
+        if problem:
+            raise DataError(f"{name}: clip '{item.id}' {problem}")
+
+
+class ItemDataset(Dataset[Item]):
+    def __init__(self, items: Sequence[Item]) -> None:
+        self.items = list(items)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index: int) -> Item:
+        return self.items[index]
+
+
+@dataclass
+class Batch:
+    """Padded features (batch, time, dim), masks (batch, time) and targets of a set of clips."""
+
+    ids: list[str]
+    audio: Tensor | None = None
+    audio_mask: Tensor | None = None
+    visual: Tensor | None = None
+    visual_mask: Tensor | None = None
+    target: Tensor | None = None
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def present(self, modality: Modality) -> Tensor:
+        mask = self.audio_mask if modality == "audio" else self.visual_mask
+        if mask is None:
+            return torch.zeros(len(self.ids), dtype=torch.bool)
+        return mask.any(dim=1)
+
+    def inputs(self) -> dict[str, Tensor | None]:
+        """Keyword arguments for a model's forward."""
+        return {
+            "audio": self.audio,
+            "audio_mask": self.audio_mask,
+            "visual": self.visual,
+            "visual_mask": self.visual_mask,
+        }
+
+    def to(self, device: torch.device) -> Batch:
+        def move(tensor: Tensor | None) -> Tensor | None:
+            return None if tensor is None else tensor.to(device, non_blocking=True)
+
+        return replace(
+            self,
+            audio=move(self.audio),
+            audio_mask=move(self.audio_mask),
+            visual=move(self.visual),
+            visual_mask=move(self.visual_mask),
+            target=move(self.target),
+        )
+
+    def select(self, rows: Tensor, modalities: Sequence[Modality] = MODALITIES) -> Batch:
+        """The clips in ``rows`` with only ``modalities``, trimmed to their longest clip."""
+        index = rows.nonzero().squeeze(-1) if rows.dtype == torch.bool else rows
+        subset = Batch(ids=[self.ids[i] for i in index.tolist()])
+        for modality in modalities:
+            features = self.audio if modality == "audio" else self.visual
+            mask = self.audio_mask if modality == "audio" else self.visual_mask
+            if features is None or mask is None:
+                continue
+            features, mask = trim_to_valid(features[index], mask[index])
+            setattr(subset, modality, features)
+            setattr(subset, f"{modality}_mask", mask)
+        subset.target = None if self.target is None else self.target[index]
+        return subset
+
+
+@dataclass
+class FeatureNormalizer:
+    """Per-dimension mean and standard deviation of each modality over real training frames."""
+
+    mean: dict[str, FloatArray] = field(default_factory=dict)
+    std: dict[str, FloatArray] = field(default_factory=dict)
+
+    @classmethod
+    def fit(cls, items: Sequence[Item]) -> FeatureNormalizer:
+        normalizer = cls()
+        for modality in MODALITIES:
+            total: NDArray[np.float64] | None = None
+            squares: NDArray[np.float64] | None = None
+            count = 0
+            for item in items:
+                valid = item.valid_frames(modality)
+                features = item.features(modality)
+                if valid is None or features is None:
+                    continue
+                frames = features[valid].astype(np.float64)
+                total = frames.sum(0) if total is None else total + frames.sum(0)
+                squares = (frames**2).sum(0) if squares is None else squares + (frames**2).sum(0)
+                count += len(frames)
+            if total is None or squares is None:
+                continue
+            mean = total / count
+            std = np.sqrt(np.maximum(squares / count - mean**2, 0.0))
+            normalizer.mean[modality] = mean.astype(np.float32)
+            # A constant dimension carries nothing; leave it centred but unscaled.
+            normalizer.std[modality] = np.where(std > 1e-6, std, 1.0).astype(np.float32)
+        return normalizer
+
+    def apply(self, modality: Modality, features: FloatArray) -> FloatArray:
+        if modality not in self.mean:
+            return features
+        return (features - self.mean[modality]) / self.std[modality]
+
+    def state_dict(self) -> dict[str, dict[str, Tensor]]:
+        return {
+            "mean": {k: torch.from_numpy(v) for k, v in self.mean.items()},
+            "std": {k: torch.from_numpy(v) for k, v in self.std.items()},
+        }
+
+    @classmethod
+    def from_state_dict(cls, state: dict[str, dict[str, Tensor]]) -> FeatureNormalizer:
+        return cls(
+            mean={k: v.numpy().astype(np.float32) for k, v in state["mean"].items()},
+            std={k: v.numpy().astype(np.float32) for k, v in state["std"].items()},
+        )
+
+
+class Collator:
+    """Turns a list of items into a :class:`Batch`, normalising features on the way."""
+
+    def __init__(self, task: TaskConfig, normalizer: FeatureNormalizer | None = None) -> None:
+        self.task = task
+        self.normalizer = normalizer
+
+    def __call__(self, items: Sequence[Item]) -> Batch:
+        batch = Batch(ids=[item.id for item in items])
+        for modality in MODALITIES:
+            valid = [item.valid_frames(modality) for item in items]
+            if all(v is None for v in valid):
+                continue
+            dim = next(f.shape[1] for item in items if (f := item.features(modality)) is not None)
+            length = max(len(v) for v in valid if v is not None)
+            features = np.zeros((len(items), length, dim), dtype=np.float32)
+            mask = np.zeros((len(items), length), dtype=bool)
+            for row, (item, frames_valid) in enumerate(zip(items, valid, strict=True)):
+                raw = item.features(modality)
+                if frames_valid is None or raw is None:
+                    continue
+                if self.normalizer is not None:
+                    raw = self.normalizer.apply(modality, raw)
+                features[row, : len(raw)] = np.where(frames_valid[:, None], raw, 0.0)
+                mask[row, : len(raw)] = frames_valid
+            setattr(batch, modality, torch.from_numpy(features))
+            setattr(batch, f"{modality}_mask", torch.from_numpy(mask))
+        batch.target = self.targets(items)
+        return batch
+
+    def targets(self, items: Sequence[Item]) -> Tensor | None:
+        if self.task.kind == "regression":
+            values = [item.attributes for item in items]
+            if all(v is None for v in values):
+                return None
+            if any(v is None for v in values):
+                raise DataError("a batch mixes clips with and without attribute values")
+            return torch.tensor(np.stack(values), dtype=torch.float32)  # type: ignore[arg-type]
+        labels = [item.label for item in items]
+        if all(label is None for label in labels):
+            return None
+        if any(label is None for label in labels):
+            raise DataError("a batch mixes clips with and without labels")
+        if not self.task.soft_labels:
+            return torch.tensor(labels, dtype=torch.long)
+        soft = np.zeros((len(items), self.task.output_dim), dtype=np.float32)
+        for row, item in enumerate(items):
+            if item.soft_label is not None:
+                soft[row] = item.soft_label
+            else:
+                soft[row, int(item.label)] = 1.0  # type: ignore[arg-type]
+        return torch.from_numpy(soft)
+
+
+class BucketBatchSampler(Sampler[list[int]]):
+    """Batches of clips of similar length, reshuffled every epoch from (seed, epoch).
+
+    Indices are shuffled, cut into pools of ``pool_batches`` batches, sorted by length inside each
+    pool and chunked; the batch order is shuffled too. The order depends only on the seed and the
+    epoch, so a resumed run sees exactly the batches it would have seen, and ``start_batch`` skips
+    those already done.
+    """
+
+    def __init__(
+        self,
+        lengths: Sequence[int],
+        batch_size: int,
+        shuffle: bool = True,
+        seed: int = 0,
+        pool_batches: int = 50,
+    ) -> None:
+        self.lengths = np.asarray(lengths)
+        self.batch_size = batch_size
+        self.shuffle = shuffle
+        self.seed = seed
+        self.pool_batches = pool_batches
+        self.epoch = 0
+        self.start_batch = 0
+
+    def set_epoch(self, epoch: int, start_batch: int = 0) -> None:
+        self.epoch, self.start_batch = epoch, start_batch
+
+    def batches(self) -> list[list[int]]:
+        rng = np.random.default_rng([self.seed, self.epoch])
+        count = len(self.lengths)
+        order = rng.permutation(count) if self.shuffle else np.arange(count)
+        pool_size = self.batch_size * self.pool_batches
+        batches: list[list[int]] = []
+        for start in range(0, count, pool_size):
+            pool = order[start : start + pool_size]
+            pool = pool[np.argsort(self.lengths[pool], kind="stable")]
+            batches += [
+                pool[i : i + self.batch_size].tolist() for i in range(0, len(pool), self.batch_size)
+            ]
+        if self.shuffle:
+            batches = [batches[i] for i in rng.permutation(len(batches))]
+        return batches
+
+    def __iter__(self) -> Iterator[list[int]]:
+        return iter(self.batches()[self.start_batch :])
+
+    def __len__(self) -> int:
+        return max(0, -(-len(self.lengths) // self.batch_size) - self.start_batch)

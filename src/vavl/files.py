@@ -1,0 +1,41 @@
+"""Atomic file writes: a reader sees the old file or the new one, never half of one."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO, Any
+
+
+def write_atomically(path: str | Path, write: Callable[[IO[bytes]], None]) -> Path:
+    """Call ``write`` on a temporary file beside ``path``, flush it to disk, then rename it over."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(temporary, "wb") as handle:
+            write(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+    directory = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)
+    return path
+
+
+def write_text_atomically(path: str | Path, text: str) -> Path:
+    def write(handle: IO[bytes]) -> None:
+        handle.write(text.encode("utf-8"))
+
+    return write_atomically(path, write)
+
+
+def write_json_atomically(path: str | Path, value: Any) -> Path:
+    return write_text_atomically(path, json.dumps(value, indent=2, ensure_ascii=False) + "\n")

@@ -1,0 +1,109 @@
+"""Metrics for emotion classes and attributes, in numpy.
+
+Macro averages run over the classes that occur in the truth or in the predictions (scikit-learn's
+default), and a class with no predicted clips has precision 0. Unweighted accuracy is the mean
+recall over the classes present in the truth (scikit-learn's ``balanced_accuracy_score``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+
+def confusion_matrix(y_true: ArrayLike, y_pred: ArrayLike, n_classes: int) -> NDArray[np.int64]:
+    """Counts with true classes as rows and predicted classes as columns."""
+    true, pred = np.asarray(y_true, dtype=np.int64), np.asarray(y_pred, dtype=np.int64)
+    matrix = np.zeros((n_classes, n_classes), dtype=np.int64)
+    np.add.at(matrix, (true, pred), 1)
+    return matrix
+
+
+def _divide(numerator: NDArray[Any], denominator: NDArray[Any]) -> NDArray[np.float64]:
+    result = np.zeros(numerator.shape, dtype=np.float64)
+    np.divide(numerator, denominator, out=result, where=denominator > 0)
+    return result
+
+
+def per_class_scores(matrix: NDArray[np.int64]) -> dict[str, NDArray[np.float64]]:
+    """Precision, recall, F1 and support of every class of a confusion matrix."""
+    true_positive = np.diag(matrix).astype(np.float64)
+    predicted, support = matrix.sum(axis=0), matrix.sum(axis=1)
+    precision, recall = _divide(true_positive, predicted), _divide(true_positive, support)
+    f1 = _divide(2 * precision * recall, precision + recall)
+    return {"precision": precision, "recall": recall, "f1": f1, "support": support.astype(float)}
+
+
+def classification_metrics(
+    y_true: ArrayLike, y_pred: ArrayLike, labels: Sequence[str]
+) -> dict[str, Any]:
+    """All categorical metrics the reports use, as plain Python values (JSON-ready)."""
+    true, pred = np.asarray(y_true, dtype=np.int64), np.asarray(y_pred, dtype=np.int64)
+    if len(true) != len(pred):
+        raise ValueError(f"{len(true)} true labels but {len(pred)} predictions")
+    if len(true) == 0:
+        raise ValueError("no predictions to score")
+    matrix = confusion_matrix(true, pred, len(labels))
+    scores = per_class_scores(matrix)
+    seen = (scores["support"] > 0) | (matrix.sum(axis=0) > 0)
+    in_truth = scores["support"] > 0
+    support = scores["support"]
+    correct = float(np.trace(matrix))
+    return {
+        "n": len(true),
+        "accuracy": correct / len(true),
+        "unweighted_accuracy": float(scores["recall"][in_truth].mean()),
+        "f1_macro": float(scores["f1"][seen].mean()),
+        "f1_micro": correct / len(true),
+        "f1_weighted": float((scores["f1"] * support).sum() / support.sum()),
+        "precision_macro": float(scores["precision"][seen].mean()),
+        "recall_macro": float(scores["recall"][seen].mean()),
+        "per_class": {
+            label: {name: float(values[index]) for name, values in scores.items()}
+            for index, label in enumerate(labels)
+        },
+        "confusion_matrix": matrix.tolist(),
+        "labels": list(labels),
+    }
+
+
+def concordance_correlation(y_true: ArrayLike, y_pred: ArrayLike) -> float:
+    """Lin's CCC: 2 cov / (var_true + var_pred + (mean_true - mean_pred)^2), population moments."""
+    true, pred = np.asarray(y_true, dtype=np.float64), np.asarray(y_pred, dtype=np.float64)
+    covariance = np.mean((true - true.mean()) * (pred - pred.mean()))
+    denominator = true.var() + pred.var() + (true.mean() - pred.mean()) ** 2
+    return float(2 * covariance / denominator) if denominator > 0 else 0.0
+
+
+def pearson_correlation(y_true: ArrayLike, y_pred: ArrayLike) -> float:
+    true, pred = np.asarray(y_true, dtype=np.float64), np.asarray(y_pred, dtype=np.float64)
+    spread = true.std() * pred.std()
+    covariance = np.mean((true - true.mean()) * (pred - pred.mean()))
+    return float(covariance / spread) if spread > 0 else 0.0
+
+
+def regression_metrics(
+    y_true: ArrayLike, y_pred: ArrayLike, attributes: Sequence[str]
+) -> dict[str, Any]:
+    """CCC, Pearson's r and MSE per attribute of (clips, attributes) arrays, and the mean CCC."""
+    true = np.asarray(y_true, dtype=np.float64).reshape(-1, len(attributes))
+    pred = np.asarray(y_pred, dtype=np.float64).reshape(-1, len(attributes))
+    if true.shape != pred.shape:
+        raise ValueError(f"truth has shape {true.shape} but predictions {pred.shape}")
+    per_attribute = {
+        name: {
+            "ccc": concordance_correlation(true[:, k], pred[:, k]),
+            "pearson": pearson_correlation(true[:, k], pred[:, k]),
+            "mse": float(np.mean((true[:, k] - pred[:, k]) ** 2)),
+        }
+        for k, name in enumerate(attributes)
+    }
+    return {
+        "n": len(true),
+        "ccc_mean": float(np.mean([scores["ccc"] for scores in per_attribute.values()])),
+        "per_attribute": per_attribute,
+        "attributes": list(attributes),
+    }

@@ -1,0 +1,17 @@
+"""Models: tensors and masks in, predictions per path out. Nothing here reads files."""
+
+from __future__ import annotations
+
+from vavl.config import ModelConfig
+from vavl.models.base import EmotionModel, ModelOutput
+from vavl.models.vavl import VAVL
+
+MODELS: dict[str, type[EmotionModel]] = {"vavl": VAVL}
+
+
+def build_model(config: ModelConfig, output_dim: int) -> EmotionModel:
+    """Instantiate the model named by ``config.name`` with ``output_dim`` outputs per path."""
+    return MODELS[config.name](config, output_dim)
+
+
+__all__ = ["MODELS", "VAVL", "EmotionModel", "ModelOutput", "build_model"]

@@ -1,0 +1,60 @@
+"""The interface every emotion model implements: features and masks in, one output per path."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor, nn
+
+from vavl.config import Modality, ModelConfig, PathName
+
+
+@dataclass
+class ModelOutput:
+    """What a forward pass computed for a batch of B clips.
+
+    ``predictions[path]`` is (B, outputs): logits for classes or values for attributes. Only the
+    paths the inputs allow are present, and ``present[path]`` (B,) tells which clips fed the path;
+    rows of clips that could not feed it are NaN, so using them by mistake is loud.
+    """
+
+    predictions: dict[PathName, Tensor] = field(default_factory=dict)
+    present: dict[PathName, Tensor] = field(default_factory=dict)
+    embeddings: dict[Modality, Tensor] = field(default_factory=dict)
+    reconstructions: dict[Modality, Tensor] = field(default_factory=dict)
+
+    def rows(self, path: PathName) -> tuple[Tensor, Tensor]:
+        """The predictions of the clips that fed ``path`` and their row indices in the batch."""
+        index = self.present[path].nonzero().squeeze(-1)
+        return self.predictions[path][index], index
+
+
+class EmotionModel(nn.Module):
+    """Base class: ``forward(audio, audio_mask, visual, visual_mask) -> ModelOutput``.
+
+    ``audio`` is (batch, time, audio_dim) and ``audio_mask`` (batch, time) is True on real frames;
+    the same for ``visual``. Either modality may be None, and a row whose mask is all False is a
+    clip that lacks that modality.
+    """
+
+    config: ModelConfig
+    output_dim: int
+
+    def forward(
+        self,
+        audio: Tensor | None = None,
+        audio_mask: Tensor | None = None,
+        visual: Tensor | None = None,
+        visual_mask: Tensor | None = None,
+    ) -> ModelOutput:
+        raise NotImplementedError
+
+
+def full_mask(features: Tensor) -> Tensor:
+    return torch.ones(features.shape[:2], dtype=torch.bool, device=features.device)
+
+
+def fill_absent(values: Tensor, present: Tensor) -> Tensor:
+    """NaN in the rows of clips that did not feed ``values``."""
+    return torch.where(present[:, None], values, torch.full_like(values, float("nan")))

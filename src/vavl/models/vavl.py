@@ -1,0 +1,116 @@
+"""VAVL: two modality branches, one shared Conformer, one head per path.
+
+audio (T_a x audio_dim)  -> 1x1 projection -> Conformer branch -+
+visual (T_v x visual_dim) -> 1x1 projection -> Conformer branch -+-> shared Conformer (+ residual),
+LayerNorm, masked mean over time -> r. Heads: audio MLP(r_a), visual MLP(r_v), reconstruction MLPs
+(r -> mean input features), fusion MLP(concat(r_a, r_v)). The shared weights are applied to each
+branch's sequence separately, so one trained model answers for audio, visual or both.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from torch import Tensor, nn
+
+from vavl.config import MODALITIES, Modality, ModelConfig
+from vavl.models.base import EmotionModel, ModelOutput, fill_absent, full_mask
+from vavl.models.conformer import ConformerEncoder
+from vavl.models.layers import MLP, masked_mean, trim_to_valid
+
+RecipeStep = Literal["audio", "visual", "fusion"]
+
+
+class VAVL(EmotionModel):
+    def __init__(self, config: ModelConfig, output_dim: int) -> None:
+        super().__init__()
+        self.config = config
+        self.output_dim = output_dim
+
+        def conformer(in_dim: int, blocks: int) -> ConformerEncoder:
+            return ConformerEncoder(
+                in_dim,
+                config.model_dim,
+                blocks,
+                config.heads,
+                config.kernel_size,
+                config.ff_expansion,
+                config.dropout,
+            )
+
+        hidden, dropout, dim = config.head_hidden, config.dropout, config.model_dim
+        self.audio_projection = nn.Linear(config.audio_dim, config.projection_dim, bias=False)
+        self.visual_projection = nn.Linear(config.visual_dim, config.projection_dim, bias=False)
+        self.audio_encoder = conformer(config.projection_dim, config.audio_blocks)
+        self.visual_encoder = conformer(config.projection_dim, config.visual_blocks)
+        self.shared_encoder = conformer(dim, config.shared_blocks)
+        self.shared_norm = nn.LayerNorm(dim)
+        self.audio_head = MLP(dim, hidden, output_dim, dropout)
+        self.visual_head = MLP(dim, hidden, output_dim, dropout)
+        self.audio_reconstruction = MLP(dim, hidden, config.audio_dim, dropout)
+        self.visual_reconstruction = MLP(dim, hidden, config.visual_dim, dropout)
+        self.fusion_head = MLP(2 * dim, hidden, output_dim, dropout)
+
+    def _branch(self, modality: Modality) -> tuple[nn.Module, nn.Module]:
+        if modality == "audio":
+            return self.audio_projection, self.audio_encoder
+        return self.visual_projection, self.visual_encoder
+
+    def heads(self, modality: Modality) -> tuple[nn.Module, nn.Module]:
+        """The prediction head and the reconstruction head of one modality."""
+        if modality == "audio":
+            return self.audio_head, self.audio_reconstruction
+        return self.visual_head, self.visual_reconstruction
+
+    def step_modules(self, step: RecipeStep) -> list[nn.Module]:
+        """The modules each step of the three-step recipe trains."""
+        if step == "fusion":
+            return [self.fusion_head]
+        projection, encoder = self._branch(step)
+        return [projection, encoder, self.shared_encoder, self.shared_norm, *self.heads(step)]
+
+    def encode(self, modality: Modality, features: Tensor, mask: Tensor) -> Tensor:
+        """Pooled representation r (batch, model_dim) of clips that all have ``modality``."""
+        projection, encoder = self._branch(modality)
+        branch = encoder(projection(features), mask)
+        shared = self.shared_encoder(branch, mask) + branch
+        return masked_mean(self.shared_norm(shared), mask)
+
+    def fuse(self, audio_embedding: Tensor, visual_embedding: Tensor) -> Tensor:
+        return self.fusion_head(torch.cat([audio_embedding, visual_embedding], dim=-1))
+
+    def forward(
+        self,
+        audio: Tensor | None = None,
+        audio_mask: Tensor | None = None,
+        visual: Tensor | None = None,
+        visual_mask: Tensor | None = None,
+    ) -> ModelOutput:
+        output = ModelOutput()
+        inputs = {"audio": (audio, audio_mask), "visual": (visual, visual_mask)}
+        for modality in MODALITIES:
+            features, mask = inputs[modality]
+            if features is None:
+                continue
+            if mask is None:
+                mask = full_mask(features)
+            present = mask.any(dim=1)
+            embedding = features.new_zeros(features.shape[0], self.config.model_dim)
+            if bool(present.all()):
+                embedding = self.encode(modality, features, mask)
+            elif bool(present.any()):
+                embedding[present] = self.encode(
+                    modality, *trim_to_valid(features[present], mask[present])
+                )
+            head, reconstruction = self.heads(modality)
+            output.present[modality] = present
+            output.embeddings[modality] = embedding
+            output.predictions[modality] = fill_absent(head(embedding), present)
+            output.reconstructions[modality] = fill_absent(reconstruction(embedding), present)
+        if "audio" in output.present and "visual" in output.present:
+            paired = output.present["audio"] & output.present["visual"]
+            fused = self.fuse(output.embeddings["audio"], output.embeddings["visual"])
+            output.present["audiovisual"] = paired
+            output.predictions["audiovisual"] = fill_absent(fused, paired)
+        return output

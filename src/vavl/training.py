@@ -1,0 +1,439 @@
+"""The VAVL training recipe and a resumable trainer.
+
+Per batch, three steps, each with its own backward pass and optimizer (the paper's recipe):
+
+1. visual step: visual branch + shared block + visual head + visual reconstruction head, on
+   task loss + w * reconstruction MSE, over the clips that have video;
+2. acoustic step: the same for audio, over the clips that have audio;
+3. fusion step: branches and shared block in eval mode without gradients; only the fusion head is
+   trained, on the task loss, over the clips that have both.
+
+Clips lacking a modality still train the steps they can feed. The best epoch is chosen on the
+development loss, and test data is never seen here. Checkpoints are written every
+``training.checkpoint_every`` steps and at every epoch's end; a run directory that holds one
+resumes from it and reaches the same weights as an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from vavl.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from vavl.config import MODALITIES, ExperimentConfig, Modality, TaskConfig
+from vavl.data import (
+    Batch,
+    BucketBatchSampler,
+    Collator,
+    FeatureNormalizer,
+    Item,
+    ItemDataset,
+    check_items,
+)
+from vavl.errors import ConfigError, TrainingError
+from vavl.evaluation import evaluate_predictions, predict_items
+from vavl.files import write_json_atomically
+from vavl.losses import balanced_class_weights, reconstruction_loss, task_loss
+from vavl.models import VAVL, build_model
+
+logger = logging.getLogger("vavl")
+
+LAST_CHECKPOINT = "last.pt"
+BEST_CHECKPOINT = "best.pt"
+# Fields that may change when a run is resumed without changing what it computes.
+RESUMABLE_OVERRIDES = {
+    ("training", "device"),
+    ("training", "progress"),
+    ("training", "num_workers"),
+    ("training", "epochs"),  # a finished run can be continued for more epochs
+}
+
+
+def resolve_device(name: str) -> torch.device:
+    if name != "auto":
+        return torch.device(name)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def class_weights_for(task: TaskConfig, items: Sequence[Item]) -> Tensor | None:
+    if task.kind != "classification" or task.class_weights == "none":
+        return None
+    if isinstance(task.class_weights, tuple):
+        return torch.tensor(task.class_weights, dtype=torch.float32)
+    labels = torch.tensor([item.label for item in items if item.label is not None])
+    return balanced_class_weights(labels, task.output_dim)
+
+
+class ThreeStepRecipe:
+    """Optimizers and one training step of VAVL's visual / acoustic / fusion recipe."""
+
+    def __init__(
+        self,
+        model: VAVL,
+        config: ExperimentConfig,
+        device: torch.device,
+        class_weights: Tensor | None,
+    ) -> None:
+        self.model = model
+        self.task = config.task
+        self.training = config.training
+        self.device = device
+        self.class_weights = None if class_weights is None else class_weights.to(device)
+        self.reconstruction_weight = config.training.resolved_reconstruction_weight(
+            config.task.kind
+        )
+        self.optimizers = {
+            step: torch.optim.Adam(
+                [p for module in model.step_modules(step) for p in module.parameters()],
+                lr=config.training.learning_rate,
+                betas=config.training.betas,
+                weight_decay=config.training.weight_decay,
+            )
+            for step in ("visual", "audio", "fusion")
+        }
+        use_amp = config.training.amp and device.type == "cuda"
+        bf16 = use_amp and torch.cuda.is_bf16_supported()
+        self.amp_dtype = torch.bfloat16 if bf16 else torch.float16
+        self.use_amp = use_amp
+        self.scaler = torch.amp.GradScaler("cuda", enabled=use_amp and not bf16)
+
+    def autocast(self) -> contextlib.AbstractContextManager[Any]:
+        if not self.use_amp:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self.device.type, dtype=self.amp_dtype)
+
+    def _update(self, step: str, loss: Tensor) -> None:
+        optimizer = self.optimizers[step]
+        optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        if self.training.max_grad_norm is not None:
+            self.scaler.unscale_(optimizer)
+            parameters = [p for group in optimizer.param_groups for p in group["params"]]
+            torch.nn.utils.clip_grad_norm_(parameters, self.training.max_grad_norm)
+        self.scaler.step(optimizer)
+        self.scaler.update()
+
+    def unimodal_step(self, modality: Modality, batch: Batch) -> dict[str, float]:
+        rows = batch.present(modality)
+        if not bool(rows.any()):
+            return {}
+        clips = batch.select(rows, (modality,))
+        features = clips.audio if modality == "audio" else clips.visual
+        mask = clips.audio_mask if modality == "audio" else clips.visual_mask
+        assert features is not None and mask is not None and clips.target is not None
+        self.model.train()
+        head, reconstruction_head = self.model.heads(modality)
+        with self.autocast():
+            embedding = self.model.encode(modality, features, mask)
+            loss_task = task_loss(self.task.kind, head(embedding), clips.target, self.class_weights)
+            loss_reconstruction = reconstruction_loss(
+                reconstruction_head(embedding), features, mask
+            )
+            loss = loss_task + self.reconstruction_weight * loss_reconstruction
+        self._update(modality, loss)
+        return {
+            f"{modality}_loss": loss_task.item(),
+            f"{modality}_reconstruction": loss_reconstruction.item(),
+        }
+
+    def fusion_step(self, batch: Batch) -> dict[str, float]:
+        rows = batch.present("audio") & batch.present("visual")
+        if not bool(rows.any()):
+            return {}
+        pairs = batch.select(rows)
+        assert pairs.audio is not None and pairs.audio_mask is not None
+        assert pairs.visual is not None and pairs.visual_mask is not None
+        assert pairs.target is not None
+        self.model.eval()
+        with torch.no_grad(), self.autocast():
+            audio = self.model.encode("audio", pairs.audio, pairs.audio_mask)
+            visual = self.model.encode("visual", pairs.visual, pairs.visual_mask)
+        if self.training.modality_dropout > 0:
+            dropped = torch.rand(len(pairs), device=self.device) < self.training.modality_dropout
+            drop_audio = torch.rand(len(pairs), device=self.device) < 0.5
+            audio = audio.masked_fill((dropped & drop_audio)[:, None], 0.0)
+            visual = visual.masked_fill((dropped & ~drop_audio)[:, None], 0.0)
+        self.model.fusion_head.train()
+        with self.autocast():
+            loss = task_loss(
+                self.task.kind, self.model.fuse(audio, visual), pairs.target, self.class_weights
+            )
+        self._update("fusion", loss)
+        self.model.train()
+        return {"audiovisual_loss": loss.item()}
+
+    def train_step(self, batch: Batch) -> dict[str, float]:
+        losses = self.unimodal_step("visual", batch)
+        losses |= self.unimodal_step("audio", batch)
+        losses |= self.fusion_step(batch)
+        return losses
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "optimizers": {name: opt.state_dict() for name, opt in self.optimizers.items()},
+            "scaler": self.scaler.state_dict(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        for name, optimizer in self.optimizers.items():
+            optimizer.load_state_dict(state["optimizers"][name])
+        self.scaler.load_state_dict(state["scaler"])
+
+
+@dataclass
+class TrainerState:
+    """Where training stands; saved in every checkpoint so that a run resumes exactly."""
+
+    epoch: int = 0
+    step_in_epoch: int = 0
+    global_step: int = 0
+    best_loss: float = math.inf
+    best_epoch: int = -1
+    loss_sums: dict[str, float] = field(default_factory=dict)
+    loss_counts: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class TrainingResult:
+    best_epoch: int
+    best_loss: float
+    history: list[dict[str, Any]]
+    best_checkpoint: Path
+    last_checkpoint: Path
+
+
+def _differences(saved: dict[str, Any], current: dict[str, Any], prefix: str = "") -> list[str]:
+    changed = []
+    for key in sorted(set(saved) | set(current)):
+        before, after = saved.get(key), current.get(key)
+        if isinstance(before, dict) and isinstance(after, dict):
+            changed += _differences(before, after, f"{prefix}{key}.")
+        elif before != after and (prefix.rstrip("."), key) not in RESUMABLE_OVERRIDES:
+            changed.append(f"{prefix}{key}")
+    return changed
+
+
+class Trainer:
+    """Trains a model on ``train`` items, selecting the epoch with the lowest development loss.
+
+    ``extractors`` names the feature extractors that produced the items' features; they are
+    recorded in the checkpoints (defaults to ``config.features``).
+    """
+
+    def __init__(
+        self,
+        config: ExperimentConfig,
+        train: Sequence[Item],
+        dev: Sequence[Item],
+        run_dir: str | Path,
+        extractors: dict[str, str | None] | None = None,
+    ) -> None:
+        check_items(train, config, "training set")
+        check_items(dev, config, "development set")
+        self.config = config
+        self.train_items, self.dev_items = list(train), list(dev)
+        self.run_dir = Path(run_dir)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.device = resolve_device(config.training.device)
+        self.extractors = extractors or {m: getattr(config.features, m) for m in MODALITIES}
+        torch.manual_seed(config.training.seed)
+        model = build_model(config.model, config.task.output_dim)
+        if not isinstance(model, VAVL):
+            raise ConfigError(
+                f"the three-step recipe trains VAVL models, not '{config.model.name}'"
+            )
+        self.model = model.to(self.device)
+        self.class_weights = class_weights_for(config.task, self.train_items)
+        self.recipe = ThreeStepRecipe(self.model, config, self.device, self.class_weights)
+        self.normalizer = FeatureNormalizer.fit(self.train_items)
+        self.state = TrainerState()
+        self.history: list[dict[str, Any]] = []
+        if (self.run_dir / LAST_CHECKPOINT).exists():
+            self._resume()
+
+    @property
+    def last_path(self) -> Path:
+        return self.run_dir / LAST_CHECKPOINT
+
+    @property
+    def best_path(self) -> Path:
+        return self.run_dir / BEST_CHECKPOINT
+
+    def _checkpoint(self, with_training_state: bool) -> Checkpoint:
+        trainer_state = None
+        optimizer_states = None
+        if with_training_state:
+            rng = {"torch": torch.get_rng_state()}
+            if torch.cuda.is_available():
+                rng["cuda"] = torch.stack(torch.cuda.get_rng_state_all())
+            trainer_state = {**asdict(self.state), "rng": rng}
+            optimizer_states = self.recipe.state_dict()
+        return Checkpoint(
+            config=self.config,
+            model_state={k: v.detach().cpu() for k, v in self.model.state_dict().items()},
+            normalizer=self.normalizer,
+            extractors=self.extractors,
+            optimizer_states=optimizer_states,
+            trainer_state=trainer_state,
+            history=list(self.history),
+        )
+
+    def _resume(self) -> None:
+        checkpoint = load_checkpoint(self.last_path, map_location=self.device)
+        changed = _differences(checkpoint.config.to_dict(), self.config.to_dict())
+        if changed:
+            raise ConfigError(
+                f"{self.run_dir}: holds a run with a different config ({', '.join(changed)}); "
+                "use a new run directory or the same config"
+            )
+        if checkpoint.trainer_state is None or checkpoint.optimizer_states is None:
+            raise ConfigError(f"{self.last_path}: has no training state to resume from")
+        self.model.load_state_dict(checkpoint.model_state)
+        self.recipe.load_state_dict(checkpoint.optimizer_states)
+        self.normalizer = checkpoint.normalizer
+        self.history = checkpoint.history
+        saved = dict(checkpoint.trainer_state)
+        rng = saved.pop("rng")
+        self.state = TrainerState(**saved)
+        torch.set_rng_state(rng["torch"].cpu())
+        if "cuda" in rng and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(list(rng["cuda"].cpu()))
+        logger.info(
+            "resuming %s at epoch %d, step %d",
+            self.run_dir,
+            self.state.epoch + 1,
+            self.state.step_in_epoch,
+        )
+
+    def _save_last(self) -> None:
+        save_checkpoint(self._checkpoint(with_training_state=True), self.last_path)
+
+    def _loader(self, sampler: BucketBatchSampler) -> DataLoader[Item]:
+        return DataLoader(
+            ItemDataset(self.train_items),
+            batch_sampler=sampler,
+            collate_fn=Collator(self.config.task, self.normalizer),
+            num_workers=self.config.training.num_workers,
+            # Its own generator: creating an iterator must not draw from the global RNG, or a
+            # resumed run would see different dropout masks than an uninterrupted one.
+            generator=torch.Generator().manual_seed(self.config.training.seed),
+        )
+
+    def evaluate_dev(self) -> dict[str, dict[str, Any]]:
+        predictions = predict_items(
+            self.model,
+            self.dev_items,
+            self.config.task,
+            self.normalizer,
+            batch_size=self.config.training.batch_size,
+            device=self.device,
+        )
+        return evaluate_predictions(self.config.task, predictions, self.class_weights)
+
+    def _selection_loss(self, dev: dict[str, dict[str, Any]]) -> float:
+        choice = self.config.training.selection_path
+        if choice == "mean":
+            return float(np.mean([result["loss"] for result in dev.values()]))
+        if choice not in dev:
+            raise ConfigError(
+                f"training.selection_path is '{choice}' but the development set has no clip "
+                f"for that path (paths: {', '.join(dev) or 'none'})"
+            )
+        return float(dev[choice]["loss"])
+
+    def _end_epoch(self) -> None:
+        dev = self.evaluate_dev()
+        selection = self._selection_loss(dev)
+        if not math.isfinite(selection):
+            raise TrainingError(
+                f"{self.run_dir}: the development loss is {selection} after epoch "
+                f"{self.state.epoch + 1}; training diverged (try a lower training.learning_rate)"
+            )
+        train_losses = {
+            name: total / self.state.loss_counts[name]
+            for name, total in self.state.loss_sums.items()
+        }
+        record = {
+            "epoch": self.state.epoch + 1,
+            "steps": self.state.global_step,
+            "train": train_losses,
+            "dev": {
+                path: {k: v for k, v in result.items() if isinstance(v, int | float)}
+                for path, result in dev.items()
+            },
+            "selection_loss": selection,
+        }
+        self.history.append(record)
+        improved = selection < self.state.best_loss
+        if improved:
+            self.state.best_loss, self.state.best_epoch = selection, self.state.epoch + 1
+            save_checkpoint(self._checkpoint(with_training_state=False), self.best_path)
+        self.state.epoch += 1
+        self.state.step_in_epoch = 0
+        self.state.loss_sums, self.state.loss_counts = {}, {}
+        self._save_last()
+        write_json_atomically(self.run_dir / "history.json", self.history)
+        summary = ", ".join(f"{path} {result['loss']:.4f}" for path, result in dev.items())
+        logger.info(
+            "epoch %d: dev loss %s%s", record["epoch"], summary, " (best)" if improved else ""
+        )
+
+    def fit(self) -> TrainingResult:
+        """Train to the configured number of epochs (or finish a resumed run)."""
+        training = self.config.training
+        sampler = BucketBatchSampler(
+            [item.length() for item in self.train_items], training.batch_size, seed=training.seed
+        )
+        loader = self._loader(sampler)
+        self.model.train()
+        while self.state.epoch < training.epochs:
+            sampler.set_epoch(self.state.epoch, start_batch=self.state.step_in_epoch)
+            total = len(sampler.batches())
+            with tqdm(
+                total=total,
+                initial=self.state.step_in_epoch,
+                desc=f"epoch {self.state.epoch + 1}/{training.epochs}",
+                disable=not training.progress,
+                leave=False,
+            ) as bar:
+                for batch in loader:
+                    losses = self.recipe.train_step(batch.to(self.device))
+                    for name, value in losses.items():
+                        self.state.loss_sums[name] = self.state.loss_sums.get(name, 0.0) + value
+                        self.state.loss_counts[name] = self.state.loss_counts.get(name, 0) + 1
+                    self.state.step_in_epoch += 1
+                    self.state.global_step += 1
+                    bar.update()
+                    bar.set_postfix({k: f"{v:.3f}" for k, v in losses.items() if "loss" in k})
+                    if (
+                        training.checkpoint_every
+                        and self.state.global_step % training.checkpoint_every == 0
+                        and self.state.step_in_epoch < total
+                    ):
+                        self._save_last()
+            self._end_epoch()
+        best = load_checkpoint(self.best_path, map_location=self.device)
+        self.model.load_state_dict(best.model_state)
+        self.model.eval()
+        return TrainingResult(
+            best_epoch=self.state.best_epoch,
+            best_loss=self.state.best_loss,
+            history=self.history,
+            best_checkpoint=self.best_path,
+            last_checkpoint=self.last_path,
+        )

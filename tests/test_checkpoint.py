@@ -1,0 +1,164 @@
+"""Checkpoints hold what they promise, fail clearly when damaged, resume a killed run exactly."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from helpers import demo_config
+from vavl.checkpoint import load_checkpoint, model_from_checkpoint
+from vavl.errors import CheckpointError, ConfigError
+from vavl.experiment import load_splits
+from vavl.training import Trainer
+
+# Small enough to train in seconds; checkpoints every 2 of 12 steps per epoch.
+RESUME_OVERRIDES = (
+    "model.model_dim=32",
+    "model.heads=2",
+    "model.audio_blocks=1",
+    "model.visual_blocks=1",
+    "model.head_hidden=[32, 16]",
+    "training.epochs=3",
+    "training.batch_size=8",
+    "training.checkpoint_every=2",
+    "data.n_train=96",
+    "data.n_dev=32",
+    "data.n_test=32",
+)
+
+
+def test_checkpoint_holds_everything_and_restores_the_model(tmp_path: Path) -> None:
+    config = demo_config(*RESUME_OVERRIDES, "training.epochs=1")
+    splits = load_splits(config)
+    trainer = Trainer(
+        config, splits["train"], splits["dev"], tmp_path, {"audio": "a1", "visual": "v1"}
+    )
+    trainer.fit()
+    last, best = load_checkpoint(tmp_path / "last.pt"), load_checkpoint(tmp_path / "best.pt")
+    assert last.config == config and last.labels == config.task.labels
+    assert last.extractors == {"audio": "a1", "visual": "v1"}
+    assert set(last.normalizer.mean) == {"audio", "visual"}
+    assert last.optimizer_states is not None
+    assert set(last.optimizer_states["optimizers"]) == {"visual", "audio", "fusion"}
+    assert last.trainer_state is not None and last.trainer_state["epoch"] == 1
+    assert best.optimizer_states is None and len(best.history) == 1
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+    model = model_from_checkpoint(best)
+    inputs = {"audio": torch.randn(2, 20, 32), "visual": torch.randn(2, 15, 24)}
+    with torch.no_grad():
+        expected = trainer.model.eval()(**inputs).predictions["audiovisual"]
+        assert torch.equal(model(**inputs).predictions["audiovisual"], expected)
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [(b"", "not a readable vavl checkpoint"), (os.urandom(2000), "not a readable vavl checkpoint")],
+)
+def test_damaged_checkpoints_fail_with_one_line(
+    tmp_path: Path, content: bytes, expected: str
+) -> None:
+    path = tmp_path / "broken.pt"
+    path.write_bytes(content)
+    with pytest.raises(CheckpointError) as caught:
+        load_checkpoint(path)
+    assert expected in str(caught.value) and str(path) in str(caught.value)
+    assert "\n" not in str(caught.value)
+
+
+def test_truncated_and_foreign_checkpoints(tmp_path: Path) -> None:
+    config = demo_config(*RESUME_OVERRIDES, "training.epochs=1")
+    splits = load_splits(config)
+    Trainer(config, splits["train"], splits["dev"], tmp_path).fit()
+    data = (tmp_path / "best.pt").read_bytes()
+    (tmp_path / "cut.pt").write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match=r"cut\.pt: not a readable vavl checkpoint"):
+        load_checkpoint(tmp_path / "cut.pt")
+    torch.save({"weights": torch.zeros(2)}, tmp_path / "foreign.pt")
+    with pytest.raises(CheckpointError, match="not a vavl checkpoint"):
+        load_checkpoint(tmp_path / "foreign.pt")
+    with pytest.raises(CheckpointError, match="checkpoint not found"):
+        load_checkpoint(tmp_path / "missing.pt")
+
+
+def test_resuming_with_a_different_config_is_refused(tmp_path: Path) -> None:
+    config = demo_config(*RESUME_OVERRIDES, "training.epochs=1")
+    splits = load_splits(config)
+    Trainer(config, splits["train"], splits["dev"], tmp_path).fit()
+    changed = demo_config(*RESUME_OVERRIDES, "training.epochs=1", "training.learning_rate=0.1")
+    with pytest.raises(ConfigError, match=r"different config \(training\.learning_rate\)"):
+        Trainer(changed, splits["train"], splits["dev"], tmp_path)
+
+
+def _train_command(config_path: Path, run_dir: Path) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "vavl.cli",
+        "train",
+        str(config_path),
+        "--run-dir",
+        str(run_dir),
+        "--quiet",
+    ]
+
+
+def test_a_run_killed_mid_epoch_resumes_to_the_same_result(tmp_path: Path) -> None:
+    config = demo_config(*RESUME_OVERRIDES)
+    config_path = tmp_path / "config.yaml"
+    config_path.write_text(yaml.safe_dump(config.to_dict()))
+    environment = {**os.environ, "OMP_NUM_THREADS": "1"}
+
+    uninterrupted = tmp_path / "uninterrupted"
+    subprocess.run(
+        _train_command(config_path, uninterrupted), check=True, env=environment, capture_output=True
+    )
+
+    killed = tmp_path / "killed"
+    process = subprocess.Popen(
+        _train_command(config_path, killed),
+        env=environment,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 120
+    while not (killed / "last.pt").exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert process.poll() is None, "training finished before it could be killed"
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    state = load_checkpoint(killed / "last.pt").trainer_state
+    # It stopped inside the first epoch, with more steps to do.
+    assert state is not None and state["epoch"] == 0 and 0 < state["step_in_epoch"] < 12
+
+    resumed = subprocess.run(
+        _train_command(config_path, killed), env=environment, capture_output=True, text=True
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resuming" in resumed.stderr
+
+    expected, actual = (
+        load_checkpoint(uninterrupted / "best.pt"),
+        load_checkpoint(killed / "best.pt"),
+    )
+    assert actual.history == expected.history
+    for name, value in expected.model_state.items():
+        assert torch.equal(actual.model_state[name], value), name
+    assert (killed / "metrics.json").read_text() == (uninterrupted / "metrics.json").read_text()
+
+
+def test_a_finished_run_continues_for_more_epochs(tmp_path: Path) -> None:
+    one = demo_config(*RESUME_OVERRIDES, "training.epochs=1")
+    splits = load_splits(one)
+    first = Trainer(one, splits["train"], splits["dev"], tmp_path).fit()
+    two = demo_config(*RESUME_OVERRIDES, "training.epochs=2")
+    continued = Trainer(two, splits["train"], splits["dev"], tmp_path).fit()
+    assert len(continued.history) == 2 and continued.history[0] == first.history[0]

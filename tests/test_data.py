@@ -1,0 +1,109 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from helpers import demo_config
+from vavl.config import TaskConfig
+from vavl.data import BucketBatchSampler, Collator, FeatureNormalizer, Item, check_items
+from vavl.errors import DataError
+
+TASK = TaskConfig(labels=("a", "b", "c"))
+
+
+def _item(name: str, audio: int | None, visual: int | None, label: int = 0) -> Item:
+    rng = np.random.default_rng(len(name))
+    return Item(
+        id=name,
+        audio=None if audio is None else rng.normal(size=(audio, 4)).astype(np.float32),
+        visual=None if visual is None else rng.normal(size=(visual, 3)).astype(np.float32),
+        label=label,
+    )
+
+
+def test_collate_pads_and_masks_each_modality() -> None:
+    items = [_item("x", 5, 3), _item("y", 2, None, 1), _item("z", None, 4, 2)]
+    items[0].visual_valid = np.array([True, False, True])
+    batch = Collator(TASK)(items)
+    assert batch.audio is not None and batch.visual is not None
+    assert batch.audio.shape == (3, 5, 4) and batch.visual.shape == (3, 4, 3)
+    assert batch.audio_mask is not None and batch.visual_mask is not None
+    assert batch.audio_mask.tolist() == [[True] * 5, [True, True, False, False, False], [False] * 5]
+    assert batch.visual_mask[0].tolist() == [True, False, True, False]
+    assert batch.visual[0, 1].abs().sum() == 0  # a frame without a face is masked, not kept
+    assert torch.equal(batch.audio[1, :2], torch.from_numpy(items[1].audio))  # type: ignore[arg-type]
+    assert batch.present("audio").tolist() == [True, True, False]
+    assert batch.present("visual").tolist() == [True, False, True]
+    assert batch.target is not None and batch.target.tolist() == [0, 1, 2]
+
+
+def test_batch_without_any_video_has_no_visual_tensor() -> None:
+    batch = Collator(TASK)([_item("x", 5, None), _item("y", 3, None)])
+    assert batch.visual is None and batch.present("visual").tolist() == [False, False]
+
+
+def test_soft_labels_fall_back_to_one_hot() -> None:
+    task = TaskConfig(labels=("a", "b", "c"), soft_labels=True)
+    with_votes = _item("x", 3, None, 0)
+    with_votes.soft_label = np.array([0.5, 0.5, 0.0], dtype=np.float32)
+    batch = Collator(task)([with_votes, _item("y", 3, None, 2)])
+    assert batch.target is not None
+    assert batch.target.tolist() == [[0.5, 0.5, 0.0], [0.0, 0.0, 1.0]]
+
+
+def test_select_keeps_the_rows_and_trims_time() -> None:
+    batch = Collator(TASK)([_item("x", 6, 3), _item("y", 2, 5, 1), _item("z", 3, None, 2)])
+    subset = batch.select(batch.present("visual"), ("visual",))
+    assert subset.ids == ["x", "y"] and subset.audio is None
+    assert subset.visual is not None and subset.visual.shape == (2, 5, 3)
+    audio = batch.select(torch.tensor([False, True, True]), ("audio",))
+    assert audio.audio is not None and audio.audio.shape[1] == 3  # 6-frame clip left out
+    assert audio.target is not None and audio.target.tolist() == [1, 2]
+
+
+def test_normalizer_uses_real_frames_only() -> None:
+    item = Item("x", visual=np.array([[1.0], [3.0], [1000.0]], dtype=np.float32), label=0)
+    item.visual_valid = np.array([True, True, False])
+    normalizer = FeatureNormalizer.fit([item])
+    assert normalizer.mean["visual"].tolist() == [2.0]
+    assert normalizer.std["visual"].tolist() == [1.0]
+    assert "audio" not in normalizer.mean
+    restored = FeatureNormalizer.from_state_dict(normalizer.state_dict())
+    assert restored.mean["visual"].tolist() == [2.0]
+
+
+def test_sampler_is_a_seeded_shuffle_of_similar_lengths() -> None:
+    lengths = list(np.random.default_rng(0).integers(10, 500, 200))
+    sampler = BucketBatchSampler(lengths, batch_size=8, seed=3, pool_batches=5)
+    sampler.set_epoch(0)
+    first = sampler.batches()
+    assert sorted(i for batch in first for i in batch) == list(range(200))
+    assert first == sampler.batches()  # same epoch, same order
+    sampler.set_epoch(1)
+    assert first != sampler.batches()  # a new epoch reshuffles
+    spread = np.mean([np.ptp([lengths[i] for i in batch]) for batch in first])
+    assert spread < np.ptp(lengths) / 3
+    sampler.set_epoch(1, start_batch=20)
+    assert list(sampler) == sampler.batches()[20:] and len(sampler) == 5
+
+
+def test_check_items_names_the_clip_and_the_problem() -> None:
+    config = demo_config()
+    good = Item("ok", audio=np.zeros((5, 32), np.float32), label=1)
+    with pytest.raises(
+        DataError, match=r"clip 'bad' has 16-d audio features but model\.audio_dim is 32"
+    ):
+        check_items(
+            [good, Item("bad", audio=np.zeros((5, 16), np.float32), label=1)], config, "set"
+        )
+    with pytest.raises(DataError, match="clip id 'ok' appears twice"):
+        check_items([good, good], config, "set")
+    with pytest.raises(DataError, match="has label 7"):
+        check_items([Item("x", audio=np.zeros((5, 32), np.float32), label=7)], config, "set")
+    with pytest.raises(DataError, match="neither audio nor visual"):
+        check_items([Item("x", label=1)], config, "set")
+    with pytest.raises(DataError, match="NaN"):
+        check_items([Item("x", audio=np.full((5, 32), np.nan, np.float32), label=1)], config, "set")
+    with pytest.raises(DataError, match="is empty"):
+        check_items([], config, "training set")

@@ -1,0 +1,148 @@
+"""The three-step recipe learns, trains only what each step should, and uses partial clips."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from helpers import demo_config, small_model_config
+from vavl.config import ExperimentConfig
+from vavl.data import Collator
+from vavl.errors import ConfigError
+from vavl.evaluation import evaluate_predictions, predict_items
+from vavl.experiment import load_splits, run_experiment
+from vavl.models.conformer import MaskedBatchNorm1d
+from vavl.synthetic import synthetic_items
+from vavl.training import ThreeStepRecipe, Trainer
+
+
+def test_each_path_learns_the_signal_and_audio_works_without_video(tmp_path: Path) -> None:
+    config = demo_config("training.epochs=6")
+    result = run_experiment(config, tmp_path)
+    for path in ("audio", "visual", "audiovisual"):
+        assert result.test[path]["accuracy"] > 0.8, (path, result.test[path]["accuracy"])
+    assert (tmp_path / "metrics.json").is_file() and (tmp_path / "best.pt").is_file()
+
+    # A batch in which no clip has its visual stream still gets audio predictions.
+    trainer = Trainer(config, load_splits(config)["train"], load_splits(config)["dev"], tmp_path)
+    test = [item for item in load_splits(config)["test"] if item.audio is not None]
+    for item in test:
+        item.visual = item.visual_valid = None
+    predictions = predict_items(trainer.model, test, config.task, trainer.normalizer, 64)
+    assert set(predictions) == {"audio"} and len(predictions["audio"].ids) == len(test)
+    assert evaluate_predictions(config.task, predictions)["audio"]["accuracy"] > 0.8
+
+
+def _recipe(config: ExperimentConfig) -> tuple[ThreeStepRecipe, Collator]:
+    trainer_config = config.model_copy(
+        update={"model": small_model_config(audio_dim=32, visual_dim=24)}
+    )
+    from vavl.models import VAVL
+
+    model = VAVL(trainer_config.model, trainer_config.task.output_dim)
+    return ThreeStepRecipe(model, trainer_config, torch.device("cpu"), None), Collator(config.task)
+
+
+def _snapshot(module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {name: value.detach().clone() for name, value in module.state_dict().items()}
+
+
+def _changed(before: dict[str, torch.Tensor], module: torch.nn.Module) -> set[str]:
+    after = module.state_dict()
+    return {name.split(".")[0] for name in before if not torch.equal(before[name], after[name])}
+
+
+def test_each_step_trains_only_its_own_modules() -> None:
+    config = demo_config()
+    recipe, collate = _recipe(config)
+    batch = collate(synthetic_items(config.data, config.task)["train"][:8])  # type: ignore[arg-type]
+    model = recipe.model
+
+    before = _snapshot(model)
+    recipe.unimodal_step("visual", batch)
+    assert _changed(before, model) == {
+        "visual_projection",
+        "visual_encoder",
+        "shared_encoder",
+        "shared_norm",
+        "visual_head",
+        "visual_reconstruction",
+    }
+    before = _snapshot(model)
+    recipe.unimodal_step("audio", batch)
+    assert _changed(before, model) == {
+        "audio_projection",
+        "audio_encoder",
+        "shared_encoder",
+        "shared_norm",
+        "audio_head",
+        "audio_reconstruction",
+    }
+    before = _snapshot(model)
+    recipe.fusion_step(batch)
+    # Branches run in eval mode: not even batch-norm statistics move.
+    assert _changed(before, model) == {"fusion_head"}
+    assert model.training
+
+
+def test_clips_missing_a_modality_feed_the_steps_they_can() -> None:
+    config = demo_config()
+    recipe, collate = _recipe(config)
+    train = synthetic_items(config.data, config.task)["train"]  # type: ignore[arg-type]
+    items = [item for item in train if item.audio is not None and item.visual is not None][:6]
+    items[0].visual = items[0].visual_valid = None  # audio only
+    for item in items[2:]:
+        item.audio = None  # video only; items[1] keeps both
+    losses = recipe.train_step(collate(items))
+    assert {"audio_loss", "visual_loss", "audiovisual_loss"} <= set(losses)
+
+    for item in items:
+        item.visual = item.visual_valid = None
+    items[0].audio = np.zeros((5, 32), np.float32)
+    audio_only = recipe.train_step(collate(items[:1]))
+    assert set(audio_only) == {"audio_loss", "audio_reconstruction"}
+
+
+def test_modality_dropout_is_off_by_default_and_trains_when_on() -> None:
+    assert demo_config().training.modality_dropout == 0.0
+    config = demo_config("training.modality_dropout=1.0")
+    recipe, collate = _recipe(config)
+    batch = collate(synthetic_items(config.data, config.task)["train"][:8])  # type: ignore[arg-type]
+    torch.manual_seed(1)
+    assert "audiovisual_loss" in recipe.fusion_step(batch)
+
+
+def test_regression_task_trains_with_ccc(tmp_path: Path) -> None:
+    config = demo_config(
+        "task.kind=regression",
+        "task.labels=[arousal, dominance, valence]",
+        "training.epochs=2",
+        "data.n_train=64",
+        "data.n_dev=32",
+        "data.n_test=32",
+    )
+    result = run_experiment(config, tmp_path)
+    assert set(result.test) == {"audio", "visual", "audiovisual"}
+    assert all(np.isfinite(r["ccc_mean"]) for r in result.test.values())
+    assert result.training.history[0]["dev"]["audio"]["loss"] <= 3.0 + 1e-6
+
+
+def test_batch_norm_layers_are_the_masked_ones() -> None:
+    recipe, _ = _recipe(demo_config())
+    norms = [m for m in recipe.model.modules() if isinstance(m, torch.nn.BatchNorm1d)]
+    assert norms and all(isinstance(m, MaskedBatchNorm1d) for m in norms)
+
+
+@pytest.mark.parametrize("path", ["audio", "audiovisual"])
+def test_selection_path_must_exist_in_the_dev_set(tmp_path: Path, path: str) -> None:
+    config = demo_config(f"training.selection_path={path}", "training.epochs=1", "data.n_train=32")
+    splits = load_splits(config)
+    dev = [item for item in splits["dev"] if item.visual is not None]
+    for item in dev:
+        item.audio = None
+    trainer = Trainer(config, splits["train"], dev, tmp_path)
+    with pytest.raises(ConfigError, match=f"selection_path is '{path}'"):
+        trainer.fit()
