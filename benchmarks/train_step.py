@@ -8,7 +8,7 @@ reference  the same three steps, but the acoustic features come from a wav2vec2-
            updated, yet the acoustic loss back-propagates into it and the fusion step builds its
            graph, as the reference does.
 
-Each variant runs in its own process so that its peak memory (max RSS on CPU, max allocated on
+Each variant runs in its own process so that its peak memory (peak RSS on CPU, max allocated on
 CUDA) is its own; the ratio is measured in one run of this script. Needs ``transformers``
 (``pip install -e '.[dev]'``).
 
@@ -21,13 +21,13 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import resource
 import subprocess
 import sys
 import time
 from typing import Any
 
 import torch
+from _memory import peak_rss_mib
 
 from vavl.config import ExperimentConfig
 from vavl.data import Batch
@@ -106,7 +106,7 @@ def run_variant(variant: str, args: argparse.Namespace) -> dict[str, Any]:
     if device.type == "cuda":
         peak_mib = torch.cuda.max_memory_allocated() / 2**20
     else:
-        peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+        peak_mib = peak_rss_mib()
     return {
         "variant": variant,
         "seconds_per_step": seconds,

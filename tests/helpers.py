@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
+from fractions import Fraction
 from pathlib import Path
+
+import numpy as np
 
 from vavl.config import ExperimentConfig, ModelConfig, apply_overrides, load_config
 
@@ -29,3 +33,76 @@ def small_model_config(**changes: object) -> ModelConfig:
 
 def demo_config(*overrides: str) -> ExperimentConfig:
     return apply_overrides(load_config("demo-synthetic"), ["training.progress=false", *overrides])
+
+
+def require_shared_data() -> Path:
+    """The real clips, or a skip that says why (CI has them at ../shared/data)."""
+    import pytest
+
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"real clips not found at {SHARED_DATA} (clone the project beside shared/)")
+    return SHARED_DATA
+
+
+def write_media(
+    path: Path,
+    frames: Iterable[np.ndarray] | None = None,
+    fps: float = 25.0,
+    audio: np.ndarray | None = None,
+    sample_rate: int = 16_000,
+    pix_fmt: str = "yuv420p",
+    rotation: int = 0,
+    times: Sequence[float] | None = None,
+) -> Path:
+    """Write an MP4 (H.264 + AAC) with the given RGB frames and/or mono audio.
+
+    ``times`` gives each frame's presentation time in seconds (variable frame rate).
+    """
+    import av
+
+    container = av.open(str(path), "w")
+    video = None
+    frame_list = None if frames is None else list(frames)
+    if frame_list:
+        height, width = frame_list[0].shape[:2]
+        video = container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1000))
+        video.width, video.height, video.pix_fmt = width, height, pix_fmt
+        if times is not None:
+            video.codec_context.time_base = Fraction(1, 1000)
+        if rotation:
+            video.set_display_rotation(rotation)
+    sound = None
+    if audio is not None:
+        sound = container.add_stream("aac", rate=sample_rate)
+        sound.layout = "mono"
+    if video is not None and frame_list is not None:
+        for index, image in enumerate(frame_list):
+            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")
+            if times is not None:
+                frame.pts, frame.time_base = round(times[index] * 1000), Fraction(1, 1000)
+            for packet in video.encode(frame):
+                container.mux(packet)
+        for packet in video.encode():
+            container.mux(packet)
+    if sound is not None and audio is not None:
+        block = 1024
+        for start in range(0, len(audio), block):
+            chunk = np.ascontiguousarray(audio[start : start + block], dtype=np.float32)[None]
+            frame = av.AudioFrame.from_ndarray(chunk, format="fltp", layout="mono")
+            frame.sample_rate, frame.pts = sample_rate, start
+            for packet in sound.encode(frame):
+                container.mux(packet)
+        for packet in sound.encode():
+            container.mux(packet)
+    container.close()
+    return path
+
+
+def real_face_frames(
+    name: str = "W009_front_happy_level3_001.mp4", count: int = 10
+) -> list[np.ndarray]:
+    """RGB frames (256 x 256) of a real MEAD face crop, to build synthetic scenes from."""
+    from vavl.media import VideoReader
+
+    clip = require_shared_data() / "mead-samples" / "front256" / name
+    return [frame.image for frame in VideoReader(clip)][:count]

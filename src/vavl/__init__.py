@@ -22,6 +22,10 @@ _API = {
     "load_checkpoint": "vavl.checkpoint",
     "model_from_checkpoint": "vavl.checkpoint",
     "build_model": "vavl.models",
+    "run_extraction": "vavl.features.extraction",
+    "FeatureStore": "vavl.features.store",
+    "FeaturePipeline": "vavl.features.pipeline",
+    "create_extractor": "vavl.features.base",
 }
 
 if TYPE_CHECKING:
@@ -37,6 +41,10 @@ if TYPE_CHECKING:
     from vavl.data import Item as Item
     from vavl.demo import run_demo as run_demo
     from vavl.experiment import run_experiment as run_experiment
+    from vavl.features.base import create_extractor as create_extractor
+    from vavl.features.extraction import run_extraction as run_extraction
+    from vavl.features.pipeline import FeaturePipeline as FeaturePipeline
+    from vavl.features.store import FeatureStore as FeatureStore
     from vavl.models import build_model as build_model
     from vavl.training import Trainer as Trainer
 

@@ -9,7 +9,8 @@ with ``weights_only=True``, so loading a checkpoint never runs code from it.
 
 from __future__ import annotations
 
-import pickle
+import hashlib
+import warnings
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -58,8 +59,27 @@ class Checkpoint:
         }
 
 
+def _tensor_digest(value: Any, digest: Any = None) -> str:
+    """SHA-256 over every tensor in a nested payload, in a fixed order (names and bytes)."""
+    digest = digest or hashlib.sha256()
+    if isinstance(value, Tensor):
+        digest.update(str((value.dtype, tuple(value.shape))).encode())
+        flat = value.detach().cpu().contiguous().reshape(-1)
+        digest.update(flat.view(torch.uint8).numpy().tobytes())
+    elif isinstance(value, dict):
+        for key in sorted(value, key=str):
+            digest.update(str(key).encode())
+            _tensor_digest(value[key], digest)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            _tensor_digest(item, digest)
+    return str(digest.hexdigest())
+
+
 def save_checkpoint(checkpoint: Checkpoint, path: str | Path) -> Path:
     payload = checkpoint.to_payload()
+    # torch's archive reader does not check CRCs: a flipped byte in the weights would load.
+    payload["tensor_sha256"] = _tensor_digest(payload)
     return write_atomically(path, lambda handle: torch.save(payload, handle))
 
 
@@ -67,13 +87,27 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint not found")
+    if not zipfile.is_zipfile(path):
+        raise CheckpointError(
+            f"{path}: not a readable vavl checkpoint (not a PyTorch zip archive: empty, "
+            "truncated or another kind of file)"
+        )
     try:
-        payload = torch.load(path, map_location=map_location, weights_only=True)
-    except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, OSError) as error:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            payload = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as error:  # a damaged archive can fail in many ways inside torch.load
         reason = str(error).splitlines()[0] if str(error) else type(error).__name__
         raise CheckpointError(f"{path}: not a readable vavl checkpoint ({reason})") from None
     if not isinstance(payload, dict) or "format_version" not in payload:
         raise CheckpointError(f"{path}: not a vavl checkpoint (no format_version)")
+    if payload.get("tensor_sha256") != _tensor_digest(
+        {key: value for key, value in payload.items() if key != "tensor_sha256"}
+    ):
+        raise CheckpointError(
+            f"{path}: not a readable vavl checkpoint (its tensors fail their checksum: the file "
+            "is damaged)"
+        )
     if payload["format_version"] != FORMAT_VERSION:
         raise CheckpointError(
             f"{path}: checkpoint format {payload['format_version']} is not supported by "

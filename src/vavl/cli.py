@@ -1,8 +1,8 @@
 """The ``vavl`` command. Thin: it parses arguments and calls the library.
 
 Every command has a Python twin: ``vavl demo`` -> :func:`vavl.run_demo`, ``vavl train`` ->
-:func:`vavl.run_experiment`, ``vavl config`` -> :func:`vavl.load_config`, ``vavl info`` ->
-:func:`vavl.load_checkpoint`.
+:func:`vavl.run_experiment`, ``vavl extract`` -> :func:`vavl.run_extraction`, ``vavl config`` ->
+:func:`vavl.load_config`, ``vavl info`` -> :func:`vavl.load_checkpoint`.
 """
 
 from __future__ import annotations
@@ -90,6 +90,54 @@ def _command_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _options(pairs: Sequence[str], flag: str) -> dict[str, object]:
+    options = {}
+    for pair in pairs:
+        key, separator, value = pair.partition("=")
+        if not separator or not key:
+            raise VavlError(f"{flag} {pair}: expected KEY=VALUE, e.g. {flag} threads=2")
+        options[key] = yaml.safe_load(value)
+    return options
+
+
+def _command_extract(args: argparse.Namespace) -> int:
+    from vavl.config import FaceSettings
+    from vavl.features.extraction import (
+        ExtractionSettings,
+        ExtractorSpec,
+        media_inputs,
+        run_extraction,
+    )
+
+    def spec(name: str, pairs: Sequence[str], flag: str) -> ExtractorSpec | None:
+        return None if name == "none" else ExtractorSpec(name, _options(pairs, flag))
+
+    settings = ExtractionSettings(
+        audio=spec(args.audio, args.audio_option, "--audio-option"),
+        visual=spec(args.visual, args.visual_option, "--visual-option"),
+        faces=FaceSettings(detector=args.detector),
+    )
+    if settings.audio is None and settings.visual is None:
+        raise VavlError("nothing to extract: --audio none and --visual none")
+    inputs = media_inputs(args.input)
+    if not inputs:
+        raise VavlError(f"{args.input}: no media files found")
+    report = run_extraction(inputs, args.out, settings, args.workers, progress=not args.quiet)
+    for row in report.rows:
+        if row["status"] == "failed":
+            print(f"{row['path']}: {row['error']}", file=sys.stderr)
+    print(report.summary())
+    return 0 if report.counts["failed"] < len(report.rows) else 1
+
+
+def _command_extractors(args: argparse.Namespace) -> int:
+    from vavl.features import EXTRACTORS
+
+    for name, (modality, _, description) in sorted(EXTRACTORS.items()):
+        print(f"{name:<14} {modality:<7} {description}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="vavl",
@@ -129,6 +177,29 @@ def build_parser() -> argparse.ArgumentParser:
     )
     config.add_argument("config", nargs="?", help="config file or name (omit to list shipped)")
     config.set_defaults(handler=_command_config)
+
+    extract = commands.add_parser(
+        "extract",
+        help="extract features of media files into a feature store (resumable)",
+        description="Extract frame-level features of INPUT (a media file, a folder searched "
+        "recursively, or a manifest CSV with a 'path' column) into the store STORE. Files "
+        "already in the store are skipped; every file gets a row in STORE/report.csv.",
+    )
+    extract.add_argument("input", type=Path)
+    extract.add_argument("--out", type=Path, required=True, metavar="STORE")
+    extract.add_argument("--audio", default="whisper-base", help="audio extractor, or none")
+    extract.add_argument("--visual", default="fer", help="visual extractor, or none")
+    extract.add_argument("--audio-option", action="append", default=[], metavar="KEY=VALUE")
+    extract.add_argument("--visual-option", action="append", default=[], metavar="KEY=VALUE")
+    extract.add_argument(
+        "--detector", choices=["auto", "short", "full"], default="auto", help="face detector"
+    )
+    extract.add_argument("--workers", type=int, default=1, help="parallel processes")
+    extract.add_argument("--quiet", action="store_true", help="no progress bar")
+    extract.set_defaults(handler=_command_extract)
+
+    extractors = commands.add_parser("extractors", help="list the feature extractors")
+    extractors.set_defaults(handler=_command_extractors)
 
     info = commands.add_parser("info", help="describe a checkpoint")
     info.add_argument("checkpoint", type=Path)

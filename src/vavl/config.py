@@ -164,11 +164,27 @@ class SyntheticDataConfig(_Strict):
         return self
 
 
+class FaceSettings(_Strict):
+    """How faces are found and cropped before visual features are extracted."""
+
+    detector: Literal["auto", "short", "full"] = Field(
+        "auto", description="BlazeFace short range (close-ups), full range, or short then full"
+    )
+    min_score: float = Field(0.6, gt=0.0, lt=1.0)
+    min_track_frames: int = Field(3, ge=1, description="fewer sampled frames: no face")
+    crop_size: int = Field(224, ge=16, description="aligned crop side, pixels")
+    margin: float = Field(0.25, ge=0.0, description="added around the face box, share of its side")
+    max_side: int = Field(1280, ge=64, description="larger frames are downscaled when decoded")
+
+
 class FeaturesConfig(_Strict):
-    """Ids of the feature extractors that feed the model (recorded in every checkpoint)."""
+    """The feature extractors that feed the model (recorded in every checkpoint)."""
 
     audio: str | None = None
     visual: str | None = None
+    audio_options: dict[str, Any] = Field(default_factory=dict)
+    visual_options: dict[str, Any] = Field(default_factory=dict)
+    faces: FaceSettings = FaceSettings()
 
 
 class ExperimentConfig(_Strict):

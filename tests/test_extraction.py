@@ -1,0 +1,248 @@
+"""Feature store and ``vavl extract``: real data, bad inputs, resume, damaged entries, memory."""
+
+from __future__ import annotations
+
+import csv
+import os
+import signal
+import subprocess
+import sys
+import time
+import tracemalloc
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from helpers import SHARED_DATA, real_face_frames, require_shared_data, write_media
+from vavl.cli import main
+from vavl.config import FaceSettings
+from vavl.features import create_extractor, pipeline as pipeline_module
+from vavl.features.extraction import ExtractionSettings, ExtractorSpec, media_inputs, run_extraction
+from vavl.features.pipeline import FeaturePipeline, ModalityFeatures
+from vavl.features.store import FeatureStore, feature_key
+
+HARD_CASES = {
+    "crowd_walking.mp4": (0.3, 1.0),  # many small faces walking in and out
+    "face_noface.mov": (0.2, 0.6),  # the face leaves halfway
+    "noface_face.mov": (0.2, 0.6),  # the face arrives halfway
+}
+
+
+@pytest.fixture(scope="session")
+def shared_store(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[dict[str, Any]]]:
+    """Every media file of ../shared/data extracted once with the defaults (2 workers)."""
+    data = require_shared_data()
+    store = tmp_path_factory.mktemp("store")
+    report = run_extraction(media_inputs(data), store, workers=2, progress=False)
+    return store, report.rows
+
+
+def _row(rows: list[dict[str, Any]], name: str) -> dict[str, Any]:
+    (row,) = [r for r in rows if r["path"].endswith(name)]
+    return row
+
+
+def test_store_round_trip_and_damage_detection(tmp_path: Path) -> None:
+    store = FeatureStore(tmp_path)
+    features = ModalityFeatures(
+        np.arange(12, dtype=np.float32).reshape(3, 4),
+        np.array([0.0, 0.1, 0.2], np.float32),
+        np.array([True, False, True]),
+    )
+    path = store.save("fer-abc", "ab" * 32, features, metadata={"duration_s": 1.5})
+    loaded = store.load("fer-abc", "ab" * 32)
+    assert loaded is not None and loaded.features is not None
+    assert np.array_equal(loaded.features.features, features.features)
+    assert loaded.features.valid.tolist() == [True, False, True]
+    assert loaded.metadata["duration_s"] == 1.5
+    store.save("fer-abc", "cd" * 32, None, "no face found in 20 sampled frames")
+    missing = store.load("fer-abc", "cd" * 32)
+    assert (
+        missing is not None
+        and missing.features is None
+        and "no face" in str(missing.missing_reason)
+    )
+    damaged = bytearray(path.read_bytes())
+    damaged[len(damaged) // 2] ^= 0xFF
+    path.write_bytes(bytes(damaged))
+    assert store.load("fer-abc", "ab" * 32) is None  # detected, so it will be recomputed
+    assert not list(tmp_path.rglob("*.tmp"))
+
+
+def test_keys_cover_extractor_settings_and_face_settings() -> None:
+    fer = create_extractor("fer")
+    assert feature_key(fer, FaceSettings()) != feature_key(fer, FaceSettings(margin=0.4))
+    assert feature_key(fer, FaceSettings()) != feature_key(create_extractor("fer", frame_rate=10))
+    assert feature_key(create_extractor("logmel")) == feature_key(create_extractor("logmel"))
+
+
+def test_every_shared_file_gets_a_report_row(
+    shared_store: tuple[Path, list[dict[str, Any]]],
+) -> None:
+    store, rows = shared_store
+    assert len(rows) == len(media_inputs(SHARED_DATA))
+    assert {row["status"] for row in rows} == {"extracted"}
+    with open(store / "report.csv", newline="") as handle:
+        assert len(list(csv.DictReader(handle))) == len(rows)
+    assert (store / "report.json").is_file()
+    assert _row(rows, "crops256/sad.mp4")["notes"].startswith("truncated")
+    assert _row(rows, "crops256/sad.mp4")["audio"] == "missing: silent audio track"
+    assert (
+        _row(rows, "front256/W009_front_sad_level3_001.mp4")["audio"] == "missing: no audio stream"
+    )
+    assert _row(rows, "Actor_02/03-01-01-01-01-01-02.wav")["visual"] == "missing: no video stream"
+    assert _row(rows, "pyfeat/no_face.mp4")["visual"].startswith("missing: no face found")
+
+
+def test_a_face_track_on_most_frames_of_every_video_with_a_face(
+    shared_store: tuple[Path, list[dict[str, Any]]],
+) -> None:
+    _, rows = shared_store
+    videos = [r for r in rows if r["video_frames_sampled"] not in ("", 0)]
+    assert len(videos) > 50
+    for row in videos:
+        name = Path(row["path"]).name
+        if name == "no_face.mp4":
+            continue
+        share = row["frames_with_face"] / row["video_frames_sampled"]
+        low, high = HARD_CASES.get(name, (0.9, 1.0))
+        assert low <= share <= high, (name, share)
+
+
+def test_a_second_run_does_no_work(shared_store: tuple[Path, list[dict[str, Any]]]) -> None:
+    store, rows = shared_store
+    entries = {p: p.stat().st_mtime_ns for p in (store / "features").rglob("*.npz")}
+    again = run_extraction([r["path"] for r in rows], store, progress=False, report_name="again")
+    assert {row["status"] for row in again.rows} == {"cached"}
+    assert {p: p.stat().st_mtime_ns for p in entries} == entries
+    assert [r["visual"] for r in again.rows] == [r["visual"] for r in rows]
+
+
+def test_a_damaged_entry_is_recomputed(tmp_path: Path) -> None:
+    clip = require_shared_data() / "crema-d-samples/VideoFlash/1001_DFA_SAD_XX.flv"
+    settings = ExtractionSettings(audio=ExtractorSpec("logmel"))
+    run_extraction([clip], tmp_path, settings, progress=False)
+    entry = next((tmp_path / "features").glob("fer-*/*/*.npz"))
+    entry.write_bytes(entry.read_bytes()[:100])
+    rerun = run_extraction([clip], tmp_path, settings, progress=False)
+    assert rerun.rows[0]["status"] == "extracted"
+    assert rerun.rows[0]["notes"] == "damaged visual entry recomputed"
+    assert run_extraction([clip], tmp_path, settings, progress=False).rows[0]["status"] == "cached"
+
+
+def test_bad_inputs_get_one_line_each_and_the_batch_goes_on(tmp_path: Path) -> None:
+    faces = real_face_frames(count=25)
+    speech = read_speech()
+    folder = tmp_path / "inputs"
+    folder.mkdir()
+    (folder / "empty.mp4").touch()
+    (folder / "noise.mp4").write_bytes(np.random.default_rng(1).bytes(5000))
+    whole = write_media(folder / "whole.mp4", faces[:10]).read_bytes()
+    (folder / "whole.mp4").unlink()
+    (folder / "no moov.mp4").write_bytes(whole[: len(whole) // 2])
+    write_media(folder / "blink.mp4", faces[:2], fps=25, audio=speech[:1600])  # 0.1 s
+    write_media(folder / "voice only.mp4", audio=speech)
+    write_media(folder / "face only.mp4", faces)
+    write_media(folder / "silent.mp4", faces, audio=np.zeros_like(speech))
+    write_media(folder / "visage ünï — gris.mp4", faces, pix_fmt="gray", audio=speech)
+    uhd = [np.zeros((2160, 3840, 3), np.uint8) for _ in range(6)]
+    for frame in uhd:
+        frame[800:1312, 1600:2112] = np.kron(faces[0], np.ones((2, 2, 1), np.uint8))
+    write_media(folder / "uhd.mp4", uhd, fps=5)
+    settings = ExtractionSettings(audio=ExtractorSpec("logmel"))
+    report = run_extraction(media_inputs(folder), tmp_path / "store", settings, progress=False)
+    rows = {Path(r["path"]).name: r for r in report.rows}
+    assert rows["empty.mp4"]["error"] == "empty file (0 bytes)"
+    assert rows["noise.mp4"]["error"].startswith("cannot be read as audio or video: ")
+    assert "moov atom not found" in rows["no moov.mp4"]["error"]
+    assert rows["blink.mp4"]["error"].startswith("too short (0.")
+    assert (rows["voice only.mp4"]["audio"], rows["voice only.mp4"]["visual"]) == (
+        "ok",
+        "missing: no video stream",
+    )
+    assert rows["face only.mp4"]["audio"] == "missing: no audio stream"
+    assert rows["face only.mp4"]["visual"] == "ok"
+    assert rows["silent.mp4"]["audio"] == "missing: silent audio track"
+    assert rows["visage ünï — gris.mp4"]["status"] == "extracted"
+    gray = rows["visage ünï — gris.mp4"]
+    assert gray["frames_with_face"] == gray["video_frames_sampled"] == 15  # 1 s sampled at 15/s
+    assert rows["uhd.mp4"]["frames_with_face"] == 6
+    for row in report.rows:
+        assert "\n" not in row["error"]
+    assert report.counts == {"failed": 4, "extracted": 5}
+
+
+def read_speech() -> np.ndarray:
+    from vavl.media import read_audio
+
+    speech = read_audio(require_shared_data() / "crema-d-samples/AudioMP3/1002_DFA_ANG_XX.mp3")
+    assert speech is not None
+    return speech
+
+
+def test_cli_extract_and_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    clips = require_shared_data() / "crema-d-samples/AudioMP3"
+    store = tmp_path / "store"
+    assert main(["extract", str(clips), "--out", str(store), "--visual", "none",
+                 "--audio", "logmel", "--quiet"]) == 0  # fmt: skip
+    assert "6 files: 6 extracted" in capsys.readouterr().out
+    (tmp_path / "junk.mp3").write_bytes(b"junk")
+    assert main(["extract", str(tmp_path / "junk.mp3"), "--out", str(store), "--quiet"]) == 1
+    captured = capsys.readouterr()
+    assert captured.err.startswith(f"{tmp_path / 'junk.mp3'}: ")
+    assert "1 files: 1 failed" in captured.out
+    assert main(["extract", str(tmp_path / "nowhere"), "--out", str(store)]) == 2
+    assert "no such file or folder" in capsys.readouterr().err
+
+
+def test_a_killed_extraction_resumes_without_redoing_anything(tmp_path: Path) -> None:
+    clips = require_shared_data() / "mead-samples" / "front256"
+    store = tmp_path / "store"
+    command = [sys.executable, "-m", "vavl.cli", "extract", str(clips), "--out", str(store),
+               "--audio", "none", "--quiet"]  # fmt: skip
+    environment = {**os.environ, "OMP_NUM_THREADS": "1"}
+    process = subprocess.Popen(command, env=environment, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while len(list(store.rglob("*.npz"))) < 5 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert process.poll() is None, "extraction finished before it could be killed"
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    done = {p: p.stat().st_mtime_ns for p in store.rglob("*.npz")}
+    assert 5 <= len(done) < 24
+    subprocess.run(command, env=environment, check=True, stderr=subprocess.DEVNULL)
+    after = {p: p.stat().st_mtime_ns for p in store.rglob("*.npz")}
+    assert len(after) == 24
+    assert {p: after[p] for p in done} == done  # nothing finished was recomputed
+    with open(store / "report.csv", newline="") as handle:
+        statuses = [row["status"] for row in csv.DictReader(handle)]
+    assert statuses.count("cached") == len(done) and statuses.count("extracted") == 24 - len(done)
+
+
+def test_a_ten_minute_video_keeps_memory_bounded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    face = real_face_frames(count=1)[0]
+    frame = np.full((360, 480, 3), 90, np.uint8)
+    frame[50:306, 110:366] = face
+    minutes, fps = 10, 2
+    path = write_media(
+        tmp_path / "long.mp4",
+        (frame for _ in range(minutes * 60 * fps)),
+        fps=fps,
+        audio=np.random.default_rng(0).normal(0, 0.05, minutes * 60 * 16_000).astype(np.float32),
+    )
+    # Keep at most 8 MiB of frames between the two video passes (the default is 256 MiB).
+    monkeypatch.setattr(pipeline_module, "FRAME_CACHE_BYTES", 8 * 2**20)
+    pipeline = FeaturePipeline(create_extractor("logmel"), create_extractor("fer", frame_rate=fps))
+    tracemalloc.start()
+    result = pipeline.extract(path)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert result.visual is not None and result.audio is not None
+    assert result.frames_sampled == minutes * 60 * fps == result.frames_with_face
+    assert len(result.audio.features) == minutes * 60 * 50
+    decoded_size = minutes * 60 * fps * frame.nbytes + minutes * 60 * 16_000 * 4
+    assert peak < 64 * 2**20 < decoded_size / 4, (peak, decoded_size)

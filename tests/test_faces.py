@@ -1,0 +1,143 @@
+"""Faces: BlazeFace decoding, the main-face track, aligned crops, on real clips."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from helpers import real_face_frames, require_shared_data
+from vavl.faces import (
+    Detection,
+    FaceDetector,
+    aligned_crop,
+    anchor_centers,
+    box_iou,
+    main_face_track,
+    weighted_nms,
+)
+from vavl.media import VideoReader
+
+TALKING_HEADS = [
+    "crema-d-samples/VideoFlash/1001_DFA_ANG_XX.flv",
+    "face-video-samples/hdtf-sadtalker/WDA_KatieHill_000.mp4",
+    "face-video-samples/liveportrait/d9.mp4",
+    "face-video-samples/liveportrait/s32.mp4",
+    "face-video-samples/voxceleb-pcavs/741400163.mp4",
+    "face-video-samples/visualvoice/noisy_restaurant.mp4",
+    "mead-samples/M030_sad_3_001.mp4",
+    "mead-samples/crops256/fear.mp4",
+]
+
+
+@pytest.fixture(scope="module")
+def detector() -> FaceDetector:
+    return FaceDetector("short")
+
+
+def test_anchor_layouts_match_the_models() -> None:
+    assert anchor_centers(128, [(8, 2), (16, 6)]).shape == (896, 2)
+    full = anchor_centers(192, [(4, 1)])
+    assert full.shape == (2304, 2) and full.min() > 0 and full.max() < 1
+    assert np.allclose(full[0], [0.5 / 48, 0.5 / 48])
+
+
+def test_weighted_nms_merges_overlaps_by_score() -> None:
+    boxes = np.array([[0, 0, 10, 10], [1, 0, 11, 10], [50, 50, 60, 60]], np.float32)
+    points = np.zeros((3, 6, 2), np.float32)
+    scores = np.array([0.9, 0.3, 0.8], np.float32)
+    kept = weighted_nms(boxes, points, scores, threshold=0.3)
+    assert len(kept) == 2
+    merged, _, score = kept[0]
+    assert score == pytest.approx(0.9)
+    assert merged[0] == pytest.approx((0 * 0.9 + 1 * 0.3) / 1.2)
+    assert box_iou(boxes[:1], boxes[2:])[0, 0] == 0
+
+
+@pytest.mark.parametrize("relative", TALKING_HEADS)
+def test_the_main_face_is_found_on_most_frames(detector: FaceDetector, relative: str) -> None:
+    frames = list(VideoReader(require_shared_data() / relative, fps=5, max_side=1280))
+    track = main_face_track([detector.detect(frame.image) for frame in frames])
+    found = [d for d in track if d is not None]
+    assert len(found) >= 0.9 * len(frames)
+    height, width = frames[0].image.shape[:2]
+    for detection in found:
+        x0, y0, x1, y1 = detection.box
+        assert -0.1 * width < x0 < x1 < 1.1 * width and -0.1 * height < y0 < y1 < 1.1 * height
+        right_eye, left_eye = detection.keypoints[:2]
+        assert x0 < right_eye[0] < left_eye[0] < x1  # the subject's right eye is on image left
+
+
+def test_contact_sheet_of_aligned_crops(detector: FaceDetector, tmp_path: Path) -> None:
+    rows = []
+    for relative in TALKING_HEADS:
+        frames = list(VideoReader(require_shared_data() / relative, fps=4, max_side=1280))
+        track = main_face_track([detector.detect(frame.image) for frame in frames])
+        crops = [
+            aligned_crop(frame.image, found, size=96)
+            for frame, found in zip(frames, track, strict=True)
+            if found is not None
+        ]
+        picks = np.linspace(0, len(crops) - 1, 6).astype(int)
+        rows.append(np.concatenate([crops[i] for i in picks], axis=1))
+    sheet = np.concatenate(rows, axis=0)
+    Image.fromarray(sheet).save(tmp_path / "contact_sheet.png")
+    assert sheet.shape == (96 * len(TALKING_HEADS), 96 * 6, 3)
+    assert (tmp_path / "contact_sheet.png").stat().st_size > 10_000
+
+
+def test_a_second_person_never_swaps_in(detector: FaceDetector) -> None:
+    big, small = (
+        real_face_frames("W009_front_happy_level3_001.mp4", 12),
+        real_face_frames("M030_front_angry_level3_001.mp4", 12),
+    )
+    scenes = []
+    for index in range(12):
+        canvas = np.full((360, 640, 3), 40, np.uint8)
+        canvas[40:296, 20:276] = big[index]  # the main speaker, on the left
+        if index >= 4:  # a smaller second face joins on the right
+            second = np.asarray(Image.fromarray(small[index]).resize((180, 180)))
+            canvas[90:270, 420:600] = second
+        scenes.append(canvas)
+    detections = [detector.detect(scene) for scene in scenes]
+    assert sum(len(found) == 2 for found in detections) >= 6  # both faces are really seen
+    track = main_face_track(detections)
+    assert all(d is not None and d.center[0] < 320 for d in track)
+
+
+def test_a_face_appearing_halfway_is_masked_before(detector: FaceDetector) -> None:
+    frames = list(
+        VideoReader(require_shared_data() / "face-video-samples/pyfeat/noface_face.mov", fps=5)
+    )
+    found = [d is not None for d in main_face_track([detector.detect(f.image) for f in frames])]
+    first_face = found.index(True)
+    assert 0.3 * len(frames) < first_face < 0.8 * len(frames)
+    assert not any(found[:first_face]) and np.mean(found[first_face:]) > 0.8
+
+
+def test_aligned_crops_level_the_eyes(detector: FaceDetector) -> None:
+    frame = real_face_frames("W011_front_neutral_level1_001.mp4", 1)[0]
+    canvas = Image.new("RGB", (512, 512), (30, 30, 30))
+    canvas.paste(Image.fromarray(frame), (128, 128))
+    tilted = np.asarray(canvas.rotate(25, resample=Image.Resampling.BILINEAR))
+    (face,) = detector.detect(tilted)
+    eyes = face.keypoints[1] - face.keypoints[0]
+    assert abs(np.degrees(np.arctan2(eyes[1], eyes[0]))) > 15  # tilted in the frame
+    crop = aligned_crop(tilted, face, size=224)
+    (upright,) = detector.detect(crop)
+    eyes = upright.keypoints[1] - upright.keypoints[0]
+    assert abs(np.degrees(np.arctan2(eyes[1], eyes[0]))) < 5  # level in the crop
+    assert 0.3 < (upright.box[2] - upright.box[0]) / 224 < 0.95  # face fills the crop, margin kept
+
+
+def test_tracks_tolerate_a_few_missed_frames() -> None:
+    def face(x: float) -> Detection:
+        return Detection(
+            np.array([x, 10, x + 50, 60], np.float32), 0.9, np.zeros((6, 2), np.float32)
+        )
+
+    frames: list[list[Detection]] = [[face(10)], [face(12)], [], [], [face(16)], [face(300)]]
+    track = main_face_track(frames)
+    assert [d is not None for d in track] == [True, True, False, False, True, False]

