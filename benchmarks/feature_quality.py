@@ -21,17 +21,9 @@ import numpy as np
 from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 
+from vavl.corpora.crema_d import EMOTION_CODES
 from vavl.features import create_extractor
 from vavl.features.pipeline import FeaturePipeline
-
-CREMA_CODES = {
-    "ANG": "angry",
-    "DIS": "disgust",
-    "FEA": "fear",
-    "HAP": "happy",
-    "NEU": "neutral",
-    "SAD": "sad",
-}
 
 
 def audio_clips(data: Path) -> list[tuple[Path, str, str]]:
@@ -48,7 +40,7 @@ def audio_clips(data: Path) -> list[tuple[Path, str, str]]:
                 )
     for path in sorted((data / "crema-d-samples" / "derived_resampled_wav").glob("*.wav")):
         actor, _, code, _ = path.stem.split("_")
-        clips.append((path, actor, CREMA_CODES[code]))
+        clips.append((path, actor, EMOTION_CODES[code]))
     return clips
 
 
@@ -62,7 +54,7 @@ def visual_clips(data: Path) -> list[tuple[Path, str, str]]:
                 )
     for path in sorted((data / "crema-d-samples" / "VideoFlash").glob("*.flv")):
         actor, _, code, _ = path.stem.split("_")
-        clips.append((path, actor, CREMA_CODES[code]))
+        clips.append((path, actor, EMOTION_CODES[code]))
     return clips
 
 

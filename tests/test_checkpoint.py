@@ -17,7 +17,7 @@ import yaml
 from helpers import demo_config
 from vavl.checkpoint import load_checkpoint, model_from_checkpoint
 from vavl.errors import CheckpointError, ConfigError
-from vavl.experiment import load_splits
+from vavl.preparation import prepare
 from vavl.training import Trainer
 
 # Small enough to train in seconds; checkpoints every 2 of 12 steps per epoch.
@@ -38,7 +38,7 @@ RESUME_OVERRIDES = (
 
 def test_checkpoint_holds_everything_and_restores_the_model(tmp_path: Path) -> None:
     config = demo_config(*RESUME_OVERRIDES, "training.epochs=1")
-    splits = load_splits(config)
+    splits = prepare(config).split(1)
     trainer = Trainer(
         config, splits["train"], splits["dev"], tmp_path, {"audio": "a1", "visual": "v1"}
     )
@@ -73,7 +73,7 @@ def test_damaged_checkpoints_fail_with_one_line(tmp_path: Path) -> None:
 
 def test_truncated_and_foreign_checkpoints(tmp_path: Path) -> None:
     config = demo_config(*RESUME_OVERRIDES, "training.epochs=1")
-    splits = load_splits(config)
+    splits = prepare(config).split(1)
     Trainer(config, splits["train"], splits["dev"], tmp_path).fit()
     data = (tmp_path / "best.pt").read_bytes()
     (tmp_path / "cut.pt").write_bytes(data[: len(data) // 2])
@@ -93,7 +93,7 @@ def test_truncated_and_foreign_checkpoints(tmp_path: Path) -> None:
 
 def test_resuming_with_a_different_config_is_refused(tmp_path: Path) -> None:
     config = demo_config(*RESUME_OVERRIDES, "training.epochs=1")
-    splits = load_splits(config)
+    splits = prepare(config).split(1)
     Trainer(config, splits["train"], splits["dev"], tmp_path).fit()
     changed = demo_config(*RESUME_OVERRIDES, "training.epochs=1", "training.learning_rate=0.1")
     with pytest.raises(ConfigError, match=r"different config \(training\.learning_rate\)"):
@@ -159,7 +159,7 @@ def test_a_run_killed_mid_epoch_resumes_to_the_same_result(tmp_path: Path) -> No
 
 def test_a_finished_run_continues_for_more_epochs(tmp_path: Path) -> None:
     one = demo_config(*RESUME_OVERRIDES, "training.epochs=1")
-    splits = load_splits(one)
+    splits = prepare(one).split(1)
     first = Trainer(one, splits["train"], splits["dev"], tmp_path).fit()
     two = demo_config(*RESUME_OVERRIDES, "training.epochs=2")
     continued = Trainer(two, splits["train"], splits["dev"], tmp_path).fit()

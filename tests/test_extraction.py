@@ -15,28 +15,28 @@ from typing import Any
 import numpy as np
 import pytest
 
-from helpers import SHARED_DATA, real_face_frames, require_shared_data, write_media
+from helpers import (
+    SHARED_DATA,
+    real_face_frames,
+    require_shared_data,
+    small_model_config,
+    write_media,
+)
+from vavl.checkpoint import load_checkpoint
 from vavl.cli import main
-from vavl.config import FaceSettings
+from vavl.config import ExperimentConfig, FaceSettings, TaskConfig, TrainingConfig
+from vavl.errors import DataError, FeatureMismatchError
 from vavl.features import create_extractor, pipeline as pipeline_module
 from vavl.features.extraction import ExtractionSettings, ExtractorSpec, media_inputs, run_extraction
 from vavl.features.pipeline import FeaturePipeline, ModalityFeatures
 from vavl.features.store import FeatureStore, feature_key
+from vavl.training import Trainer
 
 HARD_CASES = {
     "crowd_walking.mp4": (0.3, 1.0),  # many small faces walking in and out
     "face_noface.mov": (0.2, 0.6),  # the face leaves halfway
     "noface_face.mov": (0.2, 0.6),  # the face arrives halfway
 }
-
-
-@pytest.fixture(scope="session")
-def shared_store(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[dict[str, Any]]]:
-    """Every media file of ../shared/data extracted once with the defaults (2 workers)."""
-    data = require_shared_data()
-    store = tmp_path_factory.mktemp("store")
-    report = run_extraction(media_inputs(data), store, workers=2, progress=False)
-    return store, report.rows
 
 
 def _row(rows: list[dict[str, Any]], name: str) -> dict[str, Any]:
@@ -246,3 +246,38 @@ def test_a_ten_minute_video_keeps_memory_bounded(
     assert len(result.audio.features) == minutes * 60 * 50
     decoded_size = minutes * 60 * fps * frame.nbytes + minutes * 60 * 16_000 * 4
     assert peak < 64 * 2**20 < decoded_size / 4, (peak, decoded_size)
+
+
+def test_models_remember_their_extractors_and_refuse_others(
+    shared_store: tuple[Path, list[dict[str, Any]]], tmp_path: Path
+) -> None:
+    store_root, _ = shared_store
+    store = FeatureStore(store_root)
+    audio_key, visual_key = store.resolve_key("whisper-base"), store.resolve_key("fer")
+    clips = sorted((SHARED_DATA / "crema-d-samples" / "VideoFlash").glob("*.flv"))
+    items = [
+        store.item(clip, audio_key, visual_key, id=clip.stem, label=i % 2)
+        for i, clip in enumerate(clips)
+    ]
+    assert items[0].audio is not None and items[0].audio.shape[1] == 512
+    assert items[0].visual is not None and items[0].visual.shape[1] == 128
+    described = {
+        "audio": store.extractor_description(audio_key),
+        "visual": store.extractor_description(visual_key),
+    }
+    config = ExperimentConfig(
+        model=small_model_config(audio_dim=512, visual_dim=128),
+        task=TaskConfig(labels=("a", "b")),
+        training=TrainingConfig(epochs=1, batch_size=3, progress=False),
+    )
+    Trainer(config, items[:4], items[4:], tmp_path, described).fit()
+    checkpoint = load_checkpoint(tmp_path / "best.pt")
+    assert checkpoint.extractors == described
+    checkpoint.check_features(described)
+    other = {"audio": create_extractor("logmel").describe()}
+    with pytest.raises(FeatureMismatchError, match=f"trained on audio features from '{audio_key}'"):
+        checkpoint.check_features(other)
+    with pytest.raises(DataError, match="holds no 'facemesh' features"):
+        store.resolve_key("facemesh")
+    with pytest.raises(DataError, match="run `vavl extract` on it"):
+        store.item(SHARED_DATA / "mead-samples/crops256/sad.mp4", "logmel-000000000000", None)

@@ -199,3 +199,12 @@ def test_features_from_another_extractor_are_refused() -> None:
     check_extractors(trained, {"audio": create_extractor("logmel").describe()})
     with pytest.raises(FeatureMismatchError, match="trained on audio features from 'logmel-"):
         check_extractors(trained, {"audio": create_extractor("logmel", n_mels=64).describe()})
+
+
+def test_known_dims_in_config_match_the_extractors(tmp_path: Path) -> None:
+    from vavl.config import KNOWN_DIMS
+
+    torch.save(EfficientNetB2().state_dict(), tmp_path / "enet.pth")
+    options = {"enet_b2": {"weights": tmp_path / "enet.pth"}}
+    for name, dim in KNOWN_DIMS.items():
+        assert create_extractor(name, **options.get(name, {})).dim == dim, name

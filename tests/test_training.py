@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -13,8 +14,9 @@ from vavl.config import ExperimentConfig
 from vavl.data import Collator
 from vavl.errors import ConfigError
 from vavl.evaluation import evaluate_predictions, predict_items
-from vavl.experiment import load_splits, run_experiment
+from vavl.experiment import run_experiment
 from vavl.models.conformer import MaskedBatchNorm1d
+from vavl.preparation import prepare
 from vavl.synthetic import synthetic_items
 from vavl.training import ThreeStepRecipe, Trainer
 
@@ -24,11 +26,13 @@ def test_each_path_learns_the_signal_and_audio_works_without_video(tmp_path: Pat
     result = run_experiment(config, tmp_path)
     for path in ("audio", "visual", "audiovisual"):
         assert result.test[path]["accuracy"] > 0.8, (path, result.test[path]["accuracy"])
-    assert (tmp_path / "metrics.json").is_file() and (tmp_path / "best.pt").is_file()
+    for output in ("metrics.json", "best.pt", "report.html", "predictions/test.csv"):
+        assert (tmp_path / output).is_file(), output
 
     # A batch in which no clip has its visual stream still gets audio predictions.
-    trainer = Trainer(config, load_splits(config)["train"], load_splits(config)["dev"], tmp_path)
-    test = [item for item in load_splits(config)["test"] if item.audio is not None]
+    splits = prepare(config).split(1)
+    trainer = Trainer(config, splits["train"], splits["dev"], tmp_path)
+    test = [item for item in splits["test"] if item.audio is not None]
     for item in test:
         item.visual = item.visual_valid = None
     predictions = predict_items(trainer.model, test, config.task, trainer.normalizer, 64)
@@ -127,7 +131,8 @@ def test_regression_task_trains_with_ccc(tmp_path: Path) -> None:
     result = run_experiment(config, tmp_path)
     assert set(result.test) == {"audio", "visual", "audiovisual"}
     assert all(np.isfinite(r["ccc_mean"]) for r in result.test.values())
-    assert result.training.history[0]["dev"]["audio"]["loss"] <= 3.0 + 1e-6
+    history = json.loads((tmp_path / "history.json").read_text())
+    assert history[0]["dev"]["audio"]["loss"] <= 3.0 + 1e-6
 
 
 def test_batch_norm_layers_are_the_masked_ones() -> None:
@@ -139,7 +144,7 @@ def test_batch_norm_layers_are_the_masked_ones() -> None:
 @pytest.mark.parametrize("path", ["audio", "audiovisual"])
 def test_selection_path_must_exist_in_the_dev_set(tmp_path: Path, path: str) -> None:
     config = demo_config(f"training.selection_path={path}", "training.epochs=1", "data.n_train=32")
-    splits = load_splits(config)
+    splits = prepare(config).split(1)
     dev = [item for item in splits["dev"] if item.visual is not None]
     for item in dev:
         item.audio = None

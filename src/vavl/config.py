@@ -28,6 +28,14 @@ PathName = Literal["audio", "visual", "audiovisual"]
 PATHS: tuple[PathName, PathName, PathName] = ("audio", "visual", "audiovisual")
 
 CREMA_D_EMOTIONS = ("angry", "sad", "disgust", "fear", "neutral", "happy")
+# Output sizes of the registered extractors whose size does not depend on their options.
+KNOWN_DIMS = {
+    "whisper-base": 512,
+    "whisper-tiny": 384,
+    "fer": 128,
+    "facemesh": 1404,
+    "enet_b2": 1408,
+}
 SHIPPED_CONFIGS = Path(__file__).parent / "configs"
 
 
@@ -115,8 +123,10 @@ class TrainingConfig(_Strict):
         description="extension: chance that a pair's audio or visual representation is zeroed "
         "in the fusion step",
     )
-    selection_path: Literal["mean", "audio", "visual", "audiovisual"] = Field(
-        "mean", description="which development loss picks the best epoch"
+    selection_path: Literal["mean", "audio", "visual", "audiovisual", "last"] = Field(
+        "mean",
+        description="which development loss picks the best epoch ('last': the final epoch, "
+        "for data too small to set speakers aside for development)",
     )
     seed: int = 0
     amp: bool = Field(True, description="mixed precision, used on CUDA only")
@@ -151,6 +161,8 @@ class SyntheticDataConfig(_Strict):
     speaker_spread: float = Field(
         0.3, ge=0.0, description="standard deviation of each speaker's feature offset"
     )
+    folds: int = Field(1, ge=1, description="more than 1: speaker folds over all clips")
+    fold: int = Field(1, ge=1)
     seed: int = 0
 
     @model_validator(mode="after")
@@ -162,6 +174,74 @@ class SyntheticDataConfig(_Strict):
         if self.missing_audio + self.missing_visual >= 1.0:
             raise ValueError("missing_audio + missing_visual must stay below 1")
         return self
+
+
+class CorpusConfig(_Strict):
+    """One corpus of an experiment (see vavl.corpora for the layouts each format reads)."""
+
+    format: Literal["crema-d", "msp-improv", "ravdess", "mead", "folder", "manifest"]
+    root: Path = Field(description="the corpus folder (for 'manifest': the CSV file)")
+    name: str | None = Field(None, description="prefix of clip ids and speakers (default: format)")
+    partitions: Path | None = Field(None, description="the authors' partition CSV folder")
+    labels: Literal[
+        "intended", "votes-audio", "votes-video", "votes-audiovisual", "votes-all", "authors"
+    ] = Field("intended", description="CREMA-D: which labels to use")
+    votes: Path | None = Field(None, description="CREMA-D: tabulatedVotes.csv if not in root")
+    label_map: str | dict[str, str | None] = Field(
+        default_factory=dict,
+        description="corpus label -> task label (null drops it), or a named map",
+    )
+    channels: tuple[Literal["speech", "song"], ...] = ("speech", "song")
+    flip: tuple[str, ...] = Field(("arousal",), description="MSP-IMPROV: reversed attributes")
+    modalities: tuple[Modality, ...] = MODALITIES
+    role: Literal["all", "train"] = Field(
+        "all", description="'train': only ever used for training (never dev or test)"
+    )
+
+
+class SpeakerFold(_Strict):
+    """One fold of a named-speaker split; every other speaker trains."""
+
+    test: tuple[str, ...] = Field(min_length=1)
+    dev: tuple[str, ...] = ()
+
+    @model_validator(mode="after")
+    def _check(self) -> SpeakerFold:
+        both = set(self.test) & set(self.dev)
+        if both:
+            raise ValueError(f"speakers in both test and dev: {', '.join(sorted(both))}")
+        return self
+
+
+class SplitConfig(_Strict):
+    """How clips are split: the authors' partitions, seeded speaker folds, or named speakers."""
+
+    method: Literal["partitions", "speaker-folds", "speakers"] = "speaker-folds"
+    folds: int = Field(5, ge=2, description="method 'speaker-folds': how many")
+    seed: int = 0
+    speakers: tuple[SpeakerFold, ...] = Field(
+        (), description="method 'speakers': the test (and dev) speakers of each fold"
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> SplitConfig:
+        if self.method == "speakers" and not self.speakers:
+            raise ValueError("split.method 'speakers' needs split.speakers: [{test: [...]}]")
+        return self
+
+
+class CorporaDataConfig(_Strict):
+    """Real corpora, their features (extracted into ``store`` when missing) and the protocol."""
+
+    source: Literal["corpora"] = "corpora"
+    corpora: tuple[CorpusConfig, ...] = Field(min_length=1)
+    split: SplitConfig = SplitConfig()
+    fold: int = Field(1, ge=1, description="the fold `vavl train` runs; `vavl cv` runs all")
+    store: Path = Field(Path("features"), description="feature store folder")
+    workers: int = Field(1, ge=1, description="extraction processes")
+    scale_attributes: bool = Field(
+        True, description="regression: min-max scale attributes by the training split's range"
+    )
 
 
 class FaceSettings(_Strict):
@@ -192,11 +272,11 @@ class ExperimentConfig(_Strict):
     task: TaskConfig = TaskConfig()
     training: TrainingConfig = TrainingConfig()
     features: FeaturesConfig = FeaturesConfig()
-    data: SyntheticDataConfig | None = None
+    data: SyntheticDataConfig | CorporaDataConfig | None = Field(None, discriminator="source")
 
     @model_validator(mode="after")
     def _check_consistency(self) -> ExperimentConfig:
-        if self.data is not None and self.data.source == "synthetic":
+        if isinstance(self.data, SyntheticDataConfig):
             for modality in MODALITIES:
                 model_dim = getattr(self.model, f"{modality}_dim")
                 data_dim = getattr(self.data, f"{modality}_dim")
@@ -206,6 +286,15 @@ class ExperimentConfig(_Strict):
                         f"(data.{modality}_dim) are {data_dim}-d; set model.{modality}_dim: "
                         f"{data_dim}"
                     )
+        for modality in MODALITIES:
+            extractor = getattr(self.features, modality)
+            dim = KNOWN_DIMS.get(extractor) if extractor else None
+            model_dim = getattr(self.model, f"{modality}_dim")
+            if dim is not None and dim != model_dim:
+                raise ValueError(
+                    f"model.{modality}_dim is {model_dim} but '{extractor}' features are {dim}-d; "
+                    f"set model.{modality}_dim: {dim}"
+                )
         return self
 
     def to_dict(self) -> dict[str, Any]:
@@ -276,20 +365,33 @@ def save_config(config: ExperimentConfig, path: str | Path) -> None:
 
 
 def apply_overrides(config: ExperimentConfig, overrides: Sequence[str]) -> ExperimentConfig:
-    """Apply ``section.field=value`` overrides (values parsed as YAML) and validate again."""
+    """Apply ``section.field=value`` overrides (values parsed as YAML) and validate again.
+
+    List entries are addressed by index: ``data.corpora.0.root=/data/CREMA-D``.
+    """
     values = config.to_dict()
     for override in overrides:
         key, separator, raw = override.partition("=")
         if not separator or not key:
             raise ConfigError(f"override '{override}': expected KEY=VALUE, e.g. training.epochs=5")
         *sections, name = key.split(".")
-        node = values
+        node: Any = values
         for section in sections:
+            if isinstance(node, list):
+                if not section.isdigit() or int(section) >= len(node):
+                    raise ConfigError(f"override '{override}': no entry {section} in that list")
+                node = node[int(section)]
+                continue
             child = node.get(section)
             if child is None:
                 child = node[section] = {}
-            if not isinstance(child, dict):
+            if not isinstance(child, dict | list):
                 raise ConfigError(f"override '{override}': '{section}' is not a section")
             node = child
-        node[name] = yaml.safe_load(raw)
+        if isinstance(node, list):
+            if not name.isdigit() or int(name) >= len(node):
+                raise ConfigError(f"override '{override}': no entry {name} in that list")
+            node[int(name)] = yaml.safe_load(raw)
+        else:
+            node[name] = yaml.safe_load(raw)
     return config_from_dict(values, source="overrides")

@@ -1,69 +1,205 @@
-"""One experiment from a config: data -> training (dev selection) -> test metrics, once.
+"""Experiments: one fold (``vavl train``), all folds (``vavl cv``), re-scoring (``vavl evaluate``).
 
 A run directory holds the resolved ``config.yaml``, the checkpoints (``last.pt`` to resume,
-``best.pt`` to predict), ``history.json`` and ``metrics.json`` (development and test metrics of
-every path for the selected epoch). Running the same config into the same directory resumes.
+``best.pt`` to predict), ``history.json``, ``predictions/<split>.csv`` (every path's outputs for
+every clip), ``metrics.json`` (development and test metrics of the selected epoch: the test set
+is scored once, after training) and ``report.html``. A cross-validation directory holds one run
+directory per fold, ``cv.json``, ``cv.md`` (the paper's table) and ``report.html``. Running the
+same command again resumes: finished folds are kept, an interrupted one continues.
 """
 
 from __future__ import annotations
 
+import csv
+import io
+import json
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from vavl.config import ExperimentConfig, save_config
-from vavl.data import Item
-from vavl.errors import ConfigError
-from vavl.evaluation import evaluate_predictions, predict_items
-from vavl.files import write_json_atomically
-from vavl.synthetic import synthetic_items
-from vavl.training import Trainer, TrainingResult
+import torch
+
+from vavl.checkpoint import load_checkpoint, model_from_checkpoint
+from vavl.config import (
+    ExperimentConfig,
+    PathName,
+    apply_overrides,
+    load_config,
+    save_config,
+)
+from vavl.corpora import Split
+from vavl.data import FeatureNormalizer, Item
+from vavl.evaluation import PathPredictions, evaluate_predictions, hard_labels, predict_items
+from vavl.files import write_json_atomically, write_text_atomically
+from vavl.models import EmotionModel
+from vavl.preparation import ExperimentData, prepare
+from vavl.reports import cv_markdown, cv_table, write_cv_report, write_run_report
+from vavl.training import Trainer, class_weights_for, resolve_device
+
+logger = logging.getLogger("vavl")
 
 
 @dataclass
 class ExperimentResult:
     config: ExperimentConfig
     run_dir: Path
-    training: TrainingResult
+    best_epoch: int
     dev: dict[str, dict[str, Any]]
     test: dict[str, dict[str, Any]]
 
 
-def load_splits(config: ExperimentConfig) -> dict[str, list[Item]]:
-    """The train / dev / test items the config's data section describes."""
-    if config.data is None:
-        raise ConfigError(
-            "the config has no 'data' section: say where the training data comes from"
-        )
-    return synthetic_items(config.data, config.task)
+def _fold_of(config: ExperimentConfig) -> int:
+    return config.data.fold if config.data is not None else 1
 
 
-def run_experiment(config: ExperimentConfig, run_dir: str | Path) -> ExperimentResult:
-    """Train (or resume) in ``run_dir`` and score the selected checkpoint on dev and test."""
-    run_dir = Path(run_dir)
-    splits = load_splits(config)
-    trainer = Trainer(config, splits["train"], splits["dev"], run_dir)
-    save_config(config, run_dir / "config.yaml")
-    training = trainer.fit()
-    results = {}
-    for split in ("dev", "test"):
+def _splits(config: ExperimentConfig, data: ExperimentData) -> dict[Split, list[Item]]:
+    last = config.training.selection_path == "last"
+    return data.split(_fold_of(config), allow_empty_dev=last)
+
+
+def _prediction_rows(
+    config: ExperimentConfig,
+    split: str,
+    predictions: dict[PathName, PathPredictions],
+    items: dict[str, Item],
+) -> str:
+    task = config.task
+    outputs = [f"p_{label}" for label in task.labels] if task.kind == "classification" else []
+    header = ["id", "split", "path", "corpus", "speaker", "target", "prediction", *outputs]
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(header)
+    for path, result in predictions.items():
+        probabilities = result.probabilities() if task.kind == "classification" else None
+        targets = None
+        if result.targets is not None and task.kind == "classification":
+            targets = hard_labels(result.targets)
+        for row, clip_id in enumerate(result.ids):
+            item = items[clip_id]
+            if task.kind == "classification":
+                assert probabilities is not None
+                target = "" if targets is None else task.labels[targets[row]]
+                predicted = task.labels[int(probabilities[row].argmax())]
+                extra = [f"{p:.5f}" for p in probabilities[row]]
+            else:
+                target = (
+                    ""
+                    if result.targets is None
+                    else " ".join(f"{v:.4f}" for v in result.targets[row])
+                )
+                predicted = " ".join(f"{v:.4f}" for v in result.outputs[row])
+                extra = []
+            corpus = item.metadata.get("corpus", "")
+            writer.writerow(
+                [clip_id, split, path, corpus, item.speaker or "", target, predicted, *extra]
+            )
+    return buffer.getvalue()
+
+
+def score_run(
+    run_dir: Path,
+    config: ExperimentConfig,
+    model: EmotionModel,
+    normalizer: FeatureNormalizer,
+    data: ExperimentData,
+    history: list[dict[str, Any]],
+    device: torch.device,
+    progress: bool = False,
+) -> ExperimentResult:
+    """Predict every split with the selected model; write predictions, metrics and the report."""
+    fold = _fold_of(config)
+    splits = _splits(config, data)
+    weights = class_weights_for(config.task, splits["train"])
+    results: dict[str, dict[str, dict[str, Any]]] = {}
+    all_predictions: dict[str, dict[PathName, PathPredictions]] = {}
+    split: Split
+    for split in ("train", "dev", "test"):
+        items = splits[split]
+        if not items:
+            continue
         predictions = predict_items(
-            trainer.model,
-            splits[split],
-            config.task,
-            trainer.normalizer,
-            batch_size=config.training.batch_size,
-            device=trainer.device,
+            model, items, config.task, normalizer, config.training.batch_size, device, progress,
+            description=f"predict {split}",
+        )  # fmt: skip
+        all_predictions[split] = predictions
+        results[split] = evaluate_predictions(config.task, predictions, weights)
+        by_id = {item.id: item for item in items}
+        write_text_atomically(
+            run_dir / "predictions" / f"{split}.csv",
+            _prediction_rows(config, split, predictions, by_id),
         )
-        results[split] = evaluate_predictions(config.task, predictions, trainer.class_weights)
+    best = min(history, key=lambda r: r["selection_loss"])["epoch"] if history else 0
     write_json_atomically(
         run_dir / "metrics.json",
         {
-            "best_epoch": training.best_epoch,
-            "selection_loss": training.best_loss,
-            "dev": results["dev"],
+            "fold": fold,
+            "best_epoch": best,
+            "dev": results.get("dev", {}),
             "test": results["test"],
+            "train": results["train"],
+            "extractors": data.extractors,
             "config": config.to_dict(),
         },
     )
-    return ExperimentResult(config, run_dir, training, results["dev"], results["test"])
+    counts = data.modality_counts(fold)
+    write_run_report(run_dir, config, history, results, all_predictions, counts, data.notes)
+    return ExperimentResult(config, run_dir, best, results.get("dev", {}), results["test"])
+
+
+def run_experiment(
+    config: ExperimentConfig,
+    run_dir: str | Path,
+    data: ExperimentData | None = None,
+    progress: bool = True,
+) -> ExperimentResult:
+    """Train (or resume) the config's fold in ``run_dir`` and score the selected epoch."""
+    run_dir = Path(run_dir)
+    data = data or prepare(config, progress)
+    splits = _splits(config, data)
+    trainer = Trainer(config, splits["train"], splits["dev"], run_dir, data.extractors)
+    save_config(config, run_dir / "config.yaml")
+    training = trainer.fit()
+    return score_run(
+        run_dir, config, trainer.model, trainer.normalizer, data, training.history, trainer.device
+    )
+
+
+def evaluate_run(run_dir: str | Path, progress: bool = True) -> ExperimentResult:
+    """Score a finished run again from its directory (same config, same features, no training)."""
+    run_dir = Path(run_dir)
+    config = load_config(run_dir / "config.yaml")
+    checkpoint = load_checkpoint(run_dir / "best.pt")
+    data = prepare(config, progress)
+    checkpoint.check_features(data.extractors, model_name=str(run_dir / "best.pt"))
+    device = resolve_device(config.training.device)
+    model = model_from_checkpoint(checkpoint).to(device)
+    # best.pt's history stops at the selected epoch; the run's own file has every epoch.
+    history_file = run_dir / "history.json"
+    history = json.loads(history_file.read_text()) if history_file.exists() else checkpoint.history
+    return score_run(run_dir, config, model, checkpoint.normalizer, data, history, device, progress)
+
+
+def run_cv(config: ExperimentConfig, run_dir: str | Path, progress: bool = True) -> dict[str, Any]:
+    """Every fold in ``run_dir/fold-<k>`` (finished folds are kept), then the paper's table."""
+    run_dir = Path(run_dir)
+    data = prepare(config, progress)
+    folds = len(data.folds)
+    test_results = []
+    for fold in range(1, folds + 1):
+        fold_dir = run_dir / f"fold-{fold}"
+        metrics = fold_dir / "metrics.json"
+        if metrics.exists():
+            logger.info("fold %d/%d: finished earlier, kept", fold, folds)
+            test_results.append(json.loads(metrics.read_text())["test"])
+            continue
+        logger.info("fold %d/%d", fold, folds)
+        fold_config = apply_overrides(config, [f"data.fold={fold}"])
+        test_results.append(run_experiment(fold_config, fold_dir, data, progress).test)
+    table = cv_table(config.task, test_results)
+    summary = {"folds": folds, "table": table, "config": config.to_dict()}
+    write_json_atomically(run_dir / "cv.json", summary)
+    write_text_atomically(run_dir / "cv.md", cv_markdown(config.task, table))
+    save_config(config, run_dir / "config.yaml")
+    write_cv_report(run_dir, config, table)
+    return summary

@@ -231,8 +231,9 @@ def _differences(saved: dict[str, Any], current: dict[str, Any], prefix: str = "
 class Trainer:
     """Trains a model on ``train`` items, selecting the epoch with the lowest development loss.
 
-    ``extractors`` names the feature extractors that produced the items' features; they are
-    recorded in the checkpoints (defaults to ``config.features``).
+    ``extractors`` describes the feature extractors that produced the items' features (e.g. from
+    ``FeatureStore.extractor_description``); it is recorded in the checkpoints, so that features
+    from another extractor can be refused later. It defaults to the ids in ``config.features``.
     """
 
     def __init__(
@@ -241,10 +242,11 @@ class Trainer:
         train: Sequence[Item],
         dev: Sequence[Item],
         run_dir: str | Path,
-        extractors: dict[str, str | None] | None = None,
+        extractors: dict[str, Any] | None = None,
     ) -> None:
         check_items(train, config, "training set")
-        check_items(dev, config, "development set")
+        if dev or config.training.selection_path != "last":
+            check_items(dev, config, "development set")
         self.config = config
         self.train_items, self.dev_items = list(train), list(dev)
         self.run_dir = Path(run_dir)
@@ -335,6 +337,8 @@ class Trainer:
         )
 
     def evaluate_dev(self) -> dict[str, dict[str, Any]]:
+        if not self.dev_items:
+            return {}
         predictions = predict_items(
             self.model,
             self.dev_items,
@@ -347,6 +351,8 @@ class Trainer:
 
     def _selection_loss(self, dev: dict[str, dict[str, Any]]) -> float:
         choice = self.config.training.selection_path
+        if choice == "last":
+            return -float(self.state.epoch + 1)  # later epochs always win
         if choice == "mean":
             return float(np.mean([result["loss"] for result in dev.values()]))
         if choice not in dev:
@@ -388,10 +394,11 @@ class Trainer:
         self.state.loss_sums, self.state.loss_counts = {}, {}
         self._save_last()
         write_json_atomically(self.run_dir / "history.json", self.history)
-        summary = ", ".join(f"{path} {result['loss']:.4f}" for path, result in dev.items())
-        logger.info(
-            "epoch %d: dev loss %s%s", record["epoch"], summary, " (best)" if improved else ""
-        )
+        if dev:
+            summary = "dev loss " + ", ".join(f"{p} {r['loss']:.4f}" for p, r in dev.items())
+        else:
+            summary = "train loss " + ", ".join(f"{n} {v:.4f}" for n, v in train_losses.items())
+        logger.info("epoch %d: %s%s", record["epoch"], summary, " (best)" if improved else "")
 
     def fit(self) -> TrainingResult:
         """Train to the configured number of epochs (or finish a resumed run)."""

@@ -25,8 +25,8 @@ from tqdm.auto import tqdm
 from vavl.config import MODALITIES, FaceSettings
 from vavl.errors import DataError, VavlError
 from vavl.features.base import AudioExtractor, VisualExtractor, create_extractor
-from vavl.features.pipeline import FeaturePipeline, FileFeatures, describe_extractors
-from vavl.features.store import FeatureStore, feature_key
+from vavl.features.pipeline import FeaturePipeline, FileFeatures
+from vavl.features.store import FeatureStore, describe, feature_key
 from vavl.files import sha256_file, write_json_atomically, write_text_atomically
 
 MEDIA_SUFFIXES = {
@@ -98,12 +98,14 @@ class _Extractor:
         self.pipeline = FeaturePipeline(audio, visual, settings.faces)
         self.store = FeatureStore(store_root)
         self.keys: dict[str, str] = {}
-        descriptions = describe_extractors(audio, visual, settings.faces)
+        specs = {"audio": settings.audio, "visual": settings.visual}
         for modality, extractor in (("audio", audio), ("visual", visual)):
-            if extractor is not None:
+            spec = specs[modality]
+            if extractor is not None and spec is not None:
                 key = feature_key(extractor, settings.faces)
                 self.keys[modality] = key
-                self.store.register_extractor(key, descriptions[modality])
+                description = describe(extractor, settings.faces, spec.options)
+                self.store.register_extractor(key, description)
 
     def process(self, path: Path) -> dict[str, Any]:
         started = time.perf_counter()

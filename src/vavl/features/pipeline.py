@@ -194,15 +194,3 @@ class FeaturePipeline:
                 flush()
         flush()
         return ModalityFeatures(features, np.asarray(times, dtype=np.float32), valid)
-
-
-def describe_extractors(
-    audio: AudioExtractor | None, visual: VisualExtractor | None, faces: FaceSettings
-) -> dict[str, Any]:
-    """What fed a model: recorded in checkpoints and compared at prediction."""
-    description: dict[str, Any] = {"audio": None, "visual": None}
-    if audio is not None:
-        description["audio"] = audio.describe()
-    if visual is not None:
-        description["visual"] = {**visual.describe(), "faces": faces.model_dump()}
-    return description

@@ -21,9 +21,11 @@ from typing import Any
 import numpy as np
 
 from vavl.config import FaceSettings
+from vavl.data import Item
+from vavl.errors import DataError
 from vavl.features.base import FeatureExtractor, VisualExtractor
 from vavl.features.pipeline import ModalityFeatures
-from vavl.files import write_atomically, write_json_atomically
+from vavl.files import sha256_file, write_atomically, write_json_atomically
 
 
 def feature_key(extractor: FeatureExtractor, faces: FaceSettings | None = None) -> str:
@@ -34,6 +36,23 @@ def feature_key(extractor: FeatureExtractor, faces: FaceSettings | None = None) 
         {"extractor": extractor.key(), "faces": faces.model_dump()}, sort_keys=True
     )
     return f"{extractor.id}-{hashlib.sha256(description.encode()).hexdigest()[:12]}"
+
+
+def describe(
+    extractor: FeatureExtractor,
+    faces: FaceSettings | None = None,
+    options: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """What made some features: recorded in the store and in checkpoints, compared at prediction.
+
+    ``key`` identifies the output (see :func:`feature_key`); ``options`` rebuild the extractor.
+    """
+    description = {**extractor.describe(), "key": feature_key(extractor, faces)}
+    if isinstance(extractor, VisualExtractor) and faces is not None:
+        description["faces"] = faces.model_dump()
+    if options is not None:
+        description["options"] = dict(options)
+    return description
 
 
 def _checksum(features: ModalityFeatures) -> str:
@@ -68,6 +87,51 @@ class FeatureStore:
     def extractor_description(self, key: str) -> dict[str, Any] | None:
         path = self.root / "extractors" / f"{key}.json"
         return json.loads(path.read_text()) if path.exists() else None
+
+    def resolve_key(self, extractor_id: str) -> str:
+        """The key of the features ``extractor_id`` wrote here (there must be exactly one)."""
+        keys = sorted(
+            path.stem
+            for path in (self.root / "extractors").glob("*.json")
+            if json.loads(path.read_text()).get("id") == extractor_id
+        )
+        if not keys:
+            raise DataError(
+                f"{self.root}: holds no '{extractor_id}' features; run `vavl extract ... "
+                f"--out {self.root}` with that extractor first"
+            )
+        if len(keys) > 1:
+            raise DataError(
+                f"{self.root}: holds '{extractor_id}' features made with different settings "
+                f"({', '.join(keys)}); name the one you want by its key"
+            )
+        return keys[0]
+
+    def item(
+        self, media: str | Path, audio_key: str | None, visual_key: str | None, **fields: Any
+    ) -> Item:
+        """An :class:`Item` with the stored features of ``media`` (labels etc. in ``fields``)."""
+        media = Path(media)
+        content_hash = sha256_file(media)
+        found: dict[str, ModalityFeatures | None] = {"audio": None, "visual": None}
+        for modality, key in (("audio", audio_key), ("visual", visual_key)):
+            if key is None:
+                continue
+            entry = self.load(key, content_hash)
+            if entry is None:
+                raise DataError(
+                    f"{media}: has no '{key}' features in {self.root} (or they are damaged); "
+                    "run `vavl extract` on it"
+                )
+            found[modality] = entry.features
+        audio, visual = found["audio"], found["visual"]
+        return Item(
+            id=fields.pop("id", str(media)),
+            audio=None if audio is None else audio.features,
+            visual=None if visual is None else visual.features,
+            visual_valid=None if visual is None else visual.valid,
+            **fields,
+        )
 
     def save(
         self,

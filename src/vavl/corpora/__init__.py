@@ -1,0 +1,137 @@
+"""Corpora: a user's copy of CREMA-D, MSP-IMPROV, RAVDESS, MEAD or any labelled folder or manifest
+turned into clips with media paths, speakers, labels and partitions.
+
+:func:`load_corpus` reads one corpus as a config entry describes it; :func:`fold_assignments`
+gives the clip -> split assignment of every fold (the authors' partitions or seeded
+speaker-independent folds). Every problem is a one-line :class:`~vavl.errors.DataError` raised
+before any training.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import replace
+
+from vavl.config import CorpusConfig, SplitConfig
+from vavl.corpora.base import (
+    SPLITS,
+    Clip,
+    Corpus,
+    Split,
+    check_clips,
+    map_labels,
+    speaker_folds,
+)
+from vavl.corpora.crema_d import load_crema_d
+from vavl.corpora.generic import load_folder, load_manifest
+from vavl.corpora.msp_improv import load_msp_improv
+from vavl.corpora.ravdess_mead import (
+    MEAD_TO_CREMA_D,
+    RAVDESS_TO_CREMA_D,
+    load_mead,
+    load_ravdess,
+)
+from vavl.errors import DataError
+
+LABEL_MAPS: dict[str, dict[str, str | None]] = {
+    "ravdess-to-crema-d": RAVDESS_TO_CREMA_D,
+    "mead-to-crema-d": MEAD_TO_CREMA_D,
+}
+
+
+def load_corpus(spec: CorpusConfig, attributes: Sequence[str] = ()) -> Corpus:
+    """The clips of one corpus, only with the modalities ``spec.modalities`` names."""
+    name = spec.name or spec.format
+    if spec.format == "crema-d":
+        corpus = load_crema_d(spec.root, name, spec.labels, spec.votes, spec.partitions)
+    elif spec.format == "msp-improv":
+        if spec.partitions is None:
+            raise DataError(f"{name}: MSP-IMPROV needs the authors' partition folder (partitions:)")
+        corpus = load_msp_improv(spec.root, spec.partitions, name, spec.flip)
+    elif spec.format == "ravdess":
+        corpus = load_ravdess(spec.root, name, spec.channels)
+    elif spec.format == "mead":
+        corpus = load_mead(spec.root, name)
+    elif spec.format == "folder":
+        corpus = load_folder(spec.root, name)
+    else:
+        corpus = load_manifest(spec.root, name, attributes)
+    kept = []
+    for clip in corpus.clips:
+        media = {m: p for m, p in clip.media.items() if m in spec.modalities}
+        if media:
+            kept.append(replace(clip, media=media))
+    corpus.clips = kept
+    return corpus
+
+
+def label_map_of(spec: CorpusConfig) -> dict[str, str | None]:
+    if isinstance(spec.label_map, str):
+        if spec.label_map not in LABEL_MAPS:
+            known = ", ".join(sorted(LABEL_MAPS))
+            raise DataError(f"unknown label map '{spec.label_map}' (known: {known})")
+        return LABEL_MAPS[spec.label_map]
+    return dict(spec.label_map)
+
+
+def fold_assignments(
+    corpora: Sequence[Corpus], roles: Sequence[str], split: SplitConfig
+) -> list[dict[str, Split]]:
+    """clip id -> split for every fold. Corpora with role 'train' are always in training."""
+    evaluated = [c for c, role in zip(corpora, roles, strict=True) if role == "all"]
+    if not evaluated:
+        raise DataError("no corpus can be evaluated: give at least one corpus role 'all'")
+    if split.method == "partitions":
+        missing = [c.name for c in evaluated if not c.partitions]
+        if missing:
+            raise DataError(
+                f"split.method is 'partitions' but {', '.join(missing)} defines none; give its "
+                "partition folder or use split.method: speaker-folds"
+            )
+        counts = {len(c.partitions or []) for c in evaluated}
+        if len(counts) > 1:
+            raise DataError(f"the corpora define different numbers of partitions: {sorted(counts)}")
+        folds: list[dict[str, Split]] = [{} for _ in range(counts.pop())]
+        for corpus in evaluated:
+            for fold, partition in zip(folds, corpus.partitions or [], strict=True):
+                fold.update(partition)
+    elif split.method == "speakers":
+        known = {s for corpus in evaluated for s in corpus.speakers()}
+        folds = []
+        for named in split.speakers:
+            unknown = sorted(set(named.test + named.dev) - known)
+            if unknown:
+                raise DataError(
+                    f"split names speakers the corpora do not have: {', '.join(unknown)} "
+                    "(speakers are '<corpus>:<speaker>', e.g. crema-d:1001)"
+                )
+            assignment: dict[str, Split] = {speaker: "train" for speaker in known}
+            assignment |= dict.fromkeys(named.dev, "dev")
+            assignment |= dict.fromkeys(named.test, "test")
+            folds.append({clip.id: assignment[clip.speaker] for c in evaluated for clip in c.clips})
+    else:
+        speakers = [s for corpus in evaluated for s in corpus.speakers()]
+        by_speaker = speaker_folds(speakers, split.folds, split.seed)
+        folds = [
+            {clip.id: assignment[clip.speaker] for corpus in evaluated for clip in corpus.clips}
+            for assignment in by_speaker
+        ]
+    for corpus, role in zip(corpora, roles, strict=True):
+        if role == "train":
+            for fold in folds:
+                fold.update(dict.fromkeys((clip.id for clip in corpus.clips), "train"))
+    return folds
+
+
+__all__ = [
+    "LABEL_MAPS",
+    "SPLITS",
+    "Clip",
+    "Corpus",
+    "Split",
+    "check_clips",
+    "fold_assignments",
+    "label_map_of",
+    "load_corpus",
+    "map_labels",
+]

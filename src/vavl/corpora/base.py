@@ -1,0 +1,189 @@
+"""What every corpus adapter produces: clips with media paths, speakers, labels and partitions.
+
+A :class:`Clip` names the media file that feeds each modality (CREMA-D's audio comes from its WAV
+files, its video from the FLV files), its speaker (prefixed with the corpus name, so that corpora
+can be mixed without speaker clashes) and its label in the corpus's own words. Label maps turn
+those words into the task's classes; partitions say which split each clip is in.
+"""
+
+from __future__ import annotations
+
+import csv
+import random
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Literal
+
+from vavl.config import Modality
+from vavl.errors import DataError
+
+Split = Literal["train", "dev", "test"]
+SPLITS: tuple[Split, Split, Split] = ("train", "dev", "test")
+SPLIT_NAMES = {"train": "train", "development": "dev", "dev": "dev", "test": "test"}
+
+
+@dataclass(frozen=True)
+class Clip:
+    id: str  # unique across corpora: "<corpus>/<name>"
+    corpus: str
+    speaker: str  # "<corpus>:<speaker>"
+    media: Mapping[Modality, Path]  # the file that feeds each modality the clip has
+    label: str | None = None  # a class, in the corpus's words
+    soft_label: Mapping[str, float] | None = None  # class -> share of annotators
+    attributes: Mapping[str, float] | None = None  # e.g. arousal, valence, dominance
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Corpus:
+    """Clips of one corpus, and the partitions its authors defined (clip id -> split), if any."""
+
+    name: str
+    clips: list[Clip]
+    partitions: list[dict[str, Split]] | None = None
+
+    def speakers(self) -> list[str]:
+        return sorted({clip.speaker for clip in self.clips})
+
+
+def split_name(value: str, source: str) -> Split:
+    try:
+        return SPLIT_NAMES[value.strip().lower()]  # type: ignore[return-value]
+    except KeyError:
+        raise DataError(f"{source}: unknown split '{value}' (use train, dev or test)") from None
+
+
+@dataclass
+class AuthorsPartitions:
+    """The VAVL authors' partition CSVs: one row per clip (FileName, labels, SpkrID, Split_Set)."""
+
+    rows: dict[str, dict[str, str]]  # clip name (no extension) -> its row in the first file
+    partitions: list[dict[str, Split]]  # per file: clip name -> split
+    speakers: dict[str, str]  # clip name -> SpkrID
+
+
+def read_authors_partitions(
+    folder: Path, pattern: str, required: set[str], allowed: set[str] | None = None
+) -> AuthorsPartitions:
+    """Read every ``pattern`` file of ``folder``; columns are checked before any row is used."""
+    files = sorted(folder.glob(pattern))
+    if not files:
+        raise DataError(f"{folder}: no {pattern} partition files here")
+    result = AuthorsPartitions({}, [], {})
+    needed = required | {"FileName", "SpkrID", "Split_Set"}
+    for path in files:
+        with open(path, newline="", encoding="utf-8") as handle:
+            reader = csv.DictReader(handle)
+            columns = set(reader.fieldnames or ())
+            if allowed is not None and columns - allowed - needed:
+                raise DataError(
+                    f"{path}: unknown columns {sorted(columns - allowed - needed)} "
+                    f"(expected {', '.join(sorted(needed | allowed))})"
+                )
+            if needed - columns:
+                raise DataError(f"{path}: missing columns {sorted(needed - columns)}")
+            partition: dict[str, Split] = {}
+            for row in reader:
+                clip = Path(row["FileName"]).stem
+                partition[clip] = split_name(row["Split_Set"], str(path))
+                result.rows.setdefault(clip, row)
+                result.speakers[clip] = row["SpkrID"]
+        result.partitions.append(partition)
+    return result
+
+
+def require_folder(path: Path, corpus: str, what: str) -> Path:
+    if not path.is_dir():
+        raise DataError(f"{path}: {corpus} {what} folder not found")
+    return path
+
+
+def media_by_stem(folder: Path, suffixes: Iterable[str]) -> dict[str, Path]:
+    """Files under ``folder`` (recursively) with one of ``suffixes``, by file stem."""
+    wanted = {suffix.lower() for suffix in suffixes}
+    found: dict[str, Path] = {}
+    for path in sorted(folder.rglob("*")):
+        if path.is_file() and path.suffix.lower() in wanted:
+            found.setdefault(path.stem, path)
+    return found
+
+
+def map_labels(
+    clips: Sequence[Clip], label_map: Mapping[str, str | None], classes: Sequence[str]
+) -> tuple[list[Clip], Counter[str]]:
+    """Clips relabelled into ``classes`` (pure). Labels mapped to None are dropped, and counted.
+
+    A label absent from ``label_map`` keeps its name; it must then be one of ``classes``.
+    """
+    kept, dropped = [], Counter[str]()
+    for clip in clips:
+        if clip.label is None:
+            kept.append(clip)
+            continue
+        target = label_map.get(clip.label, clip.label)
+        if target is None:
+            dropped[clip.label] += 1
+            continue
+        if target not in classes:
+            raise DataError(
+                f"{clip.corpus}: clip '{clip.id}' has label '{clip.label}', which is not one of "
+                f"the task's labels ({', '.join(classes)}); map it with data.corpora[].label_map"
+            )
+        soft = None
+        if clip.soft_label is not None:
+            merged: dict[str, float] = defaultdict(float)
+            for name, share in clip.soft_label.items():
+                mapped = label_map.get(name, name)
+                if mapped is not None:
+                    merged[mapped] += share
+            soft = dict(merged)
+        kept.append(replace(clip, label=target, soft_label=soft))
+    return kept, dropped
+
+
+def speaker_folds(speakers: Sequence[str], folds: int, seed: int) -> list[dict[str, Split]]:
+    """Seeded speaker-independent folds: fold k tests group k, develops on group k+1, trains on
+    the rest. Every speaker is tested exactly once."""
+    unique = sorted(set(speakers))
+    if len(unique) < 3:
+        raise DataError(f"speaker-independent folds need at least 3 speakers, found {len(unique)}")
+    folds = min(folds, len(unique))
+    shuffled = unique[:]
+    random.Random(seed).shuffle(shuffled)
+    groups = [shuffled[index::folds] for index in range(folds)]
+    assignments = []
+    for fold in range(folds):
+        split: dict[str, Split] = {speaker: "train" for speaker in unique}
+        split |= dict.fromkeys(groups[(fold + 1) % folds], "dev")
+        split |= dict.fromkeys(groups[fold], "test")
+        assignments.append(split)
+    return assignments
+
+
+def check_clips(clips: Sequence[Clip], split: Mapping[str, Split] | None = None) -> None:
+    """Refuse, before any training, duplicate ids, missing media and speakers across splits."""
+    seen: set[str] = set()
+    for clip in clips:
+        if clip.id in seen:
+            raise DataError(f"{clip.corpus}: clip id '{clip.id}' appears twice")
+        seen.add(clip.id)
+        if not clip.media:
+            raise DataError(f"{clip.corpus}: clip '{clip.id}' has no media file")
+        for path in clip.media.values():
+            if not path.is_file():
+                raise DataError(f"{path}: media file of clip '{clip.id}' ({clip.corpus}) not found")
+    if split is None:
+        return
+    splits_of: dict[str, set[Split]] = defaultdict(set)
+    for clip in clips:
+        if clip.id in split:
+            splits_of[clip.speaker].add(split[clip.id])
+    for speaker, found in sorted(splits_of.items()):
+        if "test" in found and len(found) > 1:
+            others = ", ".join(sorted(found - {"test"}))
+            raise DataError(
+                f"speaker '{speaker}' is in both test and {others}: the split is not "
+                "speaker-independent"
+            )

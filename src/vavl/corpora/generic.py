@@ -1,0 +1,77 @@
+"""Any labelled folder or manifest CSV.
+
+Folder: ``<root>/<label>/<file>`` (the folder name is the label; speakers unknown, so each file is
+its own speaker). Manifest CSV: a ``path`` column (relative to the CSV) and either a ``label``
+column (classes) or one numeric column per attribute; optional ``speaker``, ``split`` and ``id``.
+A video file feeds both modalities, an audio file only the audio.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Sequence
+from pathlib import Path
+
+from vavl.config import Modality
+from vavl.corpora.base import Clip, Corpus, Split, require_folder, split_name
+from vavl.errors import DataError
+
+AUDIO_SUFFIXES = {".wav", ".mp3", ".m4a", ".aac", ".flac", ".ogg", ".opus", ".wma"}
+
+
+def _media(path: Path) -> dict[Modality, Path]:
+    if path.suffix.lower() in AUDIO_SUFFIXES:
+        return {"audio": path}
+    return {"audio": path, "visual": path}
+
+
+def load_folder(root: Path, name: str) -> Corpus:
+    require_folder(root, name, "corpus")
+    clips = []
+    for label_folder in sorted(p for p in root.iterdir() if p.is_dir()):
+        for path in sorted(label_folder.rglob("*")):
+            if path.is_file() and not path.name.startswith("."):
+                clip_id = f"{name}/{path.relative_to(root).as_posix()}"
+                clips.append(
+                    Clip(clip_id, name, f"{name}:{clip_id}", _media(path), label=label_folder.name)
+                )
+    if not clips:
+        raise DataError(f"{root}: no <label>/<file> media found (expected one folder per label)")
+    return Corpus(name, clips)
+
+
+def load_manifest(path: Path, name: str, attributes: Sequence[str] = ()) -> Corpus:
+    if not path.is_file():
+        raise DataError(f"{path}: manifest not found")
+    with open(path, newline="", encoding="utf-8") as handle:
+        reader = csv.DictReader(handle)
+        columns = set(reader.fieldnames or ())
+        rows = list(reader)
+    if "path" not in columns:
+        raise DataError(f"{path}: a manifest needs a 'path' column")
+    regression = bool(attributes) and set(attributes) <= columns
+    if not regression and "label" not in columns:
+        needed = f"a 'label' column or the attribute columns {list(attributes)}"
+        raise DataError(f"{path}: a manifest needs {needed}")
+    clips = []
+    split: dict[str, Split] = {}
+    for number, row in enumerate(rows, start=2):
+        media_path = path.parent / row["path"]
+        clip_id = f"{name}/{row.get('id') or row['path']}"
+        try:
+            values = {a: float(row[a]) for a in attributes} if regression else None
+        except ValueError:
+            raise DataError(f"{path}:{number}: attribute values must be numbers") from None
+        clips.append(
+            Clip(
+                clip_id,
+                name,
+                f"{name}:{row.get('speaker') or clip_id}",
+                _media(media_path),
+                label=None if regression else row["label"],
+                attributes=values,
+            )
+        )
+        if row.get("split"):
+            split[clip_id] = split_name(row["split"], f"{path}:{number}")
+    return Corpus(name, clips, [split] if split else None)

@@ -1,0 +1,236 @@
+"""An experiment's data: corpora (or the synthetic set) -> features in the store -> items and folds.
+
+Corpora are read and checked first (missing folders, unknown labels, missing media, duplicate
+ids, speakers in two splits), so that no problem surfaces after hours of training. Missing
+features are then extracted into the store (one pass per modality over the files that feed it),
+and each clip becomes an :class:`~vavl.data.Item` with the features of the modalities it has.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from vavl.config import MODALITIES, CorporaDataConfig, ExperimentConfig, SyntheticDataConfig
+from vavl.corpora import (
+    SPLITS,
+    Clip,
+    Split,
+    check_clips,
+    fold_assignments,
+    label_map_of,
+    load_corpus,
+    map_labels,
+)
+from vavl.corpora.base import speaker_folds
+from vavl.corpora.msp_improv import min_max_scaled
+from vavl.data import Item
+from vavl.errors import ConfigError, DataError
+from vavl.features.extraction import ExtractionSettings, ExtractorSpec, run_extraction
+from vavl.features.store import FeatureStore, describe, feature_key
+from vavl.synthetic import synthetic_items
+
+logger = logging.getLogger("vavl")
+
+
+@dataclass
+class ExperimentData:
+    items: dict[str, Item]
+    folds: list[dict[str, Split]]
+    extractors: dict[str, Any]  # modality -> description of the extractor that made its features
+    scale_attributes: bool = False
+    notes: list[str] = field(default_factory=list)
+
+    def split(self, fold: int, allow_empty_dev: bool = False) -> dict[Split, list[Item]]:
+        """The items of each split of fold ``fold`` (1-based); attributes scaled by train."""
+        if not 1 <= fold <= len(self.folds):
+            raise ConfigError(f"fold {fold} does not exist (folds: 1 to {len(self.folds)})")
+        assignment = self.folds[fold - 1]
+        splits: dict[Split, list[Item]] = {split: [] for split in SPLITS}
+        for item_id, split in assignment.items():
+            if item_id in self.items:
+                splits[split].append(replace(self.items[item_id], split=split))
+        if self.scale_attributes and splits["train"]:
+            splits = _scaled(splits)
+        for split in SPLITS:
+            if not splits[split] and not (split == "dev" and allow_empty_dev):
+                raise DataError(f"fold {fold} has no clip in its {split} split")
+        return splits
+
+    def modality_counts(self, fold: int) -> dict[str, dict[str, int]]:
+        """Clips per split with audio, with video, with both, in total."""
+        counts: dict[str, dict[str, int]] = {}
+        for split, items in self.split(fold, allow_empty_dev=True).items():
+            audio = [item.has("audio") for item in items]
+            visual = [item.has("visual") for item in items]
+            counts[split] = {
+                "clips": len(items),
+                "audio": sum(audio),
+                "visual": sum(visual),
+                "both": sum(a and v for a, v in zip(audio, visual, strict=True)),
+            }
+        return counts
+
+
+def _scaled(splits: dict[Split, list[Item]]) -> dict[Split, list[Item]]:
+    values = np.stack([item.attributes for item in splits["train"] if item.attributes is not None])
+    ranges = {
+        str(k): (float(values[:, k].min()), float(values[:, k].max()))
+        for k in range(values.shape[1])
+    }
+    scaled: dict[Split, list[Item]] = {}
+    for split, items in splits.items():
+        scaled[split] = []
+        for item in items:
+            if item.attributes is None:
+                scaled[split].append(item)
+                continue
+            named = {str(k): float(v) for k, v in enumerate(item.attributes)}
+            result = min_max_scaled(named, ranges)
+            vector = np.array([result[str(k)] for k in range(len(named))], np.float32)
+            scaled[split].append(replace(item, attributes=vector))
+    return scaled
+
+
+def _label_fields(clip: Clip, config: ExperimentConfig) -> dict[str, Any]:
+    task = config.task
+    if task.kind == "regression":
+        if clip.attributes is None or set(task.labels) - set(clip.attributes):
+            raise DataError(
+                f"{clip.corpus}: clip '{clip.id}' lacks attribute values for {list(task.labels)}"
+            )
+        return {"attributes": np.array([clip.attributes[a] for a in task.labels], np.float32)}
+    if clip.label is None:
+        raise DataError(f"{clip.corpus}: clip '{clip.id}' has no label")
+    soft = None
+    if clip.soft_label is not None:
+        soft = np.array([clip.soft_label.get(label, 0.0) for label in task.labels], np.float32)
+    return {"label": task.labels.index(clip.label), "soft_label": soft}
+
+
+def _extract(
+    clips: list[Clip], config: ExperimentConfig, data: CorporaDataConfig, progress: bool
+) -> tuple[dict[str, str | None], dict[tuple[str, Path], str], dict[str, Any]]:
+    """Extract what the store lacks; return the keys, (modality, file) -> content hash, and the
+    extractors' descriptions."""
+    store = FeatureStore(data.store)
+    features = config.features
+    keys: dict[str, str | None] = {}
+    hashes: dict[tuple[str, Path], str] = {}
+    descriptions: dict[str, Any] = {}
+    for modality in MODALITIES:
+        files = sorted({clip.media[modality] for clip in clips if modality in clip.media})
+        name = getattr(features, modality)
+        if not files:
+            keys[modality], descriptions[modality] = None, None
+            continue
+        if name is None:
+            raise ConfigError(
+                f"the corpora have {modality} media but features.{modality} names no extractor"
+            )
+        spec = ExtractorSpec(name, dict(getattr(features, f"{modality}_options")))
+        extractor = spec.build()
+        keys[modality] = feature_key(extractor, features.faces)
+        descriptions[modality] = describe(extractor, features.faces, spec.options)
+        settings = ExtractionSettings(
+            audio=spec if modality == "audio" else None,
+            visual=spec if modality == "visual" else None,
+            faces=features.faces,
+        )
+        logger.info("%s features (%s) of %d files into %s", modality, name, len(files), store.root)
+        report = run_extraction(
+            files, store.root, settings, data.workers, progress, report_name=f"report-{modality}"
+        )
+        failed = 0
+        for row in report.rows:
+            if row["status"] == "failed":
+                failed += 1
+            else:
+                hashes[(modality, Path(row["path"]))] = row["content_sha256"]
+        if failed:
+            logger.warning(
+                "%d %s files could not be read (see %s)", failed, modality, report.csv_path
+            )
+    return keys, hashes, descriptions
+
+
+def prepare(config: ExperimentConfig, progress: bool = True) -> ExperimentData:
+    """The items and folds the config's data section describes."""
+    data = config.data
+    if data is None:
+        raise ConfigError(
+            "the config has no 'data' section: say where the training data comes from"
+        )
+    if isinstance(data, SyntheticDataConfig):
+        splits = synthetic_items(data, config.task)
+        items = {item.id: item for items in splits.values() for item in items}
+        described: dict[str, Any] = {m: getattr(config.features, m) for m in MODALITIES}
+        if data.folds > 1:
+            by_speaker = speaker_folds(
+                [i.speaker or i.id for i in items.values()], data.folds, data.seed
+            )
+            folds = [
+                {i.id: assignment[i.speaker or i.id] for i in items.values()}
+                for assignment in by_speaker
+            ]
+            return ExperimentData(items, folds, described)
+        fold: dict[str, Split] = {}
+        for split, split_items in splits.items():
+            fold.update(dict.fromkeys((item.id for item in split_items), split))  # type: ignore[arg-type]
+        return ExperimentData(items, [fold], described)
+    return _prepare_corpora(config, data, progress)
+
+
+def _prepare_corpora(
+    config: ExperimentConfig, data: CorporaDataConfig, progress: bool
+) -> ExperimentData:
+    attributes = config.task.labels if config.task.kind == "regression" else ()
+    corpora, notes, clips = [], [], []
+    for spec in data.corpora:
+        corpus = load_corpus(spec, attributes)
+        if config.task.kind == "classification":
+            corpus.clips, dropped = map_labels(corpus.clips, label_map_of(spec), config.task.labels)
+            if dropped:
+                listed = ", ".join(f"{label} {count}" for label, count in sorted(dropped.items()))
+                notes.append(f"{corpus.name}: clips left out by the label map: {listed}")
+        corpora.append(corpus)
+        clips += corpus.clips
+    check_clips(clips)
+    folds = fold_assignments(corpora, [spec.role for spec in data.corpora], data.split)
+    for fold in folds:
+        check_clips(clips, fold)
+    keys, hashes, descriptions = _extract(clips, config, data, progress)
+    store = FeatureStore(data.store)
+    items: dict[str, Item] = {}
+    without = Counter[str]()
+    for clip in clips:
+        found: dict[str, Any] = {}
+        for modality in MODALITIES:
+            key, path = keys.get(modality), clip.media.get(modality)
+            content = hashes.get((modality, path)) if path is not None else None
+            entry = store.load(key, content) if key and content else None
+            found[modality] = entry.features if entry is not None else None
+        if found["audio"] is None and found["visual"] is None:
+            without[clip.corpus] += 1
+            continue
+        audio, visual = found["audio"], found["visual"]
+        items[clip.id] = Item(
+            id=clip.id,
+            audio=None if audio is None else audio.features,
+            visual=None if visual is None else visual.features,
+            visual_valid=None if visual is None else visual.valid,
+            speaker=clip.speaker,
+            metadata={"corpus": clip.corpus},
+            **_label_fields(clip, config),
+        )
+    for name, count in without.items():
+        notes.append(f"{name}: {count} clips gave no features in either modality and are left out")
+    for note in notes:
+        logger.info(note)
+    scale = config.task.kind == "regression" and data.scale_attributes
+    return ExperimentData(items, folds, descriptions, scale, notes)
