@@ -74,7 +74,7 @@ def test_whisper_transcribes_real_speech_from_our_log_mel() -> None:
         assert sentence in text, text
 
 
-@pytest.mark.parametrize("name", ["whisper-base", "logmel"])
+@pytest.mark.parametrize("name", ["whisper-base", "whisper-tiny", "logmel"])
 def test_audio_frames_follow_the_duration(name: str) -> None:
     extractor = create_extractor(name)
     for seconds in (0.5, 3.0, 7.3):
