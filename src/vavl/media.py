@@ -9,7 +9,7 @@ the problem.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -198,6 +198,41 @@ def _scaled_size(width: int, height: int, max_side: int | None) -> tuple[int, in
     return max(2, int(width * scale) // 2 * 2), max(2, int(height * scale) // 2 * 2)
 
 
+class FrameSampler:
+    """Keeps the first frame at or after each tick of a 1/fps grid (None: keeps every frame).
+
+    Works on true timestamps, so variable frame rates are sampled evenly in time.
+    """
+
+    def __init__(self, fps: float | None) -> None:
+        self.step = None if fps is None else 1.0 / fps
+        self.next_time = -math.inf
+
+    def keep(self, time: float) -> bool:
+        if self.step is None:
+            return True
+        if time < self.next_time - 1e-6:
+            return False
+        first = self.next_time == -math.inf
+        self.next_time = time + self.step if first else self.next_time + self.step
+        while self.next_time <= time:
+            self.next_time += self.step
+        return True
+
+
+def frames_from_arrays(
+    images: Sequence[NDArray[np.uint8]], fps: float, sample_fps: float | None = None
+) -> Iterator[VideoFrame]:
+    """In-memory RGB frames at ``fps`` as :class:`VideoFrame` s, sampled like a video file."""
+    sampler = FrameSampler(sample_fps)
+    kept = 0
+    for index, image in enumerate(images):
+        time = index / fps
+        if sampler.keep(time):
+            yield VideoFrame(kept, time, np.ascontiguousarray(image, dtype=np.uint8))
+            kept += 1
+
+
 @dataclass
 class VideoReader:
     """Iterates over the frames of the first video stream, as upright RGB arrays.
@@ -225,7 +260,7 @@ class VideoReader:
             declared = int(stream.frames) or None
             rate = stream.average_rate or stream.guessed_rate
             fallback_step = 1.0 / float(rate) if rate else 1.0 / 25.0
-            next_time = -math.inf
+            sampler = FrameSampler(self.fps)
             kept = 0
             try:
                 for frame in container.decode(stream):
@@ -233,14 +268,8 @@ class VideoReader:
                     time = frame.time
                     if time is None:
                         time = (self.decoded_frames - 1) * fallback_step
-                    if self.fps is not None:
-                        # Keep the first frame at or after each tick of a 1/fps grid.
-                        if time < next_time - 1e-6:
-                            continue
-                        step = 1.0 / self.fps
-                        next_time = time + step if next_time == -math.inf else next_time + step
-                        while next_time <= time:
-                            next_time += step
+                    if not sampler.keep(time):
+                        continue
                     width, height = _scaled_size(frame.width, frame.height, self.max_side)
                     image = frame.to_ndarray(width=width, height=height, format="rgb24")
                     rotation = int(getattr(frame, "rotation", 0) or 0)

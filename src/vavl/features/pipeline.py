@@ -10,10 +10,9 @@ memory stays bounded; short ones are kept in memory between the two passes.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -22,7 +21,14 @@ from vavl.config import FaceSettings
 from vavl.errors import MediaError
 from vavl.faces import Detection, FaceDetector, aligned_crop, main_face_track
 from vavl.features.base import AudioExtractor, FloatArray, VisualExtractor
-from vavl.media import SAMPLE_RATE, VideoFrame, VideoReader, iter_audio, probe
+from vavl.media import (
+    SAMPLE_RATE,
+    VideoFrame,
+    VideoReader,
+    frames_from_arrays,
+    iter_audio,
+    probe,
+)
 
 MIN_DURATION = 0.2  # seconds; shorter clips carry no usable expression
 SILENCE_RMS = 1e-4  # about -80 dBFS over the whole track
@@ -78,38 +84,76 @@ class FeaturePipeline:
     def extract(
         self, path: str | Path, modalities: tuple[str, ...] = ("audio", "visual")
     ) -> FileFeatures:
+        """Features of a media file (only the modalities named in ``modalities``)."""
         path = Path(path)
         info = probe(path)
         if info.audio is None and info.video is None:
             raise MediaError(f"{path}: has neither an audio nor a video stream")
-        if info.duration is not None and info.duration < MIN_DURATION:
-            raise MediaError(
-                f"{path}: too short ({info.duration:.2f} s; at least {MIN_DURATION} s is needed)"
-            )
+        self._check_duration(str(path), info.duration)
         result = FileFeatures(path=path, duration=info.duration)
-        steps: dict[str, tuple[Any, Any, str, Any]] = {
-            "audio": (self.audio, info.audio, "audio", self._extract_audio),
-            "visual": (self.visual, info.video, "video", self._extract_visual),
-        }
-        for modality, (extractor, stream, stream_name, extract) in steps.items():
-            if extractor is None or modality not in modalities:
-                continue
-            if stream is None:
-                result.missing[modality] = f"no {stream_name} stream"
-                continue
-            started = time.perf_counter()
-            setattr(result, modality, extract(path, extractor, result))
-            result.seconds[modality] = time.perf_counter() - started
+        if self.audio is not None and "audio" in modalities:
+            if info.audio is None:
+                result.missing["audio"] = "no audio stream"
+            else:
+                chunks = iter_audio(path, chunk_seconds=self.audio.chunk_seconds)
+                self._run("audio", lambda: self._extract_audio(chunks, result), result)
+        if self.visual is not None and "visual" in modalities:
+            if info.video is None:
+                result.missing["visual"] = "no video stream"
+            else:
+                rate, side = self.visual.frame_rate, self.faces.max_side
+                frames = lambda: VideoReader(path, fps=rate, max_side=side)  # noqa: E731
+                self._run("visual", lambda: self._extract_visual(frames, result), result)
         return result
 
+    def extract_arrays(
+        self,
+        waveform: FloatArray | None = None,
+        frames: Sequence[NDArray[np.uint8]] | None = None,
+        fps: float = 25.0,
+        name: str = "<arrays>",
+    ) -> FileFeatures:
+        """Features of a 16 kHz mono waveform and/or RGB frames at ``fps`` held in memory."""
+        durations = [len(waveform) / SAMPLE_RATE] if waveform is not None else []
+        durations += [len(frames) / fps] if frames is not None else []
+        if not durations:
+            raise MediaError(f"{name}: neither a waveform nor frames were given")
+        self._check_duration(name, max(durations))
+        result = FileFeatures(path=Path(name), duration=max(durations))
+        if self.audio is not None and waveform is not None:
+            step = int(self.audio.chunk_seconds * SAMPLE_RATE)
+            chunks = (waveform[i : i + step] for i in range(0, len(waveform), step))
+            self._run("audio", lambda: self._extract_audio(chunks, result), result)
+        if self.visual is not None and frames is not None:
+            rate = self.visual.frame_rate
+            source = lambda: frames_from_arrays(frames, fps, rate)  # noqa: E731
+            self._run("visual", lambda: self._extract_visual(source, result), result)
+        return result
+
+    @staticmethod
+    def _check_duration(name: str, duration: float | None) -> None:
+        if duration is not None and duration < MIN_DURATION:
+            raise MediaError(
+                f"{name}: too short ({duration:.2f} s; at least {MIN_DURATION} s is needed)"
+            )
+
+    @staticmethod
+    def _run(
+        modality: str, step: Callable[[], ModalityFeatures | None], result: FileFeatures
+    ) -> None:
+        started = time.perf_counter()
+        setattr(result, modality, step())
+        result.seconds[modality] = time.perf_counter() - started
+
     def _extract_audio(
-        self, path: Path, extractor: AudioExtractor, result: FileFeatures
+        self, chunks: Iterable[FloatArray], result: FileFeatures
     ) -> ModalityFeatures | None:
-        chunks, energy, samples = [], 0.0, 0
-        for waveform in iter_audio(path, chunk_seconds=extractor.chunk_seconds):
+        assert self.audio is not None
+        extracted, energy, samples = [], 0.0, 0
+        for waveform in chunks:
             energy += float(np.square(waveform, dtype=np.float64).sum())
             samples += len(waveform)
-            chunks.append(extractor.extract(waveform))
+            extracted.append(self.audio.extract(waveform))
         result.audio_seconds = samples / SAMPLE_RATE
         if samples < MIN_DURATION * SAMPLE_RATE:
             result.missing["audio"] = f"audio too short ({result.audio_seconds:.2f} s)"
@@ -117,29 +161,23 @@ class FeaturePipeline:
         if np.sqrt(energy / samples) < SILENCE_RMS:
             result.missing["audio"] = "silent audio track"
             return None
-        features = np.concatenate(chunks).astype(np.float32)
-        times = (np.arange(len(features)) / extractor.frame_rate).astype(np.float32)
+        features = np.concatenate(extracted).astype(np.float32)
+        times = (np.arange(len(features)) / self.audio.frame_rate).astype(np.float32)
         return ModalityFeatures(features, times, np.ones(len(features), dtype=bool))
 
-    def _frames(
-        self, path: Path, fps: float, cache: list[VideoFrame] | None
-    ) -> Iterator[VideoFrame]:
-        if cache is not None:
-            yield from cache
-            return
-        yield from VideoReader(path, fps=fps, max_side=self.faces.max_side)
-
     def _extract_visual(
-        self, path: Path, extractor: VisualExtractor, result: FileFeatures
+        self, frames: Callable[[], Iterable[VideoFrame]], result: FileFeatures
     ) -> ModalityFeatures | None:
-        settings = self.faces
-        reader = VideoReader(path, fps=extractor.frame_rate, max_side=settings.max_side)
+        """``frames()`` gives the sampled frames afresh each time it is called (two passes)."""
+        assert self.visual is not None
+        extractor, settings = self.visual, self.faces
         first = "full" if settings.detector == "full" else "short"
         detections: list[list[Detection]] = []
         times: list[float] = []
         cache: list[VideoFrame] | None = []
         cached_bytes = 0
-        for frame in reader:
+        source = frames()
+        for frame in source:
             detections.append(self.detector(first).detect(frame.image))
             times.append(frame.time)
             if cache is not None:
@@ -147,19 +185,20 @@ class FeaturePipeline:
                 cached_bytes += frame.image.nbytes
                 if cached_bytes > FRAME_CACHE_BYTES:
                     cache = None  # too long to keep: the second pass decodes again
-        result.notes += reader.problems
+        result.notes += getattr(source, "problems", [])
         result.frames_sampled = len(times)
         if not times:
             result.missing["visual"] = "no decodable video frame"
             return None
+
+        def again() -> Iterable[VideoFrame]:
+            return cache if cache is not None else frames()
+
         track = main_face_track(detections)
         found = sum(d is not None for d in track)
         if found < settings.min_track_frames and settings.detector == "auto":
             # Nothing close to the camera: look again for small or distant faces.
-            detections = [
-                self.detector("full").detect(frame.image)
-                for frame in self._frames(path, extractor.frame_rate, cache)
-            ]
+            detections = [self.detector("full").detect(frame.image) for frame in again()]
             track = main_face_track(detections)
             found = sum(d is not None for d in track)
         if found < settings.min_track_frames:
@@ -179,7 +218,7 @@ class FeaturePipeline:
                 batch_rows.clear()
                 batch_crops.clear()
 
-        for frame in self._frames(path, extractor.frame_rate, cache):
+        for frame in again():
             if frame.index >= len(track):
                 break
             detection = track[frame.index]

@@ -1,0 +1,199 @@
+"""Emotion predictions for media files, waveforms or frames: the code path the CLI, the Python
+API and the web page share.
+
+A :class:`Predictor` holds a trained model and rebuilds, from its checkpoint, the very feature
+extractors it was trained on (a model never sees features from another extractor). Each input
+gets a prediction from every path it can feed: audio, visual, and audio-visual when it has both;
+``best_path`` names the most complete one, and when a modality is missing the result says why
+the prediction fell back to the other.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from numpy.typing import NDArray
+
+from vavl.checkpoint import Checkpoint, load_checkpoint, model_from_checkpoint
+from vavl.config import MODALITIES, PATHS, FaceSettings, PathName
+from vavl.data import Collator, Item
+from vavl.errors import CheckpointError
+from vavl.features.base import create_extractor
+from vavl.features.pipeline import FeaturePipeline, FileFeatures
+from vavl.features.store import describe
+from vavl.models import EmotionModel
+from vavl.training import resolve_device
+
+logger = logging.getLogger("vavl")
+
+
+@dataclass
+class PathPrediction:
+    """One path's answer: a class with probabilities, or attribute values."""
+
+    label: str | None = None
+    probabilities: dict[str, float] = field(default_factory=dict)
+    values: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class Prediction:
+    source: str
+    duration: float | None
+    modalities: dict[str, str]  # audio/visual -> "found" or "missing: <why>"
+    frames_sampled: int
+    frames_with_face: int
+    paths: dict[str, PathPrediction]
+    best_path: str | None
+    fallback: str | None  # why the best path is not audio-visual, when it is not
+    model: str
+    extractors: dict[str, str | None]
+    notes: list[str] = field(default_factory=list)
+    face_crops: list[NDArray[np.uint8]] = field(default_factory=list, repr=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        result = asdict(self)
+        result.pop("face_crops")
+        return result
+
+
+class Predictor:
+    """A trained model and its feature extractors, ready to predict."""
+
+    def __init__(
+        self,
+        checkpoint: Checkpoint,
+        name: str,
+        device: str = "auto",
+        extractor_options: dict[str, dict[str, Any]] | None = None,
+        preview_crops: int = 0,
+    ) -> None:
+        self.checkpoint = checkpoint
+        self.name = name
+        self.task = checkpoint.config.task
+        self.device = resolve_device(device)
+        self.model: EmotionModel = model_from_checkpoint(checkpoint).to(self.device)
+        self.collate = Collator(self.task, checkpoint.normalizer)
+        faces = FaceSettings()
+        built: dict[str, Any] = {}
+        for modality in MODALITIES:
+            trained = checkpoint.extractors.get(modality)
+            if not isinstance(trained, dict):
+                if trained is not None:
+                    raise CheckpointError(
+                        f"{name}: was trained on '{trained}' {modality} features, which cannot "
+                        "be computed from media (only extractor descriptions can)"
+                    )
+                built[modality] = None
+                continue
+            if modality == "visual" and "faces" in trained:
+                faces = FaceSettings.model_validate(trained["faces"])
+            options = {**trained.get("options", {}), **(extractor_options or {}).get(modality, {})}
+            built[modality] = create_extractor(trained["id"], modality, **options)
+        # The rebuilt extractors must produce what the model was trained on.
+        checkpoint.check_features(
+            {m: describe(e, faces) if e is not None else None for m, e in built.items()}, name
+        )
+        self.pipeline = FeaturePipeline(built["audio"], built["visual"], faces, preview_crops)
+        self.extractors = {m: (e.id if e is not None else None) for m, e in built.items()}
+
+    @classmethod
+    def load(
+        cls,
+        path: str | Path,
+        device: str = "auto",
+        extractor_options: dict[str, dict[str, Any]] | None = None,
+        preview_crops: int = 0,
+    ) -> Predictor:
+        """A predictor for the checkpoint at ``path`` (a run's ``best.pt``)."""
+        checkpoint = load_checkpoint(path)
+        return cls(checkpoint, str(path), device, extractor_options, preview_crops)
+
+    def predict(
+        self,
+        source: str | Path | NDArray[Any] | Sequence[NDArray[np.uint8]],
+        fps: float = 25.0,
+        waveform: NDArray[np.float32] | None = None,
+    ) -> Prediction:
+        """Predict from a media file, a 16 kHz mono waveform (1-D array), or RGB frames at
+        ``fps`` (a (frames, height, width, 3) array or a list of images; give their sound with
+        ``waveform``)."""
+        if isinstance(source, str | Path):
+            features = self.pipeline.extract(source)
+        elif isinstance(source, np.ndarray) and source.ndim == 1:
+            features = self.pipeline.extract_arrays(
+                waveform=source.astype(np.float32), name="<waveform>"
+            )
+        else:
+            frames = list(source)
+            features = self.pipeline.extract_arrays(waveform, frames, fps, name="<frames>")
+        return self.predict_features(features)
+
+    @torch.no_grad()
+    def predict_features(self, features: FileFeatures) -> Prediction:
+        item = Item(
+            id=str(features.path),
+            audio=None if features.audio is None else features.audio.features,
+            visual=None if features.visual is None else features.visual.features,
+            visual_valid=None if features.visual is None else features.visual.valid,
+        )
+        found = {m: item.has(m) for m in MODALITIES}
+        modalities: dict[str, str] = {
+            m: "found"
+            if found[m]
+            else f"missing: {features.missing.get(m, 'not used by the model')}"
+            for m in MODALITIES
+        }
+        paths: dict[str, PathPrediction] = {}
+        if any(found.values()):
+            batch = self.collate([item]).to(self.device)
+            self.model.eval()
+            output = self.model(**batch.inputs())
+            for path, present in output.present.items():
+                if bool(present[0]):
+                    paths[path] = self._path_prediction(output.predictions[path][0])
+        best = next((p for p in reversed(PATHS) if p in paths), None)
+        return Prediction(
+            source=str(features.path),
+            duration=features.duration,
+            modalities=modalities,
+            frames_sampled=features.frames_sampled,
+            frames_with_face=features.frames_with_face,
+            paths=paths,
+            best_path=best,
+            fallback=self._fallback(best, modalities),
+            model=self.name,
+            extractors=self.extractors,
+            notes=list(features.notes),
+            face_crops=list(features.preview),
+        )
+
+    def _path_prediction(self, output: torch.Tensor) -> PathPrediction:
+        values = output.float().cpu().numpy()
+        if self.task.kind == "regression":
+            return PathPrediction(
+                values={a: float(v) for a, v in zip(self.task.labels, values, strict=True)}
+            )
+        shifted = np.exp(values - values.max())
+        probabilities = shifted / shifted.sum()
+        return PathPrediction(
+            label=self.task.labels[int(probabilities.argmax())],
+            probabilities={
+                c: float(p) for c, p in zip(self.task.labels, probabilities, strict=True)
+            },
+        )
+
+    @staticmethod
+    def _fallback(best: PathName | str | None, modalities: dict[str, str]) -> str | None:
+        if best == "audiovisual":
+            return None
+        missing = [f"{m} {status}" for m, status in modalities.items() if status != "found"]
+        if best is None:
+            return "no prediction: " + "; ".join(missing)
+        return f"{best} only: " + "; ".join(missing)

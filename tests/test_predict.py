@@ -1,0 +1,150 @@
+"""Predictions for people: every input kind, every fallback explained, extractors enforced."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from helpers import require_shared_data
+from vavl.cli import main
+from vavl.config import apply_overrides
+from vavl.demo import demo_config
+from vavl.errors import FeatureMismatchError, MediaError
+from vavl.experiment import run_experiment
+from vavl.media import VideoReader, read_audio
+from vavl.predict import Predictor
+
+
+@pytest.fixture(scope="module")
+def model(
+    shared_store: tuple[Path, list[dict[str, Any]]], tmp_path_factory: pytest.TempPathFactory
+) -> Path:
+    """A small VAVL trained on the real CREMA-D samples (default extractors), its best.pt."""
+    data = require_shared_data()
+    out = tmp_path_factory.mktemp("model")
+    config = demo_config(out, data / "crema-d-samples" / "..")
+    config = apply_overrides(
+        config,
+        [
+            f"data.store={shared_store[0]}",
+            f"data.corpora=[{{format: crema-d, root: {data / 'crema-d-samples'}}}]",
+            "data.split={method: speakers, speakers: [{test: [crema-d:1002]}]}",
+            "training.selection_path=last",
+            "training.epochs=2",
+            "training.progress=false",
+        ],
+    )
+    run_experiment(config, out / "run", progress=False)
+    return out / "run" / "best.pt"
+
+
+@pytest.fixture(scope="module")
+def predictor(model: Path) -> Predictor:
+    return Predictor.load(model, preview_crops=3)
+
+
+def test_every_kind_of_file_gets_the_paths_it_allows(predictor: Predictor) -> None:
+    data = require_shared_data()
+    crema, mead = "crema-d-samples", "mead-samples"
+    cases = {
+        f"{crema}/VideoFlash/1001_DFA_HAP_XX.flv": ({"audio", "visual", "audiovisual"}, None),
+        f"{crema}/AudioMP3/1002_DFA_SAD_XX.mp3": ({"audio"}, "visual missing: no video stream"),
+        f"{mead}/front256/W009_front_happy_level3_001.mp4": ({"visual"}, "audio missing: no audio"),
+        "face-video-samples/pyfeat/no_face.mp4": ({"audio"}, "visual missing: no face found"),
+        f"{mead}/crops256/sad.mp4": ({"visual"}, "audio missing: silent audio track"),
+    }
+    for relative, (paths, reason) in cases.items():
+        prediction = predictor.predict(data / relative)
+        assert set(prediction.paths) == paths, relative
+        assert prediction.best_path == ("audiovisual" if len(paths) == 3 else next(iter(paths)))
+        if reason is None:
+            assert prediction.fallback is None
+        else:
+            assert prediction.fallback is not None and reason in prediction.fallback, (
+                prediction.fallback
+            )
+        for result in prediction.paths.values():
+            assert result.label in predictor.task.labels
+            assert sum(result.probabilities.values()) == pytest.approx(1.0, abs=1e-5)
+    truncated = predictor.predict(data / "mead-samples/crops256/sad.mp4")
+    assert truncated.notes == [
+        "truncated: the header declares 157 video frames but only 110 decode"
+    ]
+    video = predictor.predict(data / "crema-d-samples/VideoFlash/1001_DFA_HAP_XX.flv")
+    assert video.frames_with_face == video.frames_sampled > 0
+    assert len(video.face_crops) == 3 and video.face_crops[0].shape == (224, 224, 3)
+    assert video.extractors == {"audio": "whisper-base", "visual": "fer"}
+    with pytest.raises(MediaError, match=r"noise\.mp4: cannot be read"):
+        noise = Path(video.model).parent / "noise.mp4"
+        noise.write_bytes(np.random.default_rng(0).bytes(3000))
+        predictor.predict(noise)
+
+
+def test_removing_a_modality_changes_the_answer_and_says_so(predictor: Predictor) -> None:
+    clip = require_shared_data() / "crema-d-samples/VideoFlash/1001_DFA_ANG_XX.flv"
+    waveform = read_audio(clip)
+    assert waveform is not None
+    frames = [frame.image for frame in VideoReader(clip)]
+    fps = len(frames) / 2.235
+    both = predictor.predict(frames, fps=fps, waveform=waveform)
+    audio_only = predictor.predict(waveform)
+    video_only = predictor.predict(frames, fps=fps)
+    assert set(both.paths) == {"audio", "visual", "audiovisual"}
+    assert audio_only.best_path == "audio" and "visual missing" in str(audio_only.fallback)
+    assert video_only.best_path == "visual" and "audio missing" in str(video_only.fallback)
+    fused = both.paths["audiovisual"].probabilities
+    assert fused != audio_only.paths["audio"].probabilities
+    assert fused != video_only.paths["visual"].probabilities
+    # The same code path as files: in-memory audio gives the file's audio answer.
+    from_file = predictor.predict(clip)
+    assert from_file.paths["audio"].probabilities == pytest.approx(
+        audio_only.paths["audio"].probabilities, abs=1e-5
+    )
+
+
+def test_features_from_other_settings_are_refused(model: Path) -> None:
+    with pytest.raises(FeatureMismatchError, match="trained on visual features from 'fer-"):
+        Predictor.load(model, extractor_options={"visual": {"frame_rate": 5.0}})
+
+
+def test_cli_predict_formats_and_exit_codes(
+    model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = require_shared_data()
+    clips = [
+        str(data / "crema-d-samples/VideoFlash/1001_DFA_NEU_XX.flv"),
+        str(data / "crema-d-samples/AudioMP3/1002_DFA_NEU_XX.mp3"),
+    ]
+    broken = tmp_path / "broken.mp4"
+    broken.touch()
+    assert (
+        main(
+            [
+                "predict",
+                *clips,
+                str(broken),
+                "--model",
+                str(model),
+                "--format",
+                "json",
+                "--out",
+                str(tmp_path / "p.json"),
+            ]
+        )
+        == 0
+    )
+    err = capsys.readouterr().err
+    assert (
+        f"vavl: {broken}: empty file (0 bytes)" in err and "2 of 3 files predicted, 1 failed" in err
+    )
+    written = json.loads((tmp_path / "p.json").read_text())
+    assert [len(p["paths"]) for p in written["predictions"]] == [3, 1]
+    assert written["failed"] == [{"file": str(broken), "error": f"{broken}: empty file (0 bytes)"}]
+    assert main(["predict", *clips, "--model", str(model), "--format", "csv"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[0].startswith("file,path,best,label,p_angry") and len(lines) == 1 + 3 + 1
+    assert main(["predict", str(broken), "--model", str(model)]) == 1  # nothing could be predicted
