@@ -148,3 +148,36 @@ def test_cli_predict_formats_and_exit_codes(
     lines = capsys.readouterr().out.strip().splitlines()
     assert lines[0].startswith("file,path,best,label,p_angry") and len(lines) == 1 + 3 + 1
     assert main(["predict", str(broken), "--model", str(model)]) == 1  # nothing could be predicted
+
+
+def test_the_default_model_predicts_every_shared_clip(
+    shared_store: tuple[Path, list[dict[str, Any]]],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    store, rows = shared_store
+    broken = tmp_path / "cut.mp4"
+    broken.write_bytes(
+        (require_shared_data() / "mead-samples/M030_sad_3_001.mp4").read_bytes()[:50_000]
+    )
+    media = [row["path"] for row in rows] + [str(broken)]
+    out = tmp_path / "all.json"
+    assert (
+        main(["predict", *media, "--store", str(store), "--format", "json", "--out", str(out)]) == 0
+    )
+    err = capsys.readouterr().err
+    assert "for non-commercial research only" in caplog.text  # the default model's notice
+    assert f"vavl: {broken}: cannot be read as audio or video: truncated" in err
+    assert f"{len(rows)} of {len(media)} files predicted, 1 failed" in err
+    written = json.loads(out.read_text())
+    assert written["model"].endswith("default-model.pt")
+    by_file = {p["source"]: p for p in written["predictions"]}
+    for row in rows:
+        expected = {m for m in ("audio", "visual") if row[m] == "ok"}
+        if expected == {"audio", "visual"}:
+            expected.add("audiovisual")
+        prediction = by_file[row["path"]]
+        assert set(prediction["paths"]) == expected, row["path"]
+        assert prediction["frames_with_face"] == (row["frames_with_face"] or 0)
+    assert by_file[rows[0]["path"]]["extractors"] == {"audio": "whisper-base", "visual": "fer"}

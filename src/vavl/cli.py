@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import yaml
+from tqdm.auto import tqdm
 
 from vavl import __version__
 from vavl.errors import VavlError
@@ -205,20 +206,22 @@ def _command_predict(args: argparse.Namespace) -> int:
     import io
     import json
 
+    from vavl.features.store import FeatureStore
     from vavl.predict import Predictor
 
     predictor = Predictor.load(args.model, device=args.device)
+    store = FeatureStore(args.store) if args.store else None
     predictions, failures = [], []
-    for media in args.media:
+    for media in tqdm(args.media, desc="predict", unit="file", disable=len(args.media) < 2):
         try:
-            predictions.append(predictor.predict(media))
+            predictions.append(predictor.predict(media, store=store))
         except VavlError as error:
             failures.append({"file": str(media), "error": str(error)})
             print(f"vavl: {error}", file=sys.stderr)
     if args.format == "json":
         text = json.dumps(
             {
-                "model": str(args.model),
+                "model": predictor.name,
                 "predictions": [p.to_dict() for p in predictions],
                 "failed": failures,
             },
@@ -349,7 +352,15 @@ def build_parser() -> argparse.ArgumentParser:
         "that cannot be read gets one line on stderr and the others go on.",
     )
     predict.add_argument("media", nargs="+", type=Path)
-    predict.add_argument("--model", type=Path, required=True, help="a checkpoint (run/best.pt)")
+    predict.add_argument(
+        "--model",
+        type=Path,
+        help="a checkpoint (run/best.pt); default: vavl's default model (for non-commercial "
+        "research use)",
+    )
+    predict.add_argument(
+        "--store", type=Path, help="a feature store: reuse the features already extracted there"
+    )
     predict.add_argument("--format", choices=["table", "json", "csv"], default="table")
     predict.add_argument("--out", type=Path, help="write here instead of standard output")
     predict.add_argument("--device", default="auto")

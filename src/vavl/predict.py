@@ -10,6 +10,7 @@ the prediction fell back to the other.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -23,14 +24,23 @@ from numpy.typing import NDArray
 from vavl.checkpoint import Checkpoint, load_checkpoint, model_from_checkpoint
 from vavl.config import MODALITIES, PATHS, FaceSettings, PathName
 from vavl.data import Collator, Item
-from vavl.errors import CheckpointError
+from vavl.errors import CheckpointError, MediaError
 from vavl.features.base import create_extractor
 from vavl.features.pipeline import FeaturePipeline, FileFeatures
-from vavl.features.store import describe
+from vavl.features.store import FeatureStore, describe, feature_key
+from vavl.files import sha256_file
 from vavl.models import EmotionModel
 from vavl.training import resolve_device
 
 logger = logging.getLogger("vavl")
+
+DEFAULT_MODEL = Path(__file__).parent / "assets" / "default-model.pt"
+DEFAULT_MODEL_CARD = DEFAULT_MODEL.with_suffix(".json")
+
+
+def default_model_card() -> dict[str, Any]:
+    """What the default model was trained on, its held-out scores and its licence terms."""
+    return dict(json.loads(DEFAULT_MODEL_CARD.read_text()))
 
 
 @dataclass
@@ -102,16 +112,21 @@ class Predictor:
         )
         self.pipeline = FeaturePipeline(built["audio"], built["visual"], faces, preview_crops)
         self.extractors = {m: (e.id if e is not None else None) for m, e in built.items()}
+        self.keys = {m: feature_key(e, faces) for m, e in built.items() if e is not None}
 
     @classmethod
     def load(
         cls,
-        path: str | Path,
+        path: str | Path | None = None,
         device: str = "auto",
         extractor_options: dict[str, dict[str, Any]] | None = None,
         preview_crops: int = 0,
     ) -> Predictor:
-        """A predictor for the checkpoint at ``path`` (a run's ``best.pt``)."""
+        """A predictor for the checkpoint at ``path`` (a run's ``best.pt``); without a path,
+        vavl's default model (for non-commercial research use: see its notice)."""
+        if path is None:
+            path = DEFAULT_MODEL
+            logger.warning(default_model_card()["notice"])
         checkpoint = load_checkpoint(path)
         return cls(checkpoint, str(path), device, extractor_options, preview_crops)
 
@@ -120,11 +135,14 @@ class Predictor:
         source: str | Path | NDArray[Any] | Sequence[NDArray[np.uint8]],
         fps: float = 25.0,
         waveform: NDArray[np.float32] | None = None,
+        store: FeatureStore | None = None,
     ) -> Prediction:
         """Predict from a media file, a 16 kHz mono waveform (1-D array), or RGB frames at
         ``fps`` (a (frames, height, width, 3) array or a list of images; give their sound with
-        ``waveform``)."""
-        if isinstance(source, str | Path):
+        ``waveform``). With a feature ``store``, a file's features already there are reused."""
+        if isinstance(source, str | Path) and store is not None:
+            features = self._from_store(Path(source), store)
+        elif isinstance(source, str | Path):
             features = self.pipeline.extract(source)
         elif isinstance(source, np.ndarray) and source.ndim == 1:
             features = self.pipeline.extract_arrays(
@@ -134,6 +152,28 @@ class Predictor:
             frames = list(source)
             features = self.pipeline.extract_arrays(waveform, frames, fps, name="<frames>")
         return self.predict_features(features)
+
+    def _from_store(self, path: Path, store: FeatureStore) -> FileFeatures:
+        """The file's stored features; the modalities the store lacks are extracted now."""
+        if not path.is_file():
+            raise MediaError(f"{path}: file not found")
+        content = sha256_file(path)
+        entries = {m: store.load(key, content) for m, key in self.keys.items()}
+        todo = tuple(m for m, entry in entries.items() if entry is None)
+        features = self.pipeline.extract(path, todo) if todo else FileFeatures(path, None)
+        for modality, entry in entries.items():
+            if entry is None:
+                continue
+            metadata = entry.metadata
+            setattr(features, modality, entry.features)
+            if entry.missing_reason:
+                features.missing[modality] = entry.missing_reason
+            features.duration = features.duration or metadata.get("duration_s")
+            features.notes += [n for n in metadata.get("notes", []) if n not in features.notes]
+            if modality == "visual":
+                features.frames_sampled = metadata.get("frames_sampled", 0)
+                features.frames_with_face = metadata.get("frames_with_face", 0)
+        return features
 
     @torch.no_grad()
     def predict_features(self, features: FileFeatures) -> Prediction:
