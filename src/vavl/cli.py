@@ -215,6 +215,10 @@ def _command_predict(args: argparse.Namespace) -> int:
     for media in tqdm(args.media, desc="predict", unit="file", disable=len(args.media) < 2):
         try:
             predictions.append(predictor.predict(media, store=store))
+            if args.timeline:
+                timeline = predictor.timeline(media, args.window, args.hop, progress=True)
+                written = timeline.write(args.timeline_dir)
+                print(f"timeline: {', '.join(str(p) for p in written.values())}", file=sys.stderr)
         except VavlError as error:
             failures.append({"file": str(media), "error": str(error)})
             print(f"vavl: {error}", file=sys.stderr)
@@ -364,6 +368,14 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--format", choices=["table", "json", "csv"], default="table")
     predict.add_argument("--out", type=Path, help="write here instead of standard output")
     predict.add_argument("--device", default="auto")
+    predict.add_argument(
+        "--timeline",
+        action="store_true",
+        help="also predict sliding windows: <stem>.timeline.csv/.json/.png per file",
+    )
+    predict.add_argument("--window", type=float, default=3.0, help="timeline window, seconds")
+    predict.add_argument("--hop", type=float, default=1.0, help="timeline hop, seconds")
+    predict.add_argument("--timeline-dir", type=Path, default=Path("timelines"))
     predict.set_defaults(handler=_command_predict)
 
     extractors = commands.add_parser("extractors", help="list the feature extractors")

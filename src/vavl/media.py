@@ -138,43 +138,72 @@ def probe(path: str | Path) -> MediaInfo:
         return MediaInfo(path=path, duration=duration, audio=audio, video=video)
 
 
+def _seek(container: Any, stream: Any, start: float) -> None:
+    """Move to the last keyframe at or before ``start`` seconds (decoding goes on from there)."""
+    if start > 0 and stream.time_base:
+        container.seek(int(start / stream.time_base), stream=stream, backward=True)
+
+
+def _resampled(
+    container: Any, stream: Any, sample_rate: int, start: float
+) -> Iterator[NDArray[np.float32]]:
+    """Mono float32 samples from ``start`` seconds on, in the decoder's block sizes."""
+    resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate)
+    skip: int | None = None if start > 0 else 0
+    frames = [*container.decode(stream), None]  # None flushes the resampler
+    for frame in frames:
+        if skip is None and frame is not None:
+            # Decoding restarts at a keyframe before ``start``: drop what precedes it.
+            first = frame.time if frame.time is not None else start
+            skip = max(0, round((start - first) * sample_rate))
+        for converted in resampler.resample(frame):
+            samples = converted.to_ndarray().reshape(-1).astype(np.float32, copy=False)
+            if skip:
+                dropped = min(skip, len(samples))
+                samples, skip = samples[dropped:], skip - dropped
+            if len(samples):
+                yield samples
+
+
 def iter_audio(
-    path: str | Path, chunk_seconds: float = 30.0, sample_rate: int = SAMPLE_RATE
+    path: str | Path,
+    chunk_seconds: float = 30.0,
+    sample_rate: int = SAMPLE_RATE,
+    start: float = 0.0,
+    end: float | None = None,
 ) -> Iterator[NDArray[np.float32]]:
     """The first audio stream as mono float32 chunks at ``sample_rate`` (the last may be shorter).
 
-    Memory stays bounded by the chunk size whatever the length of the file. Yields nothing when
-    the file has no audio stream.
+    ``start`` and ``end`` (seconds) read a segment only. Memory stays bounded by the chunk size
+    whatever the length of the file. Yields nothing when the file has no audio stream.
     """
     path = Path(path)
     chunk = int(chunk_seconds * sample_rate)
+    limit = None if end is None else max(0, round((end - start) * sample_rate))
     with open_container(path) as container:
         if not container.streams.audio:
             return
         stream = container.streams.audio[0]
-        resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate)
+        _seek(container, stream, start)
         pending: list[NDArray[np.float32]] = []
-        pending_samples = 0
+        pending_samples = emitted = 0
         try:
-            for frame in container.decode(stream):
-                for converted in resampler.resample(frame):
-                    samples = converted.to_ndarray().reshape(-1).astype(np.float32, copy=False)
-                    pending.append(samples)
-                    pending_samples += len(samples)
-                    while pending_samples >= chunk:
-                        joined = np.concatenate(pending)
-                        yield joined[:chunk]
-                        pending, pending_samples = [joined[chunk:]], len(joined) - chunk
-            for converted in resampler.resample(None):
-                samples = converted.to_ndarray().reshape(-1).astype(np.float32, copy=False)
+            for samples in _resampled(container, stream, sample_rate, start):
+                if limit is not None:
+                    samples = samples[: max(0, limit - emitted - pending_samples)]
                 pending.append(samples)
+                pending_samples += len(samples)
+                while pending_samples >= chunk:
+                    joined = np.concatenate(pending)
+                    yield joined[:chunk]
+                    emitted += chunk
+                    pending, pending_samples = [joined[chunk:]], len(joined) - chunk
+                if limit is not None and emitted + pending_samples >= limit:
+                    break
         except av.error.FFmpegError as error:
             raise MediaError(f"{path}: audio stream cannot be decoded: {error}") from None
-        if pending:
-            rest = np.concatenate(pending)
-            for start in range(0, len(rest), chunk):
-                if len(rest[start : start + chunk]):
-                    yield rest[start : start + chunk]
+        if pending_samples:
+            yield np.concatenate(pending)
 
 
 def read_audio(path: str | Path, sample_rate: int = SAMPLE_RATE) -> NDArray[np.float32] | None:
@@ -246,6 +275,8 @@ class VideoReader:
     path: Path
     fps: float | None = None
     max_side: int | None = None
+    start: float = 0.0  # seconds: read a segment of the video only
+    end: float | None = None
     decoded_frames: int = 0
     problems: list[str] = field(default_factory=list)
 
@@ -257,6 +288,7 @@ class VideoReader:
                 return
             stream = container.streams.video[0]
             stream.thread_type = "AUTO"
+            _seek(container, stream, self.start)
             declared = int(stream.frames) or None
             rate = stream.average_rate or stream.guessed_rate
             fallback_step = 1.0 / float(rate) if rate else 1.0 / 25.0
@@ -268,6 +300,10 @@ class VideoReader:
                     time = frame.time
                     if time is None:
                         time = (self.decoded_frames - 1) * fallback_step
+                    if time < self.start - 1e-6:
+                        continue  # decoded from the keyframe before the segment
+                    if self.end is not None and time >= self.end:
+                        break
                     if not sampler.keep(time):
                         continue
                     width, height = _scaled_size(frame.width, frame.height, self.max_side)
@@ -279,7 +315,8 @@ class VideoReader:
                 self.problems.append(
                     f"video decoding stopped after {self.decoded_frames} frames: {error}"
                 )
-            if declared and self.decoded_frames < TRUNCATION_TOLERANCE * declared:
+            whole = self.start == 0 and self.end is None
+            if whole and declared and self.decoded_frames < TRUNCATION_TOLERANCE * declared:
                 self.problems.append(
                     f"truncated: the header declares {declared} video frames but only "
                     f"{self.decoded_frames} decode"

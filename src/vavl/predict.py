@@ -15,7 +15,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -31,6 +31,9 @@ from vavl.features.store import FeatureStore, describe, feature_key
 from vavl.files import sha256_file
 from vavl.models import EmotionModel
 from vavl.training import resolve_device
+
+if TYPE_CHECKING:
+    from vavl.timeline import Timeline
 
 logger = logging.getLogger("vavl")
 
@@ -153,6 +156,14 @@ class Predictor:
             features = self.pipeline.extract_arrays(waveform, frames, fps, name="<frames>")
         return self.predict_features(features)
 
+    def timeline(
+        self, path: str | Path, window: float = 3.0, hop: float = 1.0, progress: bool = False
+    ) -> Timeline:
+        """Every path's prediction for each ``window``-second window, every ``hop`` seconds."""
+        from vavl.timeline import predict_timeline
+
+        return predict_timeline(self, path, window, hop, progress=progress)
+
     def _from_store(self, path: Path, store: FeatureStore) -> FileFeatures:
         """The file's stored features; the modalities the store lacks are extracted now."""
         if not path.is_file():
@@ -176,6 +187,21 @@ class Predictor:
         return features
 
     @torch.no_grad()
+    def predict_items(self, items: Sequence[Item]) -> list[dict[str, PathPrediction]]:
+        """Every path's prediction for each item (batched); {} for an item with no features."""
+        results: list[dict[str, PathPrediction]] = [{} for _ in items]
+        usable = [i for i, item in enumerate(items) if item.has("audio") or item.has("visual")]
+        if not usable:
+            return results
+        batch = self.collate([items[i] for i in usable]).to(self.device)
+        self.model.eval()
+        output = self.model(**batch.inputs())
+        for path, present in output.present.items():
+            for row, index in enumerate(usable):
+                if bool(present[row]):
+                    results[index][path] = self._path_prediction(output.predictions[path][row])
+        return results
+
     def predict_features(self, features: FileFeatures) -> Prediction:
         item = Item(
             id=str(features.path),
@@ -183,21 +209,11 @@ class Predictor:
             visual=None if features.visual is None else features.visual.features,
             visual_valid=None if features.visual is None else features.visual.valid,
         )
-        found = {m: item.has(m) for m in MODALITIES}
         modalities: dict[str, str] = {
-            m: "found"
-            if found[m]
-            else f"missing: {features.missing.get(m, 'not used by the model')}"
+            m: "found" if item.has(m) else f"missing: {features.missing.get(m, 'not used')}"
             for m in MODALITIES
         }
-        paths: dict[str, PathPrediction] = {}
-        if any(found.values()):
-            batch = self.collate([item]).to(self.device)
-            self.model.eval()
-            output = self.model(**batch.inputs())
-            for path, present in output.present.items():
-                if bool(present[0]):
-                    paths[path] = self._path_prediction(output.predictions[path][0])
+        paths = self.predict_items([item])[0]
         best = next((p for p in reversed(PATHS) if p in paths), None)
         return Prediction(
             source=str(features.path),

@@ -96,14 +96,14 @@ class FeaturePipeline:
                 result.missing["audio"] = "no audio stream"
             else:
                 chunks = iter_audio(path, chunk_seconds=self.audio.chunk_seconds)
-                self._run("audio", lambda: self._extract_audio(chunks, result), result)
+                self._run("audio", lambda: self.audio_features(chunks, result), result)
         if self.visual is not None and "visual" in modalities:
             if info.video is None:
                 result.missing["visual"] = "no video stream"
             else:
                 rate, side = self.visual.frame_rate, self.faces.max_side
                 frames = lambda: VideoReader(path, fps=rate, max_side=side)  # noqa: E731
-                self._run("visual", lambda: self._extract_visual(frames, result), result)
+                self._run("visual", lambda: self.visual_features(frames, result), result)
         return result
 
     def extract_arrays(
@@ -123,11 +123,11 @@ class FeaturePipeline:
         if self.audio is not None and waveform is not None:
             step = int(self.audio.chunk_seconds * SAMPLE_RATE)
             chunks = (waveform[i : i + step] for i in range(0, len(waveform), step))
-            self._run("audio", lambda: self._extract_audio(chunks, result), result)
+            self._run("audio", lambda: self.audio_features(chunks, result), result)
         if self.visual is not None and frames is not None:
             rate = self.visual.frame_rate
             source = lambda: frames_from_arrays(frames, fps, rate)  # noqa: E731
-            self._run("visual", lambda: self._extract_visual(source, result), result)
+            self._run("visual", lambda: self.visual_features(source, result), result)
         return result
 
     @staticmethod
@@ -145,9 +145,10 @@ class FeaturePipeline:
         setattr(result, modality, step())
         result.seconds[modality] = time.perf_counter() - started
 
-    def _extract_audio(
+    def audio_features(
         self, chunks: Iterable[FloatArray], result: FileFeatures
     ) -> ModalityFeatures | None:
+        """Audio features of consecutive 16 kHz chunks; None (with the reason) for silence."""
         assert self.audio is not None
         extracted, energy, samples = [], 0.0, 0
         for waveform in chunks:
@@ -165,7 +166,7 @@ class FeaturePipeline:
         times = (np.arange(len(features)) / self.audio.frame_rate).astype(np.float32)
         return ModalityFeatures(features, times, np.ones(len(features), dtype=bool))
 
-    def _extract_visual(
+    def visual_features(
         self, frames: Callable[[], Iterable[VideoFrame]], result: FileFeatures
     ) -> ModalityFeatures | None:
         """``frames()`` gives the sampled frames afresh each time it is called (two passes)."""
