@@ -209,7 +209,9 @@ def _command_predict(args: argparse.Namespace) -> int:
     from vavl.features.store import FeatureStore
     from vavl.predict import Predictor
 
-    predictor = Predictor.load(args.model, device=args.device)
+    predictor = Predictor.load(
+        args.model, device=args.device, backend=args.backend, onnx_dir=args.onnx_dir
+    )
     store = FeatureStore(args.store) if args.store else None
     predictions, failures = [], []
     for media in tqdm(args.media, desc="predict", unit="file", disable=len(args.media) < 2):
@@ -250,6 +252,18 @@ def _command_predict(args: argparse.Namespace) -> int:
     summary = f"{len(predictions)} of {len(args.media)} files predicted"
     print(summary + (f", {len(failures)} failed" if failures else ""), file=sys.stderr)
     return 0 if predictions else 1
+
+
+def _command_export(args: argparse.Namespace) -> int:
+    from vavl.export import export_onnx
+    from vavl.predict import DEFAULT_MODEL
+
+    if not args.onnx:
+        raise VavlError("say what to export: --onnx")
+    written = export_onnx(args.model or DEFAULT_MODEL, args.out)
+    for name, path in written.items():
+        print(f"{name}: {path}")
+    return 0
 
 
 def _command_extractors(args: argparse.Namespace) -> int:
@@ -369,6 +383,15 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--out", type=Path, help="write here instead of standard output")
     predict.add_argument("--device", default="auto")
     predict.add_argument(
+        "--backend",
+        choices=["torch", "onnx"],
+        default="torch",
+        help="run the model with PyTorch or onnxruntime (same features, same outputs)",
+    )
+    predict.add_argument(
+        "--onnx-dir", type=Path, help="an export of `vavl export --onnx` (default: export once)"
+    )
+    predict.add_argument(
         "--timeline",
         action="store_true",
         help="also predict sliding windows: <stem>.timeline.csv/.json/.png per file",
@@ -377,6 +400,15 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--hop", type=float, default=1.0, help="timeline hop, seconds")
     predict.add_argument("--timeline-dir", type=Path, default=Path("timelines"))
     predict.set_defaults(handler=_command_predict)
+
+    export = commands.add_parser(
+        "export",
+        help="export a model's three paths to ONNX (dynamic batch and time axes)",
+    )
+    export.add_argument("--model", type=Path, help="a checkpoint (default: the default model)")
+    export.add_argument("--onnx", action="store_true", help="write ONNX graphs")
+    export.add_argument("--out", type=Path, default=Path("onnx"), help="output folder")
+    export.set_defaults(handler=_command_export)
 
     extractors = commands.add_parser("extractors", help="list the feature extractors")
     extractors.set_defaults(handler=_command_extractors)

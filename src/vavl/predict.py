@@ -15,15 +15,15 @@ import logging
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import torch
 from numpy.typing import NDArray
 
 from vavl.checkpoint import Checkpoint, load_checkpoint, model_from_checkpoint
-from vavl.config import MODALITIES, PATHS, FaceSettings, PathName
-from vavl.data import Collator, Item
+from vavl.config import MODALITIES, PATHS, FaceSettings, Modality, PathName
+from vavl.data import Batch, Collator, Item
 from vavl.errors import CheckpointError, MediaError
 from vavl.features.base import create_extractor
 from vavl.features.pipeline import FeaturePipeline, FileFeatures
@@ -86,6 +86,7 @@ class Predictor:
         device: str = "auto",
         extractor_options: dict[str, dict[str, Any]] | None = None,
         preview_crops: int = 0,
+        onnx_dir: str | Path | None = None,
     ) -> None:
         self.checkpoint = checkpoint
         self.name = name
@@ -116,6 +117,13 @@ class Predictor:
         self.pipeline = FeaturePipeline(built["audio"], built["visual"], faces, preview_crops)
         self.extractors = {m: (e.id if e is not None else None) for m, e in built.items()}
         self.keys = {m: feature_key(e, faces) for m, e in built.items() if e is not None}
+        self.onnx = None
+        if onnx_dir is not None:
+            from vavl.export import OnnxModel
+
+            self.onnx = OnnxModel(onnx_dir)
+            if self.onnx.card["extractors"] != checkpoint.extractors:
+                raise CheckpointError(f"{onnx_dir}: was exported from another model than {name}")
 
     @classmethod
     def load(
@@ -124,14 +132,28 @@ class Predictor:
         device: str = "auto",
         extractor_options: dict[str, dict[str, Any]] | None = None,
         preview_crops: int = 0,
+        backend: Literal["torch", "onnx"] = "torch",
+        onnx_dir: str | Path | None = None,
     ) -> Predictor:
         """A predictor for the checkpoint at ``path`` (a run's ``best.pt``); without a path,
-        vavl's default model (for non-commercial research use: see its notice)."""
+        vavl's default model (for non-commercial research use: see its notice).
+
+        ``backend="onnx"`` runs the model with onnxruntime, from ``onnx_dir`` (written by
+        ``vavl export --onnx``) or from an export cached per checkpoint.
+        """
         if path is None:
             path = DEFAULT_MODEL
             logger.warning(default_model_card()["notice"])
         checkpoint = load_checkpoint(path)
-        return cls(checkpoint, str(path), device, extractor_options, preview_crops)
+        if backend == "onnx" and onnx_dir is None:
+            from vavl.export import export_onnx
+            from vavl.features.audio import cache_dir
+
+            onnx_dir = cache_dir() / "onnx" / sha256_file(Path(path))[:16]
+            if not (onnx_dir / "onnx.json").is_file():
+                export_onnx(path, onnx_dir)
+        onnx = onnx_dir if backend == "onnx" else None
+        return cls(checkpoint, str(path), device, extractor_options, preview_crops, onnx)
 
     def predict(
         self,
@@ -193,13 +215,38 @@ class Predictor:
         usable = [i for i, item in enumerate(items) if item.has("audio") or item.has("visual")]
         if not usable:
             return results
-        batch = self.collate([items[i] for i in usable]).to(self.device)
-        self.model.eval()
-        output = self.model(**batch.inputs())
-        for path, present in output.present.items():
+        batch = self.collate([items[i] for i in usable])
+        for path, (values, present) in self._forward(batch).items():
             for row, index in enumerate(usable):
-                if bool(present[row]):
-                    results[index][path] = self._path_prediction(output.predictions[path][row])
+                if present[row]:
+                    results[index][path] = self._path_prediction(values[row])
+        return results
+
+    def _forward(self, batch: Batch) -> dict[str, tuple[NDArray[np.float32], NDArray[np.bool_]]]:
+        """Each path's outputs for the batch and which rows could feed it."""
+        if self.onnx is None:
+            self.model.eval()
+            output = self.model(**batch.to(self.device).inputs())
+            return {
+                path: (output.predictions[path].float().cpu().numpy(), present.cpu().numpy())
+                for path, present in output.present.items()
+            }
+        has: dict[Modality, NDArray[np.bool_]] = {m: batch.present(m).numpy() for m in MODALITIES}
+        needs: dict[str, tuple[Modality, ...]] = {
+            "audio": ("audio",),
+            "visual": ("visual",),
+            "audiovisual": MODALITIES,
+        }
+        results = {}
+        for path, modalities in needs.items():
+            rows = np.logical_and.reduce([has[m] for m in modalities])
+            if not rows.any():
+                continue
+            subset = batch.select(torch.from_numpy(rows), modalities)
+            inputs = {k: v.numpy() for k, v in subset.inputs().items() if v is not None}
+            values = np.zeros((len(batch), self.task.output_dim), np.float32)
+            values[rows] = self.onnx.run(path, inputs)
+            results[path] = (values, rows)
         return results
 
     def predict_features(self, features: FileFeatures) -> Prediction:
@@ -230,8 +277,7 @@ class Predictor:
             face_crops=list(features.preview),
         )
 
-    def _path_prediction(self, output: torch.Tensor) -> PathPrediction:
-        values = output.float().cpu().numpy()
+    def _path_prediction(self, values: NDArray[np.float32]) -> PathPrediction:
         if self.task.kind == "regression":
             return PathPrediction(
                 values={a: float(v) for a, v in zip(self.task.labels, values, strict=True)}

@@ -56,7 +56,9 @@ class RelativeMultiHeadAttention(nn.Module):
         value = self.value(x).view(batch, time, self.heads, self.head_dim).transpose(1, 2)
         position = self.position(positions).view(-1, self.heads, self.head_dim).permute(1, 2, 0)
 
-        content_scores = torch.matmul((query + self.content_bias).transpose(1, 2), key.mT)
+        content_scores = torch.matmul(
+            (query + self.content_bias).transpose(1, 2), key.transpose(-2, -1)
+        )
         position_scores = torch.matmul((query + self.position_bias).transpose(1, 2), position)
         # Row i of position_scores covers distances time-1 ... -(time-1); pick distance i - j.
         steps = torch.arange(time, device=x.device)

@@ -1,0 +1,78 @@
+"""ONNX export: the three paths agree with PyTorch on real features; the ONNX backend predicts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+from helpers import require_shared_data
+from vavl.checkpoint import load_checkpoint, model_from_checkpoint
+from vavl.cli import main
+from vavl.data import Collator
+from vavl.features.store import FeatureStore
+from vavl.predict import DEFAULT_MODEL, Predictor
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("onnx")
+    assert main(["export", "--onnx", "--out", str(out)]) == 0
+    return out
+
+
+def test_onnx_paths_agree_with_pytorch_on_real_features(
+    exported: Path, shared_store: tuple[Path, list[dict[str, Any]]]
+) -> None:
+    from vavl.export import OnnxModel
+
+    assert sorted(p.name for p in exported.iterdir()) == [
+        "audio.onnx", "audiovisual.onnx", "onnx.json", "visual.onnx"
+    ]  # fmt: skip
+    store = FeatureStore(shared_store[0])
+    keys = {m: store.resolve_key(i) for m, i in (("audio", "whisper-base"), ("visual", "fer"))}
+    data = require_shared_data()
+    uncropped = data / "mead-samples/M030_sad_3_001.mp4"
+    clips = [*sorted((data / "crema-d-samples/VideoFlash").glob("*.flv")), uncropped]
+    items = [store.item(clip, keys["audio"], keys["visual"], id=clip.stem) for clip in clips]
+    checkpoint = load_checkpoint(DEFAULT_MODEL)
+    batch = Collator(checkpoint.config.task, checkpoint.normalizer)(items)  # padded, masked
+    assert batch.audio_mask is not None and not bool(batch.audio_mask.all())  # real padding
+    with torch.no_grad():
+        expected = model_from_checkpoint(checkpoint)(**batch.inputs()).predictions
+    onnx = OnnxModel(exported)
+    inputs = {k: v.numpy() for k, v in batch.inputs().items() if v is not None}
+    for path in ("audio", "visual", "audiovisual"):
+        difference = np.abs(onnx.run(path, inputs) - expected[path].numpy()).max()
+        assert difference < 1e-4, (path, difference)
+
+
+def test_the_onnx_backend_predicts_like_pytorch(exported: Path) -> None:
+    data = require_shared_data()
+    clips = [
+        data / "crema-d-samples/VideoFlash/1001_DFA_DIS_XX.flv",
+        data / "crema-d-samples/AudioMP3/1002_DFA_DIS_XX.mp3",
+        data / "mead-samples/front256/W011_front_fear_level3_001.mp4",
+    ]
+    torch_backend = Predictor.load()
+    onnx_backend = Predictor.load(backend="onnx", onnx_dir=exported)
+    for clip in clips:
+        expected, actual = torch_backend.predict(clip), onnx_backend.predict(clip)
+        assert set(actual.paths) == set(expected.paths)
+        for path, result in expected.paths.items():
+            assert actual.paths[path].probabilities == pytest.approx(result.probabilities, abs=1e-4)
+
+
+def test_an_export_of_another_model_is_refused(exported: Path, tmp_path: Path) -> None:
+    import json
+
+    card = json.loads((exported / "onnx.json").read_text())
+    card["extractors"]["audio"]["key"] = "logmel-000"
+    for file in exported.iterdir():
+        (tmp_path / file.name).write_bytes(file.read_bytes())
+    (tmp_path / "onnx.json").write_text(json.dumps(card))
+    with pytest.raises(Exception, match="exported from another model"):
+        Predictor.load(backend="onnx", onnx_dir=tmp_path)
