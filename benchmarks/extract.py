@@ -19,18 +19,15 @@ import subprocess
 import sys
 import tempfile
 import time
-from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
-import av
-import numpy as np
+from _clips import make_clip
 from _memory import peak_rss_mib
 
 from vavl.features import create_extractor
 from vavl.features.extraction import ExtractionSettings, media_inputs, run_extraction
 from vavl.features.pipeline import FeaturePipeline
-from vavl.media import SAMPLE_RATE, VideoReader, read_audio
 
 CONFIGURATIONS: dict[
     str, tuple[tuple[str, dict[str, Any]] | None, tuple[str, dict[str, Any]] | None]
@@ -43,47 +40,6 @@ CONFIGURATIONS: dict[
     "facemesh (faces + features)": (None, ("facemesh", {})),
     "face-pixels (faces only, almost)": (None, ("face-pixels", {})),
 }
-
-
-def make_clip(source: Path, seconds: float, target: Path) -> Path:
-    """Re-encode ``source`` (looped as needed) to exactly ``seconds`` of H.264 + AAC."""
-
-    def looped_frames() -> Any:
-        while True:
-            yield from (frame.image for frame in VideoReader(source))
-
-    audio = read_audio(source)
-    assert audio is not None
-    rate = 30
-    count = int(seconds * rate)
-    with av.open(str(target), "w") as container:
-        frames = looped_frames()
-        first = next(frames)
-        video = container.add_stream("libx264", rate=rate)
-        video.width, video.height, video.pix_fmt = first.shape[1], first.shape[0], "yuv420p"
-        sound = container.add_stream("aac", rate=SAMPLE_RATE)
-        sound.layout = "mono"
-        for index in range(count):
-            image = first if index == 0 else next(frames)
-            for packet in video.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
-                container.mux(packet)
-        for packet in video.encode():
-            container.mux(packet)
-        samples = np.resize(audio, int(seconds * SAMPLE_RATE)).astype(np.float32)
-        for start in range(0, len(samples), 1024):
-            frame = av.AudioFrame.from_ndarray(
-                samples[None, start : start + 1024], format="fltp", layout="mono"
-            )
-            frame.sample_rate, frame.pts, frame.time_base = (
-                SAMPLE_RATE,
-                start,
-                Fraction(1, SAMPLE_RATE),
-            )
-            for packet in sound.encode(frame):
-                container.mux(packet)
-        for packet in sound.encode():
-            container.mux(packet)
-    return target
 
 
 def measure(name: str, clip: Path) -> dict[str, Any]:

@@ -16,6 +16,7 @@ import yaml
 
 from helpers import demo_config
 from vavl.checkpoint import load_checkpoint, model_from_checkpoint
+from vavl.cli import main
 from vavl.errors import CheckpointError, ConfigError
 from vavl.preparation import prepare
 from vavl.training import Trainer
@@ -58,6 +59,27 @@ def test_checkpoint_holds_everything_and_restores_the_model(tmp_path: Path) -> N
     with torch.no_grad():
         expected = trainer.model.eval()(**inputs).predictions["audiovisual"]
         assert torch.equal(model(**inputs).predictions["audiovisual"], expected)
+
+
+def test_a_release_checkpoint_is_half_the_weights_and_predicts_the_same(tmp_path: Path) -> None:
+    config = demo_config(*RESUME_OVERRIDES, "training.epochs=1")
+    splits = prepare(config).split(1)
+    Trainer(config, splits["train"], splits["dev"], tmp_path, {"audio": "a1"}).fit()
+    released = tmp_path / "release.pt"
+    assert main(["export", "--model", str(tmp_path / "last.pt"), "--release", str(released)]) == 0
+    full, slim = load_checkpoint(tmp_path / "last.pt"), load_checkpoint(released)
+    assert slim.optimizer_states is None and slim.trainer_state is None
+    assert {v.dtype for v in slim.model_state.values() if v.is_floating_point()} == {torch.float16}
+    assert slim.config == full.config and slim.extractors == full.extractors
+    weights = sum(v.numel() * v.element_size() for v in full.model_state.values())
+    assert released.stat().st_size < (tmp_path / "best.pt").stat().st_size - weights / 3
+    inputs = {"audio": torch.randn(2, 20, 32), "visual": torch.randn(2, 15, 24)}
+    with torch.no_grad():
+        expected = model_from_checkpoint(full)(**inputs).predictions
+        got = model_from_checkpoint(slim)(**inputs).predictions
+    for path, values in expected.items():
+        assert got[path].dtype == torch.float32
+        torch.testing.assert_close(got[path], values, atol=2e-2, rtol=2e-2)
 
 
 def test_damaged_checkpoints_fail_with_one_line(tmp_path: Path) -> None:

@@ -134,6 +134,22 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     )
 
 
+def release_checkpoint(checkpoint: Checkpoint) -> Checkpoint:
+    """An inference-only copy for shipping: no optimizer or trainer state, weights stored in
+    float16 (half the size; loading casts them back to the model's float32 parameters)."""
+    return Checkpoint(
+        config=checkpoint.config,
+        model_state={
+            name: value.half() if value.is_floating_point() else value
+            for name, value in checkpoint.model_state.items()
+        },
+        normalizer=checkpoint.normalizer,
+        extractors=checkpoint.extractors,
+        history=checkpoint.history,
+        vavl_version=checkpoint.vavl_version,
+    )
+
+
 def model_from_checkpoint(checkpoint: Checkpoint) -> EmotionModel:
     """The checkpoint's model with its weights, in eval mode."""
     model = build_model(checkpoint.config.model, checkpoint.config.task.output_dim)

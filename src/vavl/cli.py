@@ -255,14 +255,19 @@ def _command_predict(args: argparse.Namespace) -> int:
 
 
 def _command_export(args: argparse.Namespace) -> int:
+    from vavl.checkpoint import load_checkpoint, release_checkpoint, save_checkpoint
     from vavl.export import export_onnx
     from vavl.predict import DEFAULT_MODEL
 
-    if not args.onnx:
-        raise VavlError("say what to export: --onnx")
-    written = export_onnx(args.model or DEFAULT_MODEL, args.out)
-    for name, path in written.items():
-        print(f"{name}: {path}")
+    if not args.onnx and args.release is None:
+        raise VavlError("say what to export: --onnx and/or --release FILE")
+    model = args.model or DEFAULT_MODEL
+    if args.release is not None:
+        released = save_checkpoint(release_checkpoint(load_checkpoint(model)), args.release)
+        print(f"release: {released} ({released.stat().st_size / 2**20:.1f} MiB)")
+    if args.onnx:
+        for name, path in export_onnx(model, args.out).items():
+            print(f"{name}: {path}")
     return 0
 
 
@@ -407,7 +412,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     export.add_argument("--model", type=Path, help="a checkpoint (default: the default model)")
     export.add_argument("--onnx", action="store_true", help="write ONNX graphs")
-    export.add_argument("--out", type=Path, default=Path("onnx"), help="output folder")
+    export.add_argument("--out", type=Path, default=Path("onnx"), help="ONNX output folder")
+    export.add_argument(
+        "--release",
+        type=Path,
+        metavar="FILE",
+        help="write an inference-only checkpoint (float16 weights, no optimizer state)",
+    )
     export.set_defaults(handler=_command_export)
 
     extractors = commands.add_parser("extractors", help="list the feature extractors")
