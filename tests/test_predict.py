@@ -181,3 +181,12 @@ def test_the_default_model_predicts_every_shared_clip(
         assert set(prediction["paths"]) == expected, row["path"]
         assert prediction["frames_with_face"] == (row["frames_with_face"] or 0)
     assert by_file[rows[0]["path"]]["extractors"] == {"audio": "whisper-base", "visual": "fer"}
+
+
+def test_info_describes_the_default_model_with_its_card(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["info"]) == 0
+    out = capsys.readouterr().out
+    assert "extractors: audio=whisper-base-" in out and ", visual=fer-" in out
+    assert "resumable: no (inference checkpoint)" in out
+    assert "audio, RAVDESS actors 07-08 (12 clips): 0.667" in out
+    assert out.rstrip().endswith("use it for non-commercial research only.")

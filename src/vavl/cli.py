@@ -69,9 +69,15 @@ def _command_demo(args: argparse.Namespace) -> int:
 
 def _experiment_config(args: argparse.Namespace) -> ExperimentConfig:
     from vavl.config import apply_overrides, load_config
+    from vavl.models import METHODS
 
-    overrides = list(args.set)
-    if args.quiet:
+    overrides = []
+    if args.model is not None:
+        if args.model not in METHODS:
+            raise VavlError(f"--model {args.model}: unknown; choose from {', '.join(METHODS)}")
+        overrides += [*METHODS[args.model], f"method={args.model}"]
+    overrides += args.set
+    if getattr(args, "quiet", False):
         overrides.append("training.progress=false")
     if getattr(args, "fold", None) is not None:
         overrides.append(f"data.fold={args.fold}")
@@ -82,7 +88,9 @@ def _command_train(args: argparse.Namespace) -> int:
     from vavl.experiment import run_experiment
 
     config = _experiment_config(args)
-    run_dir = args.run_dir or Path("runs") / Path(args.config).stem
+    run_dir = args.run_dir or Path("runs") / "-".join(
+        filter(None, (Path(args.config).stem, args.model))
+    )
     _print_results(run_experiment(config, run_dir, progress=not args.quiet))
     return 0
 
@@ -99,7 +107,8 @@ def _command_cv(args: argparse.Namespace) -> int:
     from vavl.reports import cv_markdown
 
     config = _experiment_config(args)
-    run_dir = args.run_dir or Path("runs") / f"{Path(args.config).stem}-cv"
+    name = "-".join(filter(None, (Path(args.config).stem, args.model, "cv")))
+    run_dir = args.run_dir or Path("runs") / name
     summary = run_cv(config, run_dir, progress=not args.quiet)
     print(f"\nTest sets over {summary['folds']} folds (mean ± std):")
     print(cv_markdown(config.task, summary["table"]), end="")
@@ -107,36 +116,56 @@ def _command_cv(args: argparse.Namespace) -> int:
     return 0
 
 
+def _command_compare(args: argparse.Namespace) -> int:
+    from vavl.comparison import compare_runs
+
+    comparison = compare_runs(args.runs, args.reference)
+    print(comparison.markdown(), end="")
+    written = comparison.write(args.out)
+    print(f"\nWritten: {', '.join(str(p) for p in written.values())}")
+    return 0
+
+
 def _command_config(args: argparse.Namespace) -> int:
-    from vavl.config import apply_overrides, load_config, shipped_configs
+    from vavl.config import shipped_configs
 
     if args.config is None:
         print("Shipped configs (use a name wherever a config path is expected):")
         for name in shipped_configs():
             print(f"  {name}")
         return 0
-    config = apply_overrides(load_config(args.config), args.set)
+    config = _experiment_config(args)
     print(yaml.safe_dump(config.to_dict(), sort_keys=False), end="")
     return 0
 
 
 def _command_info(args: argparse.Namespace) -> int:
     from vavl.checkpoint import load_checkpoint
+    from vavl.predict import DEFAULT_MODEL, default_model_card
 
-    checkpoint = load_checkpoint(args.checkpoint)
+    path = args.checkpoint or DEFAULT_MODEL
+    checkpoint = load_checkpoint(path)
     config = checkpoint.config
     state = checkpoint.trainer_state
     lines = [
-        f"checkpoint: {args.checkpoint}",
+        f"checkpoint: {path}",
         f"written by: vavl {checkpoint.vavl_version}",
         f"model: {config.model.name}, {sum(v.numel() for v in checkpoint.model_state.values()):,}"
         " values",
         f"task: {config.task.kind}, labels: {', '.join(checkpoint.labels)}",
-        f"extractors: audio={checkpoint.extractors.get('audio')}, "
-        f"visual={checkpoint.extractors.get('visual')}",
+        "extractors: "
+        + ", ".join(
+            f"{modality}={extractor['key'] if isinstance(extractor, dict) else extractor}"
+            for modality, extractor in checkpoint.extractors.items()
+        ),
         f"epochs recorded: {len(checkpoint.history)}",
         f"resumable: {'yes' if state else 'no (inference checkpoint)'}",
     ]
+    if Path(path) == DEFAULT_MODEL:
+        card = default_model_card()
+        lines += [f"trained on: {card['trained_on']}", "held-out accuracy:"]
+        lines += [f"  {name}: {value}" for name, value in card["test_accuracy"].items()]
+        lines += [f"made by: {card['command']}", card["notice"]]
     print("\n".join(lines))
     return 0
 
@@ -336,6 +365,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="KEY=VALUE",
         help="override a config field, e.g. --set training.epochs=5 (repeatable)",
     )
+    overrides.add_argument(
+        "--model",
+        metavar="METHOD",
+        help="train this method instead of the config's model: vavl, auxformer, mult, unimodal, "
+        "late-fusion, early-fusion, or a VAVL ablation (vavl-no-shared, vavl-no-residual, "
+        "vavl-no-reconstruction, vavl-joint, vavl-modality-dropout); --set applies after it",
+    )
 
     train = commands.add_parser(
         "train",
@@ -362,6 +398,21 @@ def build_parser() -> argparse.ArgumentParser:
     cv.add_argument("--run-dir", type=Path, help="output directory (default runs/CONFIG-cv)")
     cv.add_argument("--quiet", action="store_true", help="no progress bars")
     cv.set_defaults(handler=_command_cv)
+
+    compare = commands.add_parser(
+        "compare",
+        help="one table and plot of methods from their run directories (no training)",
+        description="Read each RUN (a vavl cv directory, or a single vavl train run) and write "
+        "compare.md, compare.json and compare.html (table and plot) with every method and "
+        "path's mean ± std over partitions and the paired per-partition differences from the "
+        "reference method.",
+    )
+    compare.add_argument("runs", nargs="+", type=Path, metavar="RUN")
+    compare.add_argument(
+        "--reference", help="the method the others are paired with (default: the first run)"
+    )
+    compare.add_argument("--out", type=Path, default=Path("comparison"), help="output folder")
+    compare.set_defaults(handler=_command_compare)
 
     evaluate = commands.add_parser(
         "evaluate", help="score a finished run again from its directory (no training)"
@@ -473,8 +524,8 @@ def build_parser() -> argparse.ArgumentParser:
     extractors = commands.add_parser("extractors", help="list the feature extractors")
     extractors.set_defaults(handler=_command_extractors)
 
-    info = commands.add_parser("info", help="describe a checkpoint")
-    info.add_argument("checkpoint", type=Path)
+    info = commands.add_parser("info", help="describe a checkpoint (default: the default model)")
+    info.add_argument("checkpoint", type=Path, nargs="?")
     info.set_defaults(handler=_command_info)
     return parser
 

@@ -43,10 +43,19 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class ModelConfig(_Strict):
-    """Sizes of the VAVL network (defaults: the paper's)."""
+ModelName = Literal["vavl", "auxformer", "mult", "unimodal", "late-fusion", "early-fusion"]
 
-    name: Literal["vavl"] = "vavl"
+
+class ModelConfig(_Strict):
+    """Which network and its sizes (defaults: the VAVL paper's)."""
+
+    name: ModelName = Field(
+        "vavl",
+        description="vavl; auxformer (its predecessor); baselines: mult (cross-modal transformer "
+        "without auxiliary networks), unimodal (one Conformer per modality), late-fusion "
+        "(their averaged outputs), early-fusion (one Conformer on time-aligned concatenated "
+        "features)",
+    )
     audio_dim: int = Field(1024, gt=0, description="acoustic feature size per frame")
     visual_dim: int = Field(1408, gt=0, description="visual feature size per frame")
     projection_dim: int = Field(50, gt=0, description="1x1 convolution output before each branch")
@@ -59,6 +68,19 @@ class ModelConfig(_Strict):
     ff_expansion: int = Field(4, ge=1)
     dropout: float = Field(0.1, ge=0.0, lt=1.0)
     head_hidden: tuple[int, ...] = (512, 256)
+    # VAVL ablations.
+    shared_block: bool = Field(True, description="VAVL: the shared Conformer between branches")
+    shared_residual: bool = Field(True, description="VAVL: the residual around the shared block")
+    # AuxFormer and MulT (model_dim is their width: 50 in AuxFormer).
+    cross_layers: int = Field(5, ge=1, description="layers of each cross-modal transformer")
+    aux_hidden: tuple[int, ...] = Field(
+        (512, 256), description="AuxFormer: the residual MLP shared by the auxiliary networks"
+    )
+    aux_repeats: int = Field(
+        3, ge=1, description="AuxFormer: passes through each auxiliary stack (shared weights)"
+    )
+    embedding_dropout: float = Field(0.25, ge=0.0, lt=1.0)
+    output_dropout: float = Field(0.2, ge=0.0, lt=1.0)
 
     @model_validator(mode="after")
     def _check_sizes(self) -> ModelConfig:
@@ -116,12 +138,19 @@ class TrainingConfig(_Strict):
         None, ge=0, description="weight of the reconstruction MSE; default 2 (classes) / 1 (attrs)"
     )
     max_grad_norm: float | None = Field(5.0, gt=0)
+    recipe: Literal["auto", "three-step", "joint"] = Field(
+        "auto",
+        description="three-step: VAVL's alternating visual/acoustic/fusion steps; joint: one "
+        "optimizer on the mean of every path's loss (AuxFormer, baselines); auto: three-step for "
+        "VAVL, joint otherwise",
+    )
     modality_dropout: float = Field(
         0.0,
         ge=0.0,
         le=1.0,
-        description="extension: chance that a pair's audio or visual representation is zeroed "
-        "in the fusion step",
+        description="three-step: chance that a pair's audio or visual representation is zeroed "
+        "in the fusion step (an extension); joint: chance, per batch and modality, that its "
+        "input is zeroed (AuxFormer's 0.2)",
     )
     selection_path: Literal["mean", "audio", "visual", "audiovisual", "last"] = Field(
         "mean",
@@ -268,6 +297,9 @@ class FeaturesConfig(_Strict):
 
 
 class ExperimentConfig(_Strict):
+    method: str | None = Field(
+        None, description="the compared method's name (vavl train/cv --model sets it)"
+    )
     model: ModelConfig = ModelConfig()
     task: TaskConfig = TaskConfig()
     training: TrainingConfig = TrainingConfig()

@@ -36,14 +36,14 @@ img { max-width: 100%; }
 """
 
 
-def _embedded(figure: Figure) -> str:
+def embedded_figure(figure: Figure) -> str:
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
     encoded = base64.b64encode(buffer.getvalue()).decode()
     return f'<img src="data:image/png;base64,{encoded}">'
 
 
-def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+def table_html(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     head = "".join(f"<th>{html.escape(str(cell))}</th>" for cell in header)
     body = "".join(
         "<tr>" + "".join(f"<td>{html.escape(str(cell))}</td>" for cell in row) + "</tr>"
@@ -168,7 +168,7 @@ def write_run_report(
     )
     parts.append("<h2>Data</h2>")
     parts.append(
-        _table(
+        table_html(
             ["split", "clips", "with audio", "with video", "with both"],
             [[s, c["clips"], c["audio"], c["visual"], c["both"]] for s, c in counts.items()],
         )
@@ -182,7 +182,7 @@ def write_run_report(
                 else "Development set"
             )
             parts.append(f"<h2>{title}</h2>")
-            parts.append(_table(_metrics_header(task), _metrics_rows(task, results[split])))
+            parts.append(table_html(_metrics_header(task), _metrics_rows(task, results[split])))
     test = results.get("test", {})
     figures = []
     if task.kind == "classification":
@@ -190,20 +190,24 @@ def write_run_report(
             if path in test:
                 title = f"{PATH_TITLES[path]} (test, n={test[path]['n']})"
                 figures.append(
-                    _embedded(confusion_figure(test[path]["confusion_matrix"], task.labels, title))
+                    embedded_figure(
+                        confusion_figure(test[path]["confusion_matrix"], task.labels, title)
+                    )
                 )
         if test:
-            figures.append(_embedded(per_class_f1_figure(test, task.labels)))
+            figures.append(embedded_figure(per_class_f1_figure(test, task.labels)))
     else:
         for path, outputs in predictions.get("test", {}).items():
-            figures.append(_embedded(ccc_scatter_figure(outputs, task.labels, PATH_TITLES[path])))
+            figures.append(
+                embedded_figure(ccc_scatter_figure(outputs, task.labels, PATH_TITLES[path]))
+            )
     if history:
-        figures.insert(0, _embedded(training_curves_figure(history)))
+        figures.insert(0, embedded_figure(training_curves_figure(history)))
     parts.append('<h2>Pictures</h2><div class="figures">' + "".join(figures) + "</div>")
-    return _write_page(run_dir / "report.html", f"vavl run {run_dir.name}", parts)
+    return write_page(run_dir / "report.html", f"vavl run {run_dir.name}", parts)
 
 
-def _write_page(path: Path, title: str, parts: Sequence[str]) -> Path:
+def write_page(path: Path, title: str, parts: Sequence[str]) -> Path:
     page = (
         f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
         f"<style>{STYLE}</style></head><body>{''.join(parts)}</body></html>"
@@ -277,7 +281,7 @@ def write_cv_report(
         f"<h1>vavl cross-validation: {html.escape(cv_dir.name)}</h1>",
         f"<p>{folds} folds &middot; test-set metrics of each fold's selected epoch; mean ± "
         "standard deviation over folds</p>",
-        _table(
+        table_html(
             ["path", *(title for _, title in metrics)],
             [
                 [
@@ -288,7 +292,7 @@ def write_cv_report(
             ],
         ),
         "<h2>Per fold</h2>",
-        _table(
+        table_html(
             ["path", "metric", *(f"fold {i + 1}" for i in range(folds))],
             [
                 [PATH_TITLES[p], title, *(f"{v:.3f}" for v in row[k]["folds"])]
@@ -309,5 +313,5 @@ def write_cv_report(
             axes.scatter([index] * folds, table[path][key]["folds"], color="black", s=10, zorder=3)
         axes.set_ylabel(title)
         axes.set_title(f"{title} per path (bars: mean ± std, dots: folds)", fontsize=10)
-        parts.append(_embedded(figure))
-    return _write_page(cv_dir / "report.html", f"vavl cv {cv_dir.name}", parts)
+        parts.append(embedded_figure(figure))
+    return write_page(cv_dir / "report.html", f"vavl cv {cv_dir.name}", parts)

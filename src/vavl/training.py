@@ -1,6 +1,7 @@
-"""The VAVL training recipe and a resumable trainer.
+"""Training recipes and a resumable trainer.
 
-Per batch, three steps, each with its own backward pass and optimizer (the paper's recipe):
+VAVL's recipe (``three-step``): per batch, three steps, each with its own backward pass and
+optimizer:
 
 1. visual step: visual branch + shared block + visual head + visual reconstruction head, on
    task loss + w * reconstruction MSE, over the clips that have video;
@@ -8,7 +9,9 @@ Per batch, three steps, each with its own backward pass and optimizer (the paper
 3. fusion step: branches and shared block in eval mode without gradients; only the fusion head is
    trained, on the task loss, over the clips that have both.
 
-Clips lacking a modality still train the steps they can feed. The best epoch is chosen on the
+Clips lacking a modality still train the steps they can feed. The other models (AuxFormer, the
+baselines) and VAVL's single-step ablation use the ``joint`` recipe: one optimizer on the mean of
+every path's loss. The best epoch is chosen on the
 development loss, and test data is never seen here. Checkpoints are written every
 ``training.checkpoint_every`` steps and at every epoch's end; a run directory that holds one
 resumes from it and reaches the same weights as an uninterrupted run.
@@ -45,7 +48,7 @@ from vavl.errors import ConfigError, TrainingError
 from vavl.evaluation import evaluate_predictions, predict_items
 from vavl.files import write_json_atomically
 from vavl.losses import balanced_class_weights, reconstruction_loss, task_loss
-from vavl.models import VAVL, build_model
+from vavl.models import VAVL, EmotionModel, build_model
 
 logger = logging.getLogger("vavl")
 
@@ -53,6 +56,7 @@ LAST_CHECKPOINT = "last.pt"
 BEST_CHECKPOINT = "best.pt"
 # Fields that may change when a run is resumed without changing what it computes.
 RESUMABLE_OVERRIDES = {
+    ("", "method"),  # only a name
     ("training", "device"),
     ("training", "progress"),
     ("training", "num_workers"),
@@ -79,15 +83,16 @@ def class_weights_for(task: TaskConfig, items: Sequence[Item]) -> Tensor | None:
     return balanced_class_weights(labels, task.output_dim)
 
 
-class ThreeStepRecipe:
-    """Optimizers and one training step of VAVL's visual / acoustic / fusion recipe."""
+class Recipe:
+    """Optimizers (one per named group of parameters), mixed precision and the update rule."""
 
     def __init__(
         self,
-        model: VAVL,
+        model: EmotionModel,
         config: ExperimentConfig,
         device: torch.device,
         class_weights: Tensor | None,
+        groups: dict[str, list[torch.nn.Parameter]],
     ) -> None:
         self.model = model
         self.task = config.task
@@ -98,19 +103,22 @@ class ThreeStepRecipe:
             config.task.kind
         )
         self.optimizers = {
-            step: torch.optim.Adam(
-                [p for module in model.step_modules(step) for p in module.parameters()],
+            name: torch.optim.Adam(
+                parameters,
                 lr=config.training.learning_rate,
                 betas=config.training.betas,
                 weight_decay=config.training.weight_decay,
             )
-            for step in ("visual", "audio", "fusion")
+            for name, parameters in groups.items()
         }
         use_amp = config.training.amp and device.type == "cuda"
         bf16 = use_amp and torch.cuda.is_bf16_supported()
         self.amp_dtype = torch.bfloat16 if bf16 else torch.float16
         self.use_amp = use_amp
         self.scaler = torch.amp.GradScaler("cuda", enabled=use_amp and not bf16)
+
+    def train_step(self, batch: Batch) -> dict[str, float]:
+        raise NotImplementedError
 
     def autocast(self) -> contextlib.AbstractContextManager[Any]:
         if not self.use_amp:
@@ -127,6 +135,36 @@ class ThreeStepRecipe:
             torch.nn.utils.clip_grad_norm_(parameters, self.training.max_grad_norm)
         self.scaler.step(optimizer)
         self.scaler.update()
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "optimizers": {name: opt.state_dict() for name, opt in self.optimizers.items()},
+            "scaler": self.scaler.state_dict(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        for name, optimizer in self.optimizers.items():
+            optimizer.load_state_dict(state["optimizers"][name])
+        self.scaler.load_state_dict(state["scaler"])
+
+
+class ThreeStepRecipe(Recipe):
+    """VAVL's recipe: a visual, an acoustic and a fusion step per batch, each its own optimizer."""
+
+    model: VAVL
+
+    def __init__(
+        self,
+        model: VAVL,
+        config: ExperimentConfig,
+        device: torch.device,
+        class_weights: Tensor | None,
+    ) -> None:
+        groups = {
+            step: [p for module in model.step_modules(step) for p in module.parameters()]
+            for step in ("visual", "audio", "fusion")
+        }
+        super().__init__(model, config, device, class_weights, groups)
 
     def unimodal_step(self, modality: Modality, batch: Batch) -> dict[str, float]:
         rows = batch.present(modality)
@@ -183,16 +221,71 @@ class ThreeStepRecipe:
         losses |= self.fusion_step(batch)
         return losses
 
-    def state_dict(self) -> dict[str, Any]:
-        return {
-            "optimizers": {name: opt.state_dict() for name, opt in self.optimizers.items()},
-            "scaler": self.scaler.state_dict(),
-        }
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        for name, optimizer in self.optimizers.items():
-            optimizer.load_state_dict(state["optimizers"][name])
-        self.scaler.load_state_dict(state["scaler"])
+class JointRecipe(Recipe):
+    """One optimizer and one step per batch on the mean of the task losses of every path the
+    batch feeds (AuxFormer's (CE_av + CE_a + CE_v) / 3), plus the weighted reconstruction loss of
+    models that reconstruct. With ``modality_dropout`` p, each modality's input is zeroed for the
+    whole batch with probability p (AuxFormer's modality dropout)."""
+
+    def __init__(
+        self,
+        model: EmotionModel,
+        config: ExperimentConfig,
+        device: torch.device,
+        class_weights: Tensor | None,
+    ) -> None:
+        super().__init__(model, config, device, class_weights, {"joint": list(model.parameters())})
+
+    def train_step(self, batch: Batch) -> dict[str, float]:
+        assert batch.target is not None
+        inputs = batch.inputs()
+        for modality in MODALITIES:
+            features = inputs[modality]
+            dropout = self.training.modality_dropout
+            if features is not None and dropout > 0 and float(torch.rand(())) < dropout:
+                inputs[modality] = torch.zeros_like(features)
+        self.model.train()
+        losses: dict[str, float] = {}
+        with self.autocast():
+            output = self.model(**inputs)
+            terms = []
+            for path in output.present:
+                predictions, rows = output.rows(path)
+                if len(rows):
+                    loss = task_loss(
+                        self.task.kind, predictions, batch.target[rows], self.class_weights
+                    )
+                    terms.append(loss)
+                    losses[f"{path}_loss"] = loss.item()
+            if not terms:
+                return {}
+            total = torch.stack(terms).mean()
+            if self.reconstruction_weight > 0:
+                for modality, reconstruction in output.reconstructions.items():
+                    rows = output.present[modality].nonzero().squeeze(-1)
+                    features, mask = batch.inputs()[modality], batch.inputs()[f"{modality}_mask"]
+                    if not len(rows) or features is None or mask is None:
+                        continue
+                    loss = reconstruction_loss(reconstruction[rows], features[rows], mask[rows])
+                    total = total + self.reconstruction_weight * loss
+                    losses[f"{modality}_reconstruction"] = loss.item()
+        self._update("joint", total)
+        return losses
+
+
+def build_recipe(
+    model: EmotionModel, config: ExperimentConfig, device: torch.device, weights: Tensor | None
+) -> Recipe:
+    """The configured recipe; ``auto`` is three-step for VAVL and joint for the others."""
+    name = config.training.recipe
+    if name == "auto":
+        name = "three-step" if isinstance(model, VAVL) else "joint"
+    if name == "joint":
+        return JointRecipe(model, config, device, weights)
+    if not isinstance(model, VAVL):
+        raise ConfigError(f"the three-step recipe trains VAVL models, not '{config.model.name}'")
+    return ThreeStepRecipe(model, config, device, weights)
 
 
 @dataclass
@@ -254,14 +347,9 @@ class Trainer:
         self.device = resolve_device(config.training.device)
         self.extractors = extractors or {m: getattr(config.features, m) for m in MODALITIES}
         torch.manual_seed(config.training.seed)
-        model = build_model(config.model, config.task.output_dim)
-        if not isinstance(model, VAVL):
-            raise ConfigError(
-                f"the three-step recipe trains VAVL models, not '{config.model.name}'"
-            )
-        self.model = model.to(self.device)
+        self.model = build_model(config.model, config.task.output_dim).to(self.device)
         self.class_weights = class_weights_for(config.task, self.train_items)
-        self.recipe = ThreeStepRecipe(self.model, config, self.device, self.class_weights)
+        self.recipe = build_recipe(self.model, config, self.device, self.class_weights)
         self.normalizer = FeatureNormalizer.fit(self.train_items)
         self.state = TrainerState()
         self.history: list[dict[str, Any]] = []

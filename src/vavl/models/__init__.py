@@ -3,10 +3,42 @@
 from __future__ import annotations
 
 from vavl.config import ModelConfig
+from vavl.models.auxformer import AuxFormer, MulT
 from vavl.models.base import EmotionModel, ModelOutput
+from vavl.models.baselines import EarlyFusion, LateFusion, UnimodalConformers
 from vavl.models.vavl import VAVL
 
-MODELS: dict[str, type[EmotionModel]] = {"vavl": VAVL}
+MODELS: dict[str, type[EmotionModel]] = {
+    "vavl": VAVL,
+    "auxformer": AuxFormer,
+    "mult": MulT,
+    "unimodal": UnimodalConformers,
+    "late-fusion": LateFusion,
+    "early-fusion": EarlyFusion,
+}
+
+# `--model NAME`: a model and the recipe it is trained with, as config overrides applied on top of
+# the config file (and before --set). Ablations of VAVL are named like models.
+AUXFORMER_RECIPE = ("training.recipe=joint", "training.learning_rate=7.25e-4")
+METHODS: dict[str, tuple[str, ...]] = {
+    "vavl": ("model.name=vavl",),
+    "vavl-no-shared": ("model.name=vavl", "model.shared_block=false"),
+    "vavl-no-residual": ("model.name=vavl", "model.shared_residual=false"),
+    "vavl-no-reconstruction": ("model.name=vavl", "training.reconstruction_weight=0"),
+    "vavl-joint": ("model.name=vavl", "training.recipe=joint"),
+    "vavl-modality-dropout": ("model.name=vavl", "training.modality_dropout=0.2"),
+    "auxformer": (
+        "model.name=auxformer",
+        "model.model_dim=50",
+        "model.heads=5",
+        *AUXFORMER_RECIPE,
+        "training.modality_dropout=0.2",
+    ),
+    "mult": ("model.name=mult", "model.model_dim=50", "model.heads=5", *AUXFORMER_RECIPE),
+    "unimodal": ("model.name=unimodal", "training.recipe=joint"),
+    "late-fusion": ("model.name=late-fusion", "training.recipe=joint"),
+    "early-fusion": ("model.name=early-fusion", "training.recipe=joint"),
+}
 
 
 def build_model(config: ModelConfig, output_dim: int) -> EmotionModel:
@@ -14,4 +46,16 @@ def build_model(config: ModelConfig, output_dim: int) -> EmotionModel:
     return MODELS[config.name](config, output_dim)
 
 
-__all__ = ["MODELS", "VAVL", "EmotionModel", "ModelOutput", "build_model"]
+__all__ = [
+    "METHODS",
+    "MODELS",
+    "VAVL",
+    "AuxFormer",
+    "EarlyFusion",
+    "EmotionModel",
+    "LateFusion",
+    "ModelOutput",
+    "MulT",
+    "UnimodalConformers",
+    "build_model",
+]

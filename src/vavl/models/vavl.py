@@ -44,7 +44,8 @@ class VAVL(EmotionModel):
         self.visual_projection = nn.Linear(config.visual_dim, config.projection_dim, bias=False)
         self.audio_encoder = conformer(config.projection_dim, config.audio_blocks)
         self.visual_encoder = conformer(config.projection_dim, config.visual_blocks)
-        self.shared_encoder = conformer(dim, config.shared_blocks)
+        # Ablations: without the shared block, or without the residual around it.
+        self.shared_encoder = conformer(dim, config.shared_blocks) if config.shared_block else None
         self.shared_norm = nn.LayerNorm(dim)
         self.audio_head = MLP(dim, hidden, output_dim, dropout)
         self.visual_head = MLP(dim, hidden, output_dim, dropout)
@@ -68,13 +69,18 @@ class VAVL(EmotionModel):
         if step == "fusion":
             return [self.fusion_head]
         projection, encoder = self._branch(step)
-        return [projection, encoder, self.shared_encoder, self.shared_norm, *self.heads(step)]
+        shared = [self.shared_encoder] if self.shared_encoder is not None else []
+        return [projection, encoder, *shared, self.shared_norm, *self.heads(step)]
 
     def encode(self, modality: Modality, features: Tensor, mask: Tensor) -> Tensor:
         """Pooled representation r (batch, model_dim) of clips that all have ``modality``."""
         projection, encoder = self._branch(modality)
         branch = encoder(projection(features), mask)
-        shared = self.shared_encoder(branch, mask) + branch
+        shared = branch
+        if self.shared_encoder is not None:
+            shared = self.shared_encoder(branch, mask)
+            if self.config.shared_residual:
+                shared = shared + branch
         return masked_mean(self.shared_norm(shared), mask)
 
     def fuse(self, audio_embedding: Tensor, visual_embedding: Tensor) -> Tensor:
