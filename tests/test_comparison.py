@@ -105,7 +105,7 @@ def test_methods_compared_on_the_mixed_real_set(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     config = mixed_demo_config(tmp_path, require_shared_data())
-    config = apply_overrides(config, [f"data.store={shared_store[0]}", "training.epochs=2"])
+    config = apply_overrides(config, [f"data.store={shared_store[0]}", "training.epochs=1"])
     config_file = tmp_path / "mixed.yaml"
     save_config(config, config_file)
     methods = ("vavl", "auxformer")

@@ -3,6 +3,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import yaml
 
 from vavl.config import (
     CREMA_D_EMOTIONS,
@@ -105,3 +106,32 @@ def test_overrides_are_validated() -> None:
         apply_overrides(config, ["training.epoch=3"])
     with pytest.raises(ConfigError, match="KEY=VALUE"):
         apply_overrides(config, ["training.epochs"])
+
+
+def test_every_shipped_config_loads_and_takes_every_method() -> None:
+    from vavl.models import METHODS
+
+    for name in shipped_configs():
+        config = load_config(name)
+        for method, overrides in METHODS.items():
+            with_method = apply_overrides(config, [*overrides, f"method={method}"])
+            assert with_method.data == config.data and with_method.features == config.features
+    compare = load_config("compare-crema-d")
+    assert (compare.model.audio_dim, compare.model.visual_dim) == (1024, 1408)
+    assert compare.features.audio == "wav2vec2" and compare.features.visual == "enet_b2"
+    assert compare.data is not None and compare.data.split.method == "partitions"  # type: ignore[union-attr]
+
+
+def test_the_model_option_names_a_known_method(capsys: pytest.CaptureFixture[str]) -> None:
+    from vavl.cli import main
+
+    assert main(["config", "demo-synthetic", "--model", "transformer"]) == 2
+    assert (
+        "--model transformer: unknown; choose from vavl, vavl-no-shared" in capsys.readouterr().err
+    )
+    assert (
+        main(["config", "demo-synthetic", "--model", "auxformer", "--set", "model.heads=10"]) == 0
+    )
+    printed = yaml.safe_load(capsys.readouterr().out)
+    assert printed["method"] == "auxformer" and printed["model"]["model_dim"] == 50
+    assert printed["model"]["heads"] == 10 and printed["training"]["recipe"] == "joint"

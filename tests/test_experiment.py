@@ -27,7 +27,9 @@ def test_mixed_real_set_reports_all_three_paths(
     shared_store: tuple[Path, list[dict[str, Any]]], tmp_path: Path
 ) -> None:
     config = mixed_demo_config(tmp_path, require_shared_data())
-    config = apply_overrides(config, [f"data.store={shared_store[0]}", "training.progress=false"])
+    config = apply_overrides(
+        config, [f"data.store={shared_store[0]}", "training.progress=false", "training.epochs=10"]
+    )
     result = run_experiment(config, tmp_path / "run", progress=False)
     assert set(result.test) == {"audio", "visual", "audiovisual"}
     # Test speakers: CREMA-D 1002 (6 audio), RAVDESS 07-08 (12 audio), MEAD M030 (7 video, 1 pair).
@@ -50,7 +52,7 @@ def test_mixed_real_set_reports_all_three_paths(
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     again = evaluate_run(tmp_path / "run", progress=False)  # re-scored from the directory alone
     assert again.test == metrics["test"] == result.test
-    assert "of 25 (lowest development loss)" in (tmp_path / "run" / "report.html").read_text()
+    assert "of 10 (lowest development loss)" in (tmp_path / "run" / "report.html").read_text()
     assert metrics["extractors"]["audio"]["id"] == "whisper-base"
 
 

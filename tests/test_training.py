@@ -22,7 +22,7 @@ from vavl.training import ThreeStepRecipe, Trainer
 
 
 def test_each_path_learns_the_signal_and_audio_works_without_video(tmp_path: Path) -> None:
-    config = demo_config("training.epochs=6")
+    config = demo_config("training.epochs=4", "data.n_train=192")
     result = run_experiment(config, tmp_path)
     for path in ("audio", "visual", "audiovisual"):
         assert result.test[path]["accuracy"] > 0.8, (path, result.test[path]["accuracy"])

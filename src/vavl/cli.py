@@ -9,7 +9,10 @@ Every command has a Python twin: ``vavl demo`` -> :func:`vavl.run_demo`, ``vavl 
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
+import os
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -182,10 +185,12 @@ def _options(pairs: Sequence[str], flag: str) -> dict[str, object]:
 
 def _command_extract(args: argparse.Namespace) -> int:
     from vavl.config import FaceSettings
+    from vavl.distributed import environment
     from vavl.features.extraction import (
         ExtractionSettings,
         ExtractorSpec,
         media_inputs,
+        parse_shard,
         run_extraction,
     )
 
@@ -202,7 +207,11 @@ def _command_extract(args: argparse.Namespace) -> int:
     inputs = media_inputs(args.input)
     if not inputs:
         raise VavlError(f"{args.input}: no media files found")
-    report = run_extraction(inputs, args.out, settings, args.workers, progress=not args.quiet)
+    # Under torchrun, each process is one shard.
+    shard = parse_shard(args.shard) if args.shard else environment().shard
+    report = run_extraction(
+        inputs, args.out, settings, args.workers, progress=not args.quiet, shard=shard
+    )
     for row in report.rows:
         if row["status"] == "failed":
             print(f"{row['path']}: {row['error']}", file=sys.stderr)
@@ -321,10 +330,19 @@ def _command_serve(args: argparse.Namespace) -> int:
     print(
         f"vavl: serving {server.url} (uploads in {server.app.work_dir}; Ctrl-C stops)", flush=True
     )
+
+    def stop(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt  # a service manager's stop: clean up as for Ctrl-C
+
+    signal.signal(signal.SIGTERM, stop)
     try:
         serve(server, remove_work_dir=args.work_dir is None)
     except KeyboardInterrupt:
         print("vavl: stopped", file=sys.stderr)
+    finally:
+        # Free the models (and their native thread pools) now, not during interpreter shutdown.
+        del server, predictor
+        gc.collect()
     return 0
 
 
@@ -444,6 +462,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--detector", choices=["auto", "short", "full"], default="auto", help="face detector"
     )
     extract.add_argument("--workers", type=int, default=1, help="parallel processes")
+    extract.add_argument(
+        "--shard",
+        metavar="I/N",
+        help="do only the I-th of N interleaved shares of the inputs (batch jobs); under "
+        "torchrun each process takes its rank's share",
+    )
     extract.add_argument("--quiet", action="store_true", help="no progress bar")
     extract.set_defaults(handler=_command_extract)
 
@@ -531,9 +555,20 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from vavl import distributed
+
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="vavl: %(message)s")
+    env = distributed.environment()
+    # Under torchrun, the main process speaks for all.
+    logging.basicConfig(
+        level=logging.INFO if env.is_main else logging.WARNING, format="vavl: %(message)s"
+    )
     try:
+        if env.world_size > 1 and args.command in ("train", "cv"):
+            distributed.initialize()
+            if not env.is_main:
+                args.quiet = True
+                sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - for the rest of the process
         return int(args.handler(args))
     except VavlError as error:
         print(f"vavl: error: {error}", file=sys.stderr)
@@ -541,6 +576,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("vavl: interrupted; run the same command again to resume", file=sys.stderr)
         return 130
+    finally:
+        distributed.shutdown()
 
 
 if __name__ == "__main__":

@@ -291,6 +291,9 @@ class Collator:
 class BucketBatchSampler(Sampler[list[int]]):
     """Batches of clips of similar length, reshuffled every epoch from (seed, epoch).
 
+    Under torch.distributed (``rank``, ``world_size``) every process draws the same batches and
+    takes its share of each.
+
     Indices are shuffled, cut into pools of ``pool_batches`` batches, sorted by length inside each
     pool and chunked; the batch order is shuffled too. The order depends only on the seed and the
     epoch, so a resumed run sees exactly the batches it would have seen, and ``start_batch`` skips
@@ -304,7 +307,10 @@ class BucketBatchSampler(Sampler[list[int]]):
         shuffle: bool = True,
         seed: int = 0,
         pool_batches: int = 50,
+        rank: int = 0,
+        world_size: int = 1,
     ) -> None:
+        self.rank, self.world_size = rank, world_size
         self.lengths = np.asarray(lengths)
         self.batch_size = batch_size
         self.shuffle = shuffle
@@ -333,7 +339,10 @@ class BucketBatchSampler(Sampler[list[int]]):
         return batches
 
     def __iter__(self) -> Iterator[list[int]]:
-        return iter(self.batches()[self.start_batch :])
+        """This process's share of each batch (every ``world_size``-th clip from ``rank``; a
+        share may be empty), so that batches are the same whatever the number of processes."""
+        for batch in self.batches()[self.start_batch :]:
+            yield batch[self.rank :: self.world_size]
 
     def __len__(self) -> int:
         return max(0, -(-len(self.lengths) // self.batch_size) - self.start_batch)

@@ -33,6 +33,24 @@ class PathPredictions:
         return (exponentials / exponentials.sum(axis=1, keepdims=True)).astype(np.float32)
 
 
+def merge_predictions(
+    parts: Sequence[dict[PathName, PathPredictions]],
+) -> dict[PathName, PathPredictions]:
+    """Predictions of several shares of a set (e.g. one per process), as one set."""
+    merged: dict[PathName, PathPredictions] = {}
+    for path in PATHS:
+        pieces = [part[path] for part in parts if path in part]
+        if not pieces:
+            continue
+        targets = [p.targets for p in pieces if p.targets is not None]
+        merged[path] = PathPredictions(
+            ids=[i for p in pieces for i in p.ids],
+            outputs=np.concatenate([p.outputs for p in pieces]),
+            targets=np.concatenate(targets) if len(targets) == len(pieces) else None,
+        )
+    return merged
+
+
 @torch.no_grad()
 def predict_items(
     model: EmotionModel,

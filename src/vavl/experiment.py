@@ -20,6 +20,7 @@ from typing import Any
 
 import torch
 
+from vavl import distributed
 from vavl.checkpoint import load_checkpoint, model_from_checkpoint
 from vavl.config import (
     ExperimentConfig,
@@ -155,14 +156,22 @@ def run_experiment(
 ) -> ExperimentResult:
     """Train (or resume) the config's fold in ``run_dir`` and score the selected epoch."""
     run_dir = Path(run_dir)
-    data = data or prepare(config, progress)
+    if data is None:
+        with distributed.main_first():  # the main process extracts what the store lacks
+            data = prepare(config, progress and distributed.is_main())
     splits = _splits(config, data)
     trainer = Trainer(config, splits["train"], splits["dev"], run_dir, data.extractors)
-    save_config(config, run_dir / "config.yaml")
+    if distributed.is_main():
+        save_config(config, run_dir / "config.yaml")
     training = trainer.fit()
-    return score_run(
-        run_dir, config, trainer.model, trainer.normalizer, data, training.history, trainer.device
-    )
+    result = None
+    if distributed.is_main():  # scoring and reports: once
+        result = score_run(
+            run_dir, config, trainer.model, trainer.normalizer, data, training.history,
+            trainer.device,
+        )  # fmt: skip
+    shared: ExperimentResult = distributed.all_gather_objects(result)[0]
+    return shared
 
 
 def evaluate_run(run_dir: str | Path, progress: bool = True) -> ExperimentResult:
@@ -183,7 +192,8 @@ def evaluate_run(run_dir: str | Path, progress: bool = True) -> ExperimentResult
 def run_cv(config: ExperimentConfig, run_dir: str | Path, progress: bool = True) -> dict[str, Any]:
     """Every fold in ``run_dir/fold-<k>`` (finished folds are kept), then the paper's table."""
     run_dir = Path(run_dir)
-    data = prepare(config, progress)
+    with distributed.main_first():
+        data = prepare(config, progress and distributed.is_main())
     folds = len(data.folds)
     test_results = []
     for fold in range(1, folds + 1):
@@ -198,8 +208,9 @@ def run_cv(config: ExperimentConfig, run_dir: str | Path, progress: bool = True)
         test_results.append(run_experiment(fold_config, fold_dir, data, progress).test)
     table = cv_table(config.task, test_results)
     summary = {"folds": folds, "table": table, "config": config.to_dict()}
-    write_json_atomically(run_dir / "cv.json", summary)
-    write_text_atomically(run_dir / "cv.md", cv_markdown(config.task, table))
-    save_config(config, run_dir / "config.yaml")
-    write_cv_report(run_dir, config, table)
+    if distributed.is_main():
+        write_json_atomically(run_dir / "cv.json", summary)
+        write_text_atomically(run_dir / "cv.md", cv_markdown(config.task, table))
+        save_config(config, run_dir / "config.yaml")
+        write_cv_report(run_dir, config, table)
     return summary

@@ -33,6 +33,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
+from vavl import distributed
 from vavl.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from vavl.config import MODALITIES, ExperimentConfig, Modality, TaskConfig
 from vavl.data import (
@@ -45,7 +46,7 @@ from vavl.data import (
     check_items,
 )
 from vavl.errors import ConfigError, TrainingError
-from vavl.evaluation import evaluate_predictions, predict_items
+from vavl.evaluation import evaluate_predictions, merge_predictions, predict_items
 from vavl.files import write_json_atomically
 from vavl.losses import balanced_class_weights, reconstruction_loss, task_loss
 from vavl.models import VAVL, EmotionModel, build_model
@@ -129,6 +130,8 @@ class Recipe:
         optimizer = self.optimizers[step]
         optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
+        if distributed.active():
+            _sum_gradients([p for group in optimizer.param_groups for p in group["params"]])
         if self.training.max_grad_norm is not None:
             self.scaler.unscale_(optimizer)
             parameters = [p for group in optimizer.param_groups for p in group["params"]]
@@ -146,6 +149,30 @@ class Recipe:
         for name, optimizer in self.optimizers.items():
             optimizer.load_state_dict(state["optimizers"][name])
         self.scaler.load_state_dict(state["scaler"])
+
+
+def _sum_gradients(parameters: Sequence[torch.nn.Parameter]) -> None:
+    """Gradients summed over processes (each process's loss was scaled by its share of the
+    batch, so the sum is the whole batch's gradient). A parameter no process reached keeps no
+    gradient, as in one process."""
+    reached = [p.grad is not None for p in parameters]
+    flat = torch.cat(
+        [(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1) for p in parameters]
+        + [torch.tensor(reached, dtype=parameters[0].dtype, device=parameters[0].device)]
+    )
+    distributed.all_reduce_sum(flat)
+    offset = 0
+    for parameter, anyone in zip(parameters, flat[-len(parameters) :].tolist(), strict=True):
+        size = parameter.numel()
+        grad = flat[offset : offset + size].view_as(parameter).clone()
+        parameter.grad = grad if anyone > 0 else None
+        offset += size
+
+
+def _totals(*counts: int | Tensor) -> list[int]:
+    """Rows over all processes for each local count (the local counts in one process)."""
+    local = torch.tensor([int(c) for c in counts], dtype=torch.float64)
+    return [int(v) for v in distributed.all_reduce_sum(local).tolist()]
 
 
 class ThreeStepRecipe(Recipe):
@@ -168,8 +195,12 @@ class ThreeStepRecipe(Recipe):
 
     def unimodal_step(self, modality: Modality, batch: Batch) -> dict[str, float]:
         rows = batch.present(modality)
-        if not bool(rows.any()):
+        local = int(rows.sum())
+        (total,) = _totals(local)
+        if total == 0:
             return {}
+        # Under torch.distributed a process whose share has no such clip still runs the step on
+        # zero rows: every process takes part in the same collective operations.
         clips = batch.select(rows, (modality,))
         features = clips.audio if modality == "audio" else clips.visual
         mask = clips.audio_mask if modality == "audio" else clips.visual_mask
@@ -178,12 +209,15 @@ class ThreeStepRecipe(Recipe):
         head, reconstruction_head = self.model.heads(modality)
         with self.autocast():
             embedding = self.model.encode(modality, features, mask)
+            if not local:
+                self._update(modality, embedding.sum() * 0.0)
+                return {}
             loss_task = task_loss(self.task.kind, head(embedding), clips.target, self.class_weights)
             loss_reconstruction = reconstruction_loss(
                 reconstruction_head(embedding), features, mask
             )
             loss = loss_task + self.reconstruction_weight * loss_reconstruction
-        self._update(modality, loss)
+        self._update(modality, loss * (local / total))
         return {
             f"{modality}_loss": loss_task.item(),
             f"{modality}_reconstruction": loss_reconstruction.item(),
@@ -191,7 +225,9 @@ class ThreeStepRecipe(Recipe):
 
     def fusion_step(self, batch: Batch) -> dict[str, float]:
         rows = batch.present("audio") & batch.present("visual")
-        if not bool(rows.any()):
+        local = int(rows.sum())
+        (total,) = _totals(local)
+        if total == 0:
             return {}
         pairs = batch.select(rows)
         assert pairs.audio is not None and pairs.audio_mask is not None
@@ -208,12 +244,14 @@ class ThreeStepRecipe(Recipe):
             visual = visual.masked_fill((dropped & ~drop_audio)[:, None], 0.0)
         self.model.fusion_head.train()
         with self.autocast():
-            loss = task_loss(
-                self.task.kind, self.model.fuse(audio, visual), pairs.target, self.class_weights
-            )
-        self._update("fusion", loss)
+            fused = self.model.fuse(audio, visual)
+            if local:
+                loss = task_loss(self.task.kind, fused, pairs.target, self.class_weights)
+                self._update("fusion", loss * (local / total))
+            else:
+                self._update("fusion", fused.sum() * 0.0)
         self.model.train()
-        return {"audiovisual_loss": loss.item()}
+        return {"audiovisual_loss": loss.item()} if local else {}
 
     def train_step(self, batch: Batch) -> dict[str, float]:
         losses = self.unimodal_step("visual", batch)
@@ -249,29 +287,66 @@ class JointRecipe(Recipe):
         losses: dict[str, float] = {}
         with self.autocast():
             output = self.model(**inputs)
-            terms = []
+            # Each term is a mean over its rows; under torch.distributed each process weighs
+            # its term by its share of those rows, and the gradients are summed.
+            terms: list[tuple[str, Tensor, Tensor]] = []
             for path in output.present:
                 predictions, rows = output.rows(path)
-                if len(rows):
-                    loss = task_loss(
-                        self.task.kind, predictions, batch.target[rows], self.class_weights
-                    )
-                    terms.append(loss)
-                    losses[f"{path}_loss"] = loss.item()
-            if not terms:
-                return {}
-            total = torch.stack(terms).mean()
+                terms.append((f"{path}_loss", predictions, rows))
+            reconstructions = []
             if self.reconstruction_weight > 0:
                 for modality, reconstruction in output.reconstructions.items():
                     rows = output.present[modality].nonzero().squeeze(-1)
-                    features, mask = batch.inputs()[modality], batch.inputs()[f"{modality}_mask"]
-                    if not len(rows) or features is None or mask is None:
-                        continue
-                    loss = reconstruction_loss(reconstruction[rows], features[rows], mask[rows])
-                    total = total + self.reconstruction_weight * loss
-                    losses[f"{modality}_reconstruction"] = loss.item()
-        self._update("joint", total)
+                    reconstructions.append((modality, reconstruction, rows))
+            totals = _totals(*(len(rows) for *_, rows in terms + reconstructions))
+            paths = sum(1 for total in totals[: len(terms)] if total)
+            if not paths:
+                return {}
+            loss = torch.zeros((), device=self.device)
+            for (name, predictions, rows), total in zip(terms, totals, strict=False):
+                if not len(rows):
+                    loss = loss + predictions.sum() * 0.0
+                    continue
+                term = task_loss(
+                    self.task.kind, predictions, batch.target[rows], self.class_weights
+                )
+                loss = loss + term * (len(rows) / total / paths)
+                losses[name] = term.item()
+            for (modality, reconstruction, rows), total in zip(
+                reconstructions, totals[len(terms) :], strict=True
+            ):
+                features, mask = inputs_of(batch, modality)
+                if not len(rows) or features is None or mask is None:
+                    loss = loss + reconstruction[rows].sum() * 0.0  # rows of absent clips are NaN
+                    continue
+                term = reconstruction_loss(reconstruction[rows], features[rows], mask[rows])
+                loss = loss + self.reconstruction_weight * term * (len(rows) / total)
+                losses[f"{modality}_reconstruction"] = term.item()
+        self._update("joint", loss)
         return losses
+
+
+def inputs_of(batch: Batch, modality: Modality) -> tuple[Tensor | None, Tensor | None]:
+    if modality == "audio":
+        return batch.audio, batch.audio_mask
+    return batch.visual, batch.visual_mask
+
+
+def complete_batch(batch: Batch, config: ExperimentConfig) -> Batch:
+    """A process's share of a batch with every modality (zero frames where none of its clips has
+    it) and a target even when empty, so that every process runs the same steps."""
+    for modality in MODALITIES:
+        if getattr(batch, modality) is None:
+            dim = getattr(config.model, f"{modality}_dim")
+            setattr(batch, modality, torch.zeros(len(batch), 1, dim))
+            setattr(batch, f"{modality}_mask", torch.zeros(len(batch), 1, dtype=torch.bool))
+    if batch.target is None:
+        task = config.task
+        if task.kind == "regression" or task.soft_labels:
+            batch.target = torch.zeros(0, task.output_dim)
+        else:
+            batch.target = torch.zeros(0, dtype=torch.long)
+    return batch
 
 
 def build_recipe(
@@ -411,7 +486,8 @@ class Trainer:
         )
 
     def _save_last(self) -> None:
-        save_checkpoint(self._checkpoint(with_training_state=True), self.last_path)
+        if distributed.is_main():  # the processes hold the same weights: one writes them
+            save_checkpoint(self._checkpoint(with_training_state=True), self.last_path)
 
     def _loader(self, sampler: BucketBatchSampler) -> DataLoader[Item]:
         return DataLoader(
@@ -425,17 +501,20 @@ class Trainer:
         )
 
     def evaluate_dev(self) -> dict[str, dict[str, Any]]:
+        """Development metrics over the whole set (each process predicts a share of it)."""
         if not self.dev_items:
             return {}
+        share = self.dev_items[distributed.rank() :: distributed.world_size()]
         predictions = predict_items(
             self.model,
-            self.dev_items,
+            share,
             self.config.task,
             self.normalizer,
             batch_size=self.config.training.batch_size,
             device=self.device,
-        )
-        return evaluate_predictions(self.config.task, predictions, self.class_weights)
+        ) if share else {}  # fmt: skip
+        merged = merge_predictions(distributed.all_gather_objects(predictions))
+        return evaluate_predictions(self.config.task, merged, self.class_weights)
 
     def _selection_loss(self, dev: dict[str, dict[str, Any]]) -> float:
         choice = self.config.training.selection_path
@@ -450,7 +529,23 @@ class Trainer:
             )
         return float(dev[choice]["loss"])
 
+    def _reduce_losses(self) -> None:
+        """Training loss sums and counts over every process."""
+        names = sorted(
+            {n for sums in distributed.all_gather_objects(self.state.loss_sums) for n in sums}
+        )
+        sums = torch.tensor(
+            [self.state.loss_sums.get(n, 0.0) for n in names]
+            + [float(self.state.loss_counts.get(n, 0)) for n in names],
+            dtype=torch.float64,
+        )
+        distributed.all_reduce_sum(sums)
+        self.state.loss_sums = {n: float(v) for n, v in zip(names, sums[: len(names)], strict=True)}
+        self.state.loss_counts = {n: int(v) for n, v in zip(names, sums[len(names) :], strict=True)}
+
     def _end_epoch(self) -> None:
+        if distributed.active():
+            self._reduce_losses()
         dev = self.evaluate_dev()
         selection = self._selection_loss(dev)
         if not math.isfinite(selection):
@@ -476,12 +571,14 @@ class Trainer:
         improved = selection < self.state.best_loss
         if improved:
             self.state.best_loss, self.state.best_epoch = selection, self.state.epoch + 1
-            save_checkpoint(self._checkpoint(with_training_state=False), self.best_path)
+            if distributed.is_main():
+                save_checkpoint(self._checkpoint(with_training_state=False), self.best_path)
         self.state.epoch += 1
         self.state.step_in_epoch = 0
         self.state.loss_sums, self.state.loss_counts = {}, {}
         self._save_last()
-        write_json_atomically(self.run_dir / "history.json", self.history)
+        if distributed.is_main():
+            write_json_atomically(self.run_dir / "history.json", self.history)
         if dev:
             summary = "dev loss " + ", ".join(f"{p} {r['loss']:.4f}" for p, r in dev.items())
         else:
@@ -492,9 +589,14 @@ class Trainer:
         """Train to the configured number of epochs (or finish a resumed run)."""
         training = self.config.training
         sampler = BucketBatchSampler(
-            [item.length() for item in self.train_items], training.batch_size, seed=training.seed
+            [item.length() for item in self.train_items],
+            training.batch_size,
+            seed=training.seed,
+            rank=distributed.rank(),
+            world_size=distributed.world_size(),
         )
         loader = self._loader(sampler)
+        progress = training.progress and distributed.is_main()
         self.model.train()
         while self.state.epoch < training.epochs:
             sampler.set_epoch(self.state.epoch, start_batch=self.state.step_in_epoch)
@@ -503,10 +605,12 @@ class Trainer:
                 total=total,
                 initial=self.state.step_in_epoch,
                 desc=f"epoch {self.state.epoch + 1}/{training.epochs}",
-                disable=not training.progress,
+                disable=not progress,
                 leave=False,
             ) as bar:
                 for batch in loader:
+                    if distributed.active():
+                        batch = complete_batch(batch, self.config)
                     losses = self.recipe.train_step(batch.to(self.device))
                     for name, value in losses.items():
                         self.state.loss_sums[name] = self.state.loss_sums.get(name, 0.0) + value
@@ -522,6 +626,7 @@ class Trainer:
                     ):
                         self._save_last()
             self._end_epoch()
+        distributed.barrier()  # best.pt is written by the main process
         best = load_checkpoint(self.best_path, map_location=self.device)
         self.model.load_state_dict(best.model_state)
         self.model.eval()

@@ -4,12 +4,20 @@ Every input file gets one report row whatever happens to it: ``extracted``, ``ca
 features were already in the store: nothing recomputed) or ``failed`` with a one-line reason; a
 bad file never stops the batch. Entries are written as each file finishes, so a killed run loses
 only the files in progress, and rerunning it skips everything done.
+
+Shards (``--shard i/n``, or one per process under ``torchrun``) take every n-th input of the same
+list into the same store: no file is done twice, entries never collide (they are keyed by
+content and written atomically), and whichever shard finishes last merges the shard reports into
+one, in input order.
 """
 
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
+import json
+import logging
 import multiprocessing
 import os
 import time
@@ -28,6 +36,8 @@ from vavl.features.base import AudioExtractor, VisualExtractor, create_extractor
 from vavl.features.pipeline import FeaturePipeline, FileFeatures
 from vavl.features.store import FeatureStore, describe, feature_key
 from vavl.files import sha256_file, write_json_atomically, write_text_atomically
+
+logger = logging.getLogger("vavl")
 
 MEDIA_SUFFIXES = {
     ".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".flv", ".mpg", ".mpeg", ".wmv", ".3gp",
@@ -218,7 +228,11 @@ def _results(
 
 
 def write_report(
-    store: FeatureStore, rows: list[dict[str, Any]], extractors: dict[str, Any], name: str
+    store: FeatureStore,
+    rows: list[dict[str, Any]],
+    extractors: dict[str, Any],
+    name: str,
+    inputs_sha256: str = "",
 ) -> tuple[Path, Path]:
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=REPORT_FIELDS)
@@ -228,7 +242,12 @@ def write_report(
     counts = Counter(row["status"] for row in rows)
     json_path = write_json_atomically(
         store.root / f"{name}.json",
-        {"extractors": extractors, "summary": dict(counts), "files": rows},
+        {
+            "extractors": extractors,
+            "summary": dict(counts),
+            "inputs_sha256": inputs_sha256,
+            "files": rows,
+        },
     )
     return csv_path, json_path
 
@@ -238,6 +257,44 @@ def _unfinished_row(path: Path) -> dict[str, Any]:
     return row | {"path": str(path), "status": "not done", "error": "interrupted"}
 
 
+def parse_shard(text: str) -> tuple[int, int]:
+    """``"i/n"`` (1 <= i <= n) as a 0-based (index, count)."""
+    number, _, count = text.partition("/")
+    if not (number.isdigit() and count.isdigit() and 1 <= int(number) <= int(count)):
+        raise VavlError(f"--shard {text}: expected i/n with 1 <= i <= n, e.g. 2/4")
+    return int(number) - 1, int(count)
+
+
+def _shard_report_name(name: str, shard: tuple[int, int]) -> str:
+    return f"{name}.shard-{shard[0] + 1}-of-{shard[1]}"
+
+
+def merge_shard_reports(
+    store: FeatureStore, inputs: Sequence[Path], count: int, name: str = "report"
+) -> ExtractionReport | None:
+    """The one report of all ``count`` shards over ``inputs``, once every shard has written its
+    own (None before that). Reports of another input list are not mixed in."""
+    digest = _inputs_digest(inputs)
+    shards = []
+    for index in range(count):
+        path = store.root / f"{_shard_report_name(name, (index, count))}.json"
+        if not path.is_file():
+            return None
+        saved = json.loads(path.read_text())
+        if saved.get("inputs_sha256") != digest:
+            return None
+        shards.append(saved)
+    rows: list[dict[str, Any]] = [{}] * len(inputs)
+    for index, saved in enumerate(shards):
+        rows[index::count] = saved["files"]
+    csv_path, json_path = write_report(store, rows, shards[0]["extractors"], name, digest)
+    return ExtractionReport(rows, shards[0]["extractors"], csv_path, json_path)
+
+
+def _inputs_digest(inputs: Sequence[Path]) -> str:
+    return hashlib.sha256("\n".join(map(str, inputs)).encode()).hexdigest()
+
+
 def run_extraction(
     inputs: Sequence[str | Path],
     store_root: str | Path,
@@ -245,12 +302,17 @@ def run_extraction(
     workers: int = 1,
     progress: bool = True,
     report_name: str = "report",
+    shard: tuple[int, int] | None = None,
 ) -> ExtractionReport:
-    """Extract every input into the store (skipping what is there) and write the report."""
+    """Extract every input into the store (skipping what is there) and write the report.
+
+    With ``shard=(index, count)`` only inputs ``index, index + count, ...`` are done and the
+    report is that shard's; the last shard to finish also writes the merged report."""
     settings = settings or ExtractionSettings()
     store = FeatureStore(store_root)
     store.root.mkdir(parents=True, exist_ok=True)
-    paths = [Path(p) for p in inputs]
+    every_input = [Path(p) for p in inputs]
+    paths = every_input if shard is None else every_input[shard[0] :: shard[1]]
     rows: list[dict[str, Any] | None] = [None] * len(paths)
     extractors: dict[str, Any] = {
         modality: None if spec is None else {"name": spec.name, "options": spec.options}
@@ -268,5 +330,11 @@ def run_extraction(
             row if row is not None else _unfinished_row(path)
             for row, path in zip(rows, paths, strict=True)
         ]  # fmt: skip
-        csv_path, json_path = write_report(store, done, extractors, report_name)
+        name = report_name if shard is None else _shard_report_name(report_name, shard)
+        digest = _inputs_digest(every_input)
+        csv_path, json_path = write_report(store, done, extractors, name, digest)
+    if shard is not None:
+        merged = merge_shard_reports(store, every_input, shard[1], report_name)
+        if merged is not None:
+            logger.info("all %d shards done: %s", shard[1], merged.csv_path)
     return ExtractionReport(done, extractors, csv_path, json_path)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from vavl import distributed
 from vavl.config import MODALITIES, ModelConfig
 from vavl.models.base import EmotionModel, ModelOutput, fill_absent, full_mask
 from vavl.models.conformer import ConformerEncoder
@@ -52,7 +53,8 @@ def run_on_present(
     """``network`` on the clips whose mask has a real frame; NaN rows for the others."""
     present = mask.any(dim=1)
     outputs = features.new_full((features.shape[0], output_dim), float("nan"))
-    if bool(present.any()):
+    # Under torch.distributed, on zero rows too: batch norm syncs across processes.
+    if bool(present.any()) or (network.training and distributed.active()):
         outputs[present] = network(*trim_to_valid(features[present], mask[present]))
     return outputs, present
 

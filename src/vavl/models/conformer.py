@@ -14,6 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from vavl import distributed
+
 
 def relative_position_encoding(length: int, dim: int, device: torch.device) -> Tensor:
     """Sinusoidal encodings of the relative distances ``length-1 ... -(length-1)``.
@@ -73,21 +75,27 @@ class RelativeMultiHeadAttention(nn.Module):
 
 
 class MaskedBatchNorm1d(nn.BatchNorm1d):
-    """Batch norm over (batch, channels, time) whose training statistics skip padded frames."""
+    """Batch norm over (batch, channels, time) whose training statistics skip padded frames.
+
+    Under torch.distributed, the statistics are those of the whole batch across processes (with
+    gradients flowing through them, as SyncBatchNorm), so that N processes on N shares of a batch
+    compute what one process computes on the whole batch.
+    """
 
     def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
         if not self.training or mask is None:
             return super().forward(x)
-        valid = mask[:, None, :].float()
-        count = valid.sum()
+        values = x.float()
+        valid = mask[:, None, :].to(values.dtype)
+        count = distributed.all_reduce_sum(valid.sum().detach().clone())
         if count < 2:
             # Too few frames for batch statistics: normalise with the running ones.
             return F.batch_norm(
                 x, self.running_mean, self.running_var, self.weight, self.bias, False, 0.0, self.eps
             )
-        values = x.float()
-        mean = (values * valid).sum(dim=(0, 2)) / count
-        variance = (((values - mean[None, :, None]) * valid) ** 2).sum(dim=(0, 2)) / count
+        mean = distributed.differentiable_sum((values * valid).sum(dim=(0, 2))) / count
+        squares = (((values - mean[None, :, None]) * valid) ** 2).sum(dim=(0, 2))
+        variance = distributed.differentiable_sum(squares) / count
         if self.running_mean is not None and self.running_var is not None:
             momentum = self.momentum if self.momentum is not None else 0.1
             with torch.no_grad():

@@ -14,6 +14,7 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
+from vavl import distributed
 from vavl.config import MODALITIES, Modality, ModelConfig
 from vavl.models.base import EmotionModel, ModelOutput, fill_absent, full_mask
 from vavl.models.conformer import ConformerEncoder
@@ -105,7 +106,8 @@ class VAVL(EmotionModel):
             embedding = features.new_zeros(features.shape[0], self.config.model_dim)
             if bool(present.all()):
                 embedding = self.encode(modality, features, mask)
-            elif bool(present.any()):
+            elif bool(present.any()) or (self.training and distributed.active()):
+                # (under torch.distributed, on zero rows too: batch norm syncs across processes)
                 embedding[present] = self.encode(
                     modality, *trim_to_valid(features[present], mask[present])
                 )

@@ -1,0 +1,164 @@
+"""torch.distributed: 2 gloo processes on the CPU match one process; their runs resume alone;
+sharded extraction matches one process file for file."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+from helpers import demo_config, require_shared_data
+from vavl.cli import main
+from vavl.config import save_config
+from vavl.data import BucketBatchSampler
+from vavl.features.extraction import REPORT_FIELDS, media_inputs
+
+TESTS = Path(__file__).parent
+TIMEOUT_S = 300
+
+
+def torchrun(*arguments: str, processes: int = 2) -> subprocess.CompletedProcess[str]:
+    """``torchrun --standalone --nproc_per_node N ...``, one thread per process, with a timeout."""
+    environment = os.environ | {"OMP_NUM_THREADS": "1", "PYTHONPATH": str(TESTS)}
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
+    command += [f"--nproc_per_node={processes}", *arguments]
+    result = subprocess.run(
+        command, capture_output=True, text=True, timeout=TIMEOUT_S, env=environment
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result
+
+
+@pytest.mark.parametrize("method", ["vavl", "auxformer"])
+def test_two_processes_on_half_batches_step_like_one_on_the_whole(
+    method: str, tmp_path: Path
+) -> None:
+    script = str(TESTS / "distributed_step.py")
+    alone, together = tmp_path / "alone.pt", tmp_path / "together.pt"
+    single = subprocess.run(
+        [sys.executable, script, str(alone), method], capture_output=True, text=True,
+        timeout=TIMEOUT_S, env=os.environ | {"PYTHONPATH": str(TESTS)},
+    )  # fmt: skip
+    assert single.returncode == 0, single.stderr[-3000:]
+    torchrun(script, str(together), method)
+    expected, got = torch.load(alone), torch.load(together)
+    # The gradients each optimizer stepped with are the whole batch's (the fusion step's up to
+    # 1e-5: it reads encoders the first two steps moved, by the noise-driven steps noted below).
+    assert expected["gradients"].keys() == got["gradients"].keys()
+    # Elements whose gradient is zero up to rounding (a bias before batch norm, a key bias under
+    # softmax) are left out of the weights' comparison: Adam scales that noise up to a full step.
+    meaningful: dict[str, torch.Tensor] = {}
+    for step, gradients in expected["gradients"].items():
+        assert gradients.keys() == got["gradients"][step].keys(), step
+        for name, gradient in gradients.items():
+            tolerance = 2e-5 if step == "fusion" else 1e-6
+            torch.testing.assert_close(
+                got["gradients"][step][name], gradient, rtol=1e-4, atol=tolerance
+            )
+            large = gradient.abs() > 1e-6
+            meaningful[name] = meaningful.get(name, large) & large
+    weights = expected["weights"]
+    assert weights.keys() == got["weights"].keys()
+    compared = sum(int(m.sum()) for m in meaningful.values())
+    assert compared > 0.8 * sum(weights[n].numel() for n in meaningful)
+    worst = max(
+        float((weights[n] - got["weights"][n])[m].abs().max())
+        for n, m in meaningful.items()
+        if m.any()
+    )
+    assert worst < 1e-5, worst
+
+
+def test_each_process_takes_its_share_of_the_same_batches() -> None:
+    lengths = list(range(37))
+    whole = BucketBatchSampler(lengths, 8, seed=3)
+    shares = [BucketBatchSampler(lengths, 8, seed=3, rank=r, world_size=3) for r in range(3)]
+    for epoch in (0, 1):
+        for sampler in (whole, *shares):
+            sampler.set_epoch(epoch, start_batch=1)
+        batches = list(whole)
+        for index, batch in enumerate(batches):
+            parts = [list(share)[index] for share in shares]
+            assert sorted(i for part in parts for i in part) == sorted(batch)
+            assert parts[0] == batch[0::3]
+
+
+def test_a_two_process_run_resumes_in_one_process(tmp_path: Path) -> None:
+    config = demo_config(
+        "model.model_dim=32", "model.heads=2", "model.audio_blocks=1", "model.visual_blocks=1",
+        "model.head_hidden=[32]", "data.n_train=64", "data.n_dev=16", "data.n_test=16",
+        "training.epochs=1", "training.batch_size=8",
+    )  # fmt: skip
+    config_file, run = tmp_path / "small.yaml", tmp_path / "run"
+    save_config(config, config_file)
+    torchrun("-m", "vavl.cli", "train", str(config_file), "--run-dir", str(run), "--quiet")
+    first = json.loads((run / "history.json").read_text())
+    assert [r["epoch"] for r in first] == [1]
+    assert not list(run.glob("*.tmp"))
+    assert main(["train", str(config_file), "--run-dir", str(run), "--quiet",
+                 "--set", "training.epochs=2"]) == 0  # fmt: skip
+    history = json.loads((run / "history.json").read_text())
+    assert [r["epoch"] for r in history] == [1, 2]
+    assert history[0] == first[0]  # the first epoch is the two processes' record
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["test"]["audio"]["n"] > 0
+
+
+def _entries(store: Path) -> dict[str, Any]:
+    found = {}
+    for path in sorted((store / "features").rglob("*.npz")):
+        with np.load(path) as arrays:
+            found[str(path.relative_to(store))] = {k: arrays[k] for k in arrays.files}
+    return found
+
+
+def test_two_shards_extract_what_one_process_does(
+    shared_store: tuple[Path, list[dict[str, Any]]], tmp_path: Path
+) -> None:
+    store, rows = shared_store
+    data = require_shared_data()
+    sharded = tmp_path / "sharded"
+    environment = os.environ | {"OMP_NUM_THREADS": "1"}
+    shards = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "vavl.cli",
+                "extract",
+                str(data),
+                "--out",
+                str(sharded),
+                "--shard",
+                f"{index}/2",
+                "--quiet",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=environment,
+        )
+        for index in (1, 2)
+    ]
+    for shard in shards:
+        _, error = shard.communicate(timeout=TIMEOUT_S)
+        assert shard.returncode == 0, error[-2000:]
+    merged = json.loads((sharded / "report.json").read_text())["files"]
+    assert [r["path"] for r in merged] == [str(p) for p in media_inputs(data)]
+    assert [r["path"] for r in merged] == [r["path"] for r in rows]
+    for one, two in zip(rows, merged, strict=True):
+        for field in REPORT_FIELDS:
+            if field != "compute_s":  # timings differ; everything else is the same
+                assert str(one[field]) == str(two[field]), (one["path"], field)
+    alone, together = _entries(store), _entries(sharded)
+    assert alone.keys() == together.keys() and alone
+    for name, arrays in alone.items():
+        for key, values in arrays.items():
+            np.testing.assert_array_equal(values, together[name][key], err_msg=f"{name} {key}")
