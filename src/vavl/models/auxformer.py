@@ -26,6 +26,7 @@ from torch import Tensor, nn
 
 from vavl.config import MODALITIES, Modality, ModelConfig
 from vavl.models.base import EmotionModel, ModelOutput, fill_absent, full_mask
+from vavl.models.layers import MLP
 
 
 def sinusoidal_positions(length: int, dim: int, device: torch.device) -> Tensor:
@@ -128,16 +129,10 @@ class ResidualMLP(nn.Module):
 
     def __init__(self, dim: int, hidden: tuple[int, ...], dropout: float) -> None:
         super().__init__()
-        layers: list[nn.Module] = []
-        previous = dim
-        for width in hidden:
-            layers += [nn.Linear(previous, width), nn.ReLU(), nn.Dropout(dropout)]
-            previous = width
-        layers.append(nn.Linear(previous, dim))
-        self.layers = nn.Sequential(*layers)
+        self.mlp = MLP(dim, hidden, dim, dropout)
 
     def forward(self, x: Tensor) -> Tensor:
-        return x + self.layers(x)
+        return x + self.mlp(x)
 
 
 class AuxFormer(EmotionModel):
