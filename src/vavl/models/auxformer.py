@@ -14,7 +14,7 @@ Without them (``mult``), the single-modality paths run the main network with the
 replaced by one frame of zeros, which is how such models are usually evaluated on one modality.
 
 Every attention ignores padded keys and the last *real* frame is read, so a clip's output does not
-depend on its batch (the original reads the last padded step).
+depend on its batch (the last step of a padded sequence would be padding).
 """
 
 from __future__ import annotations
