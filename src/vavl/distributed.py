@@ -126,10 +126,25 @@ def all_gather_objects(value: Any) -> list[Any]:
     return gathered
 
 
+class _SumOverProcesses(torch.autograd.Function):
+    """y = the sum of x over processes; every process's x gets the sum of the gradients of y."""
+
+    @staticmethod
+    def forward(ctx: Any, values: torch.Tensor) -> torch.Tensor:
+        total = values.clone()
+        dist.all_reduce(total, op=dist.ReduceOp.SUM)
+        return total
+
+    @staticmethod
+    def backward(ctx: Any, gradient: torch.Tensor) -> torch.Tensor:
+        total = gradient.clone()
+        dist.all_reduce(total, op=dist.ReduceOp.SUM)
+        return total
+
+
 def differentiable_sum(values: torch.Tensor) -> torch.Tensor:
     """The sum over processes, with gradients flowing back to every process's ``values``."""
     if not active():
         return values
-    from torch.distributed.nn.functional import all_reduce
-
-    return all_reduce(values)
+    result: torch.Tensor = _SumOverProcesses.apply(values)
+    return result
