@@ -25,7 +25,7 @@ import torch
 from torch import Tensor, nn
 
 from vavl.config import MODALITIES, Modality, ModelConfig
-from vavl.models.base import EmotionModel, ModelOutput, fill_absent, full_mask
+from vavl.models.base import EmotionModel, ModelOutput, fill_absent, given_modalities
 from vavl.models.layers import MLP
 
 
@@ -210,11 +210,7 @@ class AuxFormer(EmotionModel):
     ) -> ModelOutput:
         output = ModelOutput()
         streams: dict[Modality, tuple[Tensor, Tensor]] = {}
-        inputs = ((audio, audio_mask), (visual, visual_mask))
-        for modality, (features, mask) in zip(MODALITIES, inputs, strict=True):
-            if features is None:
-                continue
-            mask = full_mask(features) if mask is None else mask
+        for modality, features, mask in given_modalities(audio, audio_mask, visual, visual_mask):
             present = mask.any(dim=1)
             # A clip without this modality attends to one zero frame, then is blanked out.
             safe_mask = mask.clone()

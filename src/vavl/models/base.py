@@ -55,6 +55,24 @@ def full_mask(features: Tensor) -> Tensor:
     return torch.ones(features.shape[:2], dtype=torch.bool, device=features.device)
 
 
+def given_modalities(
+    audio: Tensor | None,
+    audio_mask: Tensor | None,
+    visual: Tensor | None,
+    visual_mask: Tensor | None,
+) -> list[tuple[Modality, Tensor, Tensor]]:
+    """The modalities a forward call was given, each with its mask (every frame real if none)."""
+    inputs: tuple[tuple[Modality, Tensor | None, Tensor | None], ...] = (
+        ("audio", audio, audio_mask),
+        ("visual", visual, visual_mask),
+    )
+    return [
+        (modality, features, full_mask(features) if mask is None else mask)
+        for modality, features, mask in inputs
+        if features is not None
+    ]
+
+
 def fill_absent(values: Tensor, present: Tensor) -> Tensor:
     """NaN in the rows of clips that did not feed ``values``."""
     return torch.where(present[:, None], values, torch.full_like(values, float("nan")))

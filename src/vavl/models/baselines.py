@@ -18,8 +18,8 @@ import torch
 from torch import Tensor, nn
 
 from vavl import distributed
-from vavl.config import MODALITIES, ModelConfig
-from vavl.models.base import EmotionModel, ModelOutput, fill_absent, full_mask
+from vavl.config import ModelConfig
+from vavl.models.base import EmotionModel, ModelOutput, fill_absent, full_mask, given_modalities
 from vavl.models.conformer import ConformerEncoder
 from vavl.models.layers import MLP, masked_mean, trim_to_valid
 
@@ -86,11 +86,7 @@ class UnimodalConformers(EmotionModel):
         visual_mask: Tensor | None = None,
     ) -> ModelOutput:
         output = ModelOutput()
-        inputs = ((audio, audio_mask), (visual, visual_mask))
-        for modality, (features, mask) in zip(MODALITIES, inputs, strict=True):
-            if features is None:
-                continue
-            mask = full_mask(features) if mask is None else mask
+        for modality, features, mask in given_modalities(audio, audio_mask, visual, visual_mask):
             output.predictions[modality], output.present[modality] = run_on_present(
                 self.networks[modality], features, mask, self.output_dim
             )

@@ -15,8 +15,8 @@ import torch
 from torch import Tensor, nn
 
 from vavl import distributed
-from vavl.config import MODALITIES, Modality, ModelConfig
-from vavl.models.base import EmotionModel, ModelOutput, fill_absent, full_mask
+from vavl.config import Modality, ModelConfig
+from vavl.models.base import EmotionModel, ModelOutput, fill_absent, given_modalities
 from vavl.models.conformer import ConformerEncoder
 from vavl.models.layers import MLP, masked_mean, trim_to_valid
 
@@ -95,13 +95,7 @@ class VAVL(EmotionModel):
         visual_mask: Tensor | None = None,
     ) -> ModelOutput:
         output = ModelOutput()
-        inputs = {"audio": (audio, audio_mask), "visual": (visual, visual_mask)}
-        for modality in MODALITIES:
-            features, mask = inputs[modality]
-            if features is None:
-                continue
-            if mask is None:
-                mask = full_mask(features)
+        for modality, features, mask in given_modalities(audio, audio_mask, visual, visual_mask):
             present = mask.any(dim=1)
             embedding = features.new_zeros(features.shape[0], self.config.model_dim)
             if bool(present.all()):
