@@ -40,24 +40,19 @@ def load_method(run_dir: str | Path) -> MethodRuns:
     cv, single = run_dir / "cv.json", run_dir / "metrics.json"
     if cv.is_file():
         saved = json.loads(cv.read_text())
-        config_values, table = saved["config"], saved["table"]
     elif single.is_file():
         saved = json.loads(single.read_text())
-        config_values = saved["config"]
-        try:
-            task = config_from_dict(config_values, f"{single} (saved config)").task
-        except ConfigError as error:
-            raise VavlError(str(error)) from None
-        table = cv_table(task, [saved["test"]])
     else:
         raise VavlError(
             f"{run_dir}: not a finished run (no cv.json from vavl cv, no metrics.json from "
             "vavl train)"
         )
     try:
-        config = config_from_dict(config_values, f"{run_dir} (saved config)")
+        config = config_from_dict(saved["config"], f"{run_dir} (saved config)")
     except ConfigError as error:
         raise VavlError(str(error)) from None
+    # A single run is one partition.
+    table = saved["table"] if "table" in saved else cv_table(config.task, [saved["test"]])
     if not table:
         raise VavlError(f"{run_dir}: its runs have no test results")
     return MethodRuns(config.method or run_dir.name, run_dir, config, table)

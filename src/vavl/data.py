@@ -139,8 +139,14 @@ class Batch:
     def __len__(self) -> int:
         return len(self.ids)
 
+    def modality(self, modality: Modality) -> tuple[Tensor | None, Tensor | None]:
+        """One modality's features and mask (None when no clip of the batch has it)."""
+        if modality == "audio":
+            return self.audio, self.audio_mask
+        return self.visual, self.visual_mask
+
     def present(self, modality: Modality) -> Tensor:
-        mask = self.audio_mask if modality == "audio" else self.visual_mask
+        _, mask = self.modality(modality)
         if mask is None:
             return torch.zeros(len(self.ids), dtype=torch.bool)
         return mask.any(dim=1)
@@ -172,8 +178,7 @@ class Batch:
         index = rows.nonzero().squeeze(-1) if rows.dtype == torch.bool else rows
         subset = Batch(ids=[self.ids[i] for i in index.tolist()])
         for modality in modalities:
-            features = self.audio if modality == "audio" else self.visual
-            mask = self.audio_mask if modality == "audio" else self.visual_mask
+            features, mask = self.modality(modality)
             if features is None or mask is None:
                 continue
             features, mask = trim_to_valid(features[index], mask[index])

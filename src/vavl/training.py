@@ -130,11 +130,11 @@ class Recipe:
         optimizer = self.optimizers[step]
         optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
+        parameters = [p for group in optimizer.param_groups for p in group["params"]]
         if distributed.active():
-            _sum_gradients([p for group in optimizer.param_groups for p in group["params"]])
+            _sum_gradients(parameters)
         if self.training.max_grad_norm is not None:
             self.scaler.unscale_(optimizer)
-            parameters = [p for group in optimizer.param_groups for p in group["params"]]
             torch.nn.utils.clip_grad_norm_(parameters, self.training.max_grad_norm)
         self.scaler.step(optimizer)
         self.scaler.update()
@@ -202,8 +202,7 @@ class ThreeStepRecipe(Recipe):
         # Under torch.distributed a process whose share has no such clip still runs the step on
         # zero rows: every process takes part in the same collective operations.
         clips = batch.select(rows, (modality,))
-        features = clips.audio if modality == "audio" else clips.visual
-        mask = clips.audio_mask if modality == "audio" else clips.visual_mask
+        features, mask = clips.modality(modality)
         assert features is not None and mask is not None and clips.target is not None
         self.model.train()
         head, reconstruction_head = self.model.heads(modality)
@@ -315,7 +314,7 @@ class JointRecipe(Recipe):
             for (modality, reconstruction, rows), total in zip(
                 reconstructions, totals[len(terms) :], strict=True
             ):
-                features, mask = inputs_of(batch, modality)
+                features, mask = batch.modality(modality)
                 if not len(rows) or features is None or mask is None:
                     loss = loss + reconstruction[rows].sum() * 0.0  # rows of absent clips are NaN
                     continue
@@ -324,12 +323,6 @@ class JointRecipe(Recipe):
                 losses[f"{modality}_reconstruction"] = term.item()
         self._update("joint", loss)
         return losses
-
-
-def inputs_of(batch: Batch, modality: Modality) -> tuple[Tensor | None, Tensor | None]:
-    if modality == "audio":
-        return batch.audio, batch.audio_mask
-    return batch.visual, batch.visual_mask
 
 
 def complete_batch(batch: Batch, config: ExperimentConfig) -> Batch:

@@ -17,11 +17,12 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from vavl import distributed
 from vavl.config import ModelConfig
-from vavl.models.base import EmotionModel, ModelOutput, fill_absent, full_mask, given_modalities
+from vavl.models.base import EmotionModel, ModelOutput, fill_absent, given_modalities
 from vavl.models.conformer import ConformerEncoder
-from vavl.models.layers import MLP, masked_mean, trim_to_valid
+from vavl.models.layers import MLP, masked_mean, run_on_present
+
+NAN = float("nan")
 
 
 class ConformerClassifier(nn.Module):
@@ -45,18 +46,6 @@ class ConformerClassifier(nn.Module):
     def forward(self, features: Tensor, mask: Tensor) -> Tensor:
         encoded = self.norm(self.encoder(self.projection(features), mask))
         return self.head(masked_mean(encoded, mask))
-
-
-def run_on_present(
-    network: nn.Module, features: Tensor, mask: Tensor, output_dim: int
-) -> tuple[Tensor, Tensor]:
-    """``network`` on the clips whose mask has a real frame; NaN rows for the others."""
-    present = mask.any(dim=1)
-    outputs = features.new_full((features.shape[0], output_dim), float("nan"))
-    # Under torch.distributed, on zero rows too: batch norm syncs across processes.
-    if bool(present.any()) or (network.training and distributed.active()):
-        outputs[present] = network(*trim_to_valid(features[present], mask[present]))
-    return outputs, present
 
 
 class UnimodalConformers(EmotionModel):
@@ -88,7 +77,7 @@ class UnimodalConformers(EmotionModel):
         output = ModelOutput()
         for modality, features, mask in given_modalities(audio, audio_mask, visual, visual_mask):
             output.predictions[modality], output.present[modality] = run_on_present(
-                self.networks[modality], features, mask, self.output_dim
+                self.networks[modality], features, mask, self.output_dim, NAN, self.training
             )
         if self.late_fusion and "audio" in output.present and "visual" in output.present:
             paired = output.present["audio"] & output.present["visual"]
@@ -102,7 +91,7 @@ class LateFusion(UnimodalConformers):
     late_fusion = True
 
 
-def align_to(reference_mask: Tensor, features: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
+def align_to(reference_mask: Tensor, features: Tensor, mask: Tensor) -> Tensor:
     """``features`` resampled to the frames of ``reference_mask`` by relative position within
     each clip's span (up to its last real frame); frames without a real value become zeros."""
     steps = torch.arange(mask.shape[1], device=mask.device).expand_as(mask)
@@ -113,7 +102,7 @@ def align_to(reference_mask: Tensor, features: Tensor, mask: Tensor) -> tuple[Te
     index = index.clamp(max=mask.shape[1] - 1)
     aligned = torch.gather(features, 1, index[..., None].expand(-1, -1, features.shape[2]))
     valid = torch.gather(mask, 1, index) & reference_mask
-    return aligned * valid[..., None], valid
+    return aligned * valid[..., None]
 
 
 class EarlyFusion(EmotionModel):
@@ -147,23 +136,27 @@ class EarlyFusion(EmotionModel):
         visual_mask: Tensor | None = None,
     ) -> ModelOutput:
         output = ModelOutput()
-        if audio is not None:
-            audio_mask = full_mask(audio) if audio_mask is None else audio_mask
-            output.predictions["audio"], output.present["audio"] = run_on_present(
-                self.network, self._joint(audio, None, audio_mask), audio_mask, self.output_dim
+        given = {m: (f, k) for m, f, k in given_modalities(audio, audio_mask, visual, visual_mask)}
+        for modality, (features, mask) in given.items():
+            if modality == "audio":
+                joint = self._joint(features, None, mask)
+            else:
+                joint = self._joint(None, features, mask)
+            output.predictions[modality], output.present[modality] = run_on_present(
+                self.network, joint, mask, self.output_dim, NAN, self.training
             )
-        if visual is not None:
-            visual_mask = full_mask(visual) if visual_mask is None else visual_mask
-            output.predictions["visual"], output.present["visual"] = run_on_present(
-                self.network, self._joint(None, visual, visual_mask), visual_mask, self.output_dim
-            )
-        if audio is not None and visual is not None:
-            assert audio_mask is not None and visual_mask is not None
-            paired = audio_mask.any(dim=1) & visual_mask.any(dim=1)
-            aligned, _ = align_to(audio_mask, visual, visual_mask)
+        if "audio" in given and "visual" in given:
+            (audio, audio_mask), (visual, visual_mask) = given["audio"], given["visual"]
+            paired = output.present["audio"] & output.present["visual"]
+            aligned = align_to(audio_mask, visual, visual_mask)
             joint_mask = audio_mask & paired[:, None]
             fused, _ = run_on_present(
-                self.network, self._joint(audio, aligned, joint_mask), joint_mask, self.output_dim
+                self.network,
+                self._joint(audio, aligned, joint_mask),
+                joint_mask,
+                self.output_dim,
+                NAN,
+                self.training,
             )
             output.present["audiovisual"] = paired
             output.predictions["audiovisual"] = fused

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from torch import Tensor, nn
+
+from vavl import distributed
 
 
 def masked_mean(x: Tensor, mask: Tensor) -> Tensor:
@@ -22,6 +24,29 @@ def trim_to_valid(features: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
     frames_used = mask.any(dim=0).nonzero()
     length = int(frames_used.max()) + 1 if len(frames_used) else 1
     return features[:, :length], mask[:, :length]
+
+
+def run_on_present(
+    network: Callable[[Tensor, Tensor], Tensor],
+    features: Tensor,
+    mask: Tensor,
+    output_dim: int,
+    fill: float,
+    training: bool,
+) -> tuple[Tensor, Tensor]:
+    """``network`` on the clips whose mask has a real frame, trimmed to them; ``fill`` in the
+    rows of the others. Returns the outputs and which rows are real.
+
+    In training under torch.distributed it runs even when no clip here has a real frame (on zero
+    rows): batch norm sums its statistics over the processes, and every process must take part.
+    """
+    present = mask.any(dim=1)
+    if bool(present.all()):
+        return network(features, mask), present
+    outputs = features.new_full((features.shape[0], output_dim), fill)
+    if bool(present.any()) or (training and distributed.active()):
+        outputs[present] = network(*trim_to_valid(features[present], mask[present]))
+    return outputs, present
 
 
 class MLP(nn.Module):

@@ -9,16 +9,16 @@ branch's sequence separately, so one trained model answers for audio, visual or 
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Literal
 
 import torch
 from torch import Tensor, nn
 
-from vavl import distributed
 from vavl.config import Modality, ModelConfig
 from vavl.models.base import EmotionModel, ModelOutput, fill_absent, given_modalities
 from vavl.models.conformer import ConformerEncoder
-from vavl.models.layers import MLP, masked_mean, trim_to_valid
+from vavl.models.layers import MLP, masked_mean, run_on_present
 
 RecipeStep = Literal["audio", "visual", "fusion"]
 
@@ -96,15 +96,14 @@ class VAVL(EmotionModel):
     ) -> ModelOutput:
         output = ModelOutput()
         for modality, features, mask in given_modalities(audio, audio_mask, visual, visual_mask):
-            present = mask.any(dim=1)
-            embedding = features.new_zeros(features.shape[0], self.config.model_dim)
-            if bool(present.all()):
-                embedding = self.encode(modality, features, mask)
-            elif bool(present.any()) or (self.training and distributed.active()):
-                # (under torch.distributed, on zero rows too: batch norm syncs across processes)
-                embedding[present] = self.encode(
-                    modality, *trim_to_valid(features[present], mask[present])
-                )
+            embedding, present = run_on_present(
+                partial(self.encode, modality),
+                features,
+                mask,
+                self.config.model_dim,
+                0.0,
+                self.training,
+            )
             head, reconstruction = self.heads(modality)
             output.present[modality] = present
             output.embeddings[modality] = embedding
