@@ -6,8 +6,8 @@ from typing import Any
 import pytest
 import torch
 
-from helpers import require_shared_data
-from vavl.features.extraction import media_inputs, run_extraction
+from helpers import shared_test_media
+from vavl.features.extraction import run_extraction
 
 
 @pytest.fixture(autouse=True)
@@ -17,8 +17,8 @@ def _deterministic() -> None:
 
 @pytest.fixture(scope="session")
 def shared_store(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[dict[str, Any]]]:
-    """Every media file of ../shared/data extracted once with the defaults (2 workers)."""
-    data = require_shared_data()
+    """Every media file of the shared test folders extracted once with the defaults (2 workers)."""
+    media = shared_test_media()
     store = tmp_path_factory.mktemp("store")
-    report = run_extraction(media_inputs(data), store, workers=2, progress=False)
+    report = run_extraction(media, store, workers=2, progress=False)
     return store, report.rows

@@ -11,6 +11,9 @@ import numpy as np
 from vavl.config import ExperimentConfig, ModelConfig, apply_overrides, load_config
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+# The folders of real clips the extraction fixture covers (the training sets, thousands of
+# files, are read only by the tests that need them).
+TEST_FOLDERS = ("crema-d-samples", "ravdess-audio-samples", "mead-samples", "face-video-samples")
 
 
 def small_model_config(**changes: object) -> ModelConfig:
@@ -42,6 +45,14 @@ def require_shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"real clips not found at {SHARED_DATA} (clone the project beside shared/)")
     return SHARED_DATA
+
+
+def shared_test_media() -> list[Path]:
+    """Every media file of the shared test folders, in a fixed order."""
+    from vavl.features.extraction import media_inputs
+
+    data = require_shared_data()
+    return [path for folder in TEST_FOLDERS for path in media_inputs(data / folder)]
 
 
 def write_media(

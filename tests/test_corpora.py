@@ -188,6 +188,23 @@ def test_ravdess_and_mead_adapters_with_label_maps() -> None:
     assert mead_dropped == {"contempt": 4, "surprised": 4} and len(mead_mapped) == 23
 
 
+def test_tess_and_the_flac_copy_of_ravdess() -> None:
+    data = require_shared_data()
+    tess = load_corpus(CorpusConfig(format="tess", root=data / "tess-16k"))
+    assert len(tess.clips) == 1400 and tess.speakers() == ["tess:OAF", "tess:YAF"]
+    assert Counter(c.label for c in tess.clips)["pleasant_surprise"] == 200
+    assert {m for c in tess.clips for m in c.media} == {"audio"}
+    spec = CorpusConfig(format="tess", root=data, label_map="tess-to-crema-d")
+    mapped, dropped = map_labels(tess.clips, label_map_of(spec), CREMA_D_EMOTIONS)
+    assert len(mapped) == 1200 and dropped == {"pleasant_surprise": 200}
+    speech = load_corpus(CorpusConfig(format="ravdess", root=data / "ravdess-speech-16k"))
+    assert len(speech.clips) == 480 and len(speech.speakers()) == 8
+    assert all(c.media["audio"].suffix == ".flac" for c in speech.clips)
+    # The same recordings as the WAV sample share their clip ids.
+    sample = load_corpus(CorpusConfig(format="ravdess", root=data / "ravdess-audio-samples"))
+    assert {c.id for c in sample.clips} <= {c.id for c in speech.clips}
+
+
 def test_generic_folder_and_manifest(tmp_path: Path) -> None:
     source = require_shared_data() / "crema-d-samples" / "AudioMP3"
     for emotion in ("happy", "sad"):

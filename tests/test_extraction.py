@@ -19,6 +19,7 @@ from helpers import (
     SHARED_DATA,
     real_face_frames,
     require_shared_data,
+    shared_test_media,
     small_model_config,
     write_media,
 )
@@ -82,7 +83,7 @@ def test_every_shared_file_gets_a_report_row(
     shared_store: tuple[Path, list[dict[str, Any]]],
 ) -> None:
     store, rows = shared_store
-    assert len(rows) == len(media_inputs(SHARED_DATA))
+    assert len(rows) == len(shared_test_media())
     assert {row["status"] for row in rows} == {"extracted"}
     with open(store / "report.csv", newline="") as handle:
         assert len(list(csv.DictReader(handle))) == len(rows)

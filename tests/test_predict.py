@@ -183,10 +183,26 @@ def test_the_default_model_predicts_every_shared_clip(
     assert by_file[rows[0]["path"]]["extractors"] == {"audio": "whisper-base", "visual": "fer"}
 
 
-def test_info_describes_the_default_model_with_its_card(capsys: pytest.CaptureFixture[str]) -> None:
+def test_info_prints_the_card_with_its_references(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["info"]) == 0
     out = capsys.readouterr().out
     assert "extractors: audio=whisper-base-" in out and ", visual=fer-" in out
     assert "resumable: no (inference checkpoint)" in out
-    assert "audio, RAVDESS actors 07-08 (12 clips): 0.667" in out
+    assert "calibration, audio: temperature" in out and "expected calibration error" in out
+    assert "probe UA" in out and "fer UA" in out and "most predicted" in out
+    for held_out in ("ravdess (test speakers)", "tess (test speakers)", "face stills"):
+        assert held_out in out
     assert out.rstrip().endswith("use it for non-commercial research only.")
+
+
+def test_the_notice_names_every_corpus_once_per_command(
+    caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = require_shared_data()
+    clips = [data / "crema-d-samples/AudioMP3/1002_DFA_ANG_XX.mp3"] * 2
+    with caplog.at_level("WARNING", logger="vavl"):
+        assert main(["predict", *map(str, clips), "--format", "csv"]) == 0
+    notices = [r.message for r in caplog.records if "non-commercial" in r.message]
+    assert len(notices) == 1
+    for corpus in ("RAVDESS", "TESS", "MEAD", "CREMA-D", "FER2013"):
+        assert corpus in notices[0], corpus

@@ -75,7 +75,9 @@ def test_media_types_are_told_by_content() -> None:
     assert sniff_media_type(b"\x1a\x45\xdf\xa3\x01\x00") == "mkv"
     assert sniff_media_type(b"RIFF\x00\x00\x00\x00AVI LIST") == "avi"
     assert sniff_media_type(b"fLaC\x00\x00\x00\x22") == "flac"
-    for other in (b"", b"<html><body>", b"%PDF-1.7", b"\x89PNG\r\n\x1a\n", b"PK\x03\x04"):
+    assert sniff_media_type(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR") == "png"  # photos too
+    assert sniff_media_type(b"\xff\xd8\xff\xe0\x00\x10JFIF") == "jpg"
+    for other in (b"", b"<html><body>", b"%PDF-1.7", b"GIF89a", b"PK\x03\x04"):
         assert sniff_media_type(other) is None
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -151,3 +152,60 @@ def test_selection_path_must_exist_in_the_dev_set(tmp_path: Path, path: str) -> 
     trainer = Trainer(config, splits["train"], dev, tmp_path)
     with pytest.raises(ConfigError, match=f"selection_path is '{path}'"):
         trainer.fit()
+
+
+def _weights(run: Path) -> dict[str, torch.Tensor]:
+    from vavl.checkpoint import load_checkpoint
+
+    return load_checkpoint(run / "last.pt").model_state
+
+
+def test_unpaired_corpora_teach_the_fusion_head_and_resume_exactly(tmp_path: Path) -> None:
+    """Audio-only and visual-only clips, paired by class every epoch, with crops, frame dropout
+    and a cosine schedule: the fusion step trains, and a run stopped after one epoch and
+    resumed ends with the weights of an uninterrupted run."""
+    config = demo_config(
+        "data.n_train=64",
+        "data.n_dev=80",
+        "data.n_test=16",
+        "data.missing_audio=0.5",
+        "data.missing_visual=0.45",
+        "training.pair_unpaired=true",
+        "training.crop_min_share=0.5",
+        "training.frame_dropout=0.2",
+        "training.lr_schedule=cosine",
+        "training.epochs=2",
+        "training.checkpoint_every=3",
+    )
+    splits = prepare(config).split(1)
+    real_pairs = sum(i.has("audio") and i.has("visual") for i in splits["train"])
+    assert real_pairs < 8
+    whole = Trainer(config, splits["train"], splits["dev"], tmp_path / "whole")
+    whole.fit()
+    history = json.loads((tmp_path / "whole" / "history.json").read_text())
+    assert all("audiovisual_loss" in epoch["train"] for epoch in history)
+    assert whole.calibration["audiovisual"].paired_clips >= 20  # development pairs too
+    assert whole.recipe.optimizers["fusion"].param_groups[0]["lr"] < 0.1 * 2e-3  # decayed
+
+    # Stopped after four steps, resumed from the checkpoint of step three.
+    stopped = Trainer(config, splits["train"], splits["dev"], tmp_path / "resumed")
+    train_step, calls = stopped.recipe.train_step, []
+
+    def stop_at_the_fifth_step(batch: Any) -> dict[str, float]:
+        calls.append(1)
+        if len(calls) == 5:
+            raise KeyboardInterrupt
+        return train_step(batch)
+
+    stopped.recipe.train_step = stop_at_the_fifth_step  # type: ignore[method-assign]
+    with pytest.raises(KeyboardInterrupt):
+        stopped.fit()
+    Trainer(config, splits["train"], splits["dev"], tmp_path / "resumed").fit()
+    for name, value in _weights(tmp_path / "whole").items():
+        assert torch.equal(value, _weights(tmp_path / "resumed")[name]), name
+    # The schedule depends on the number of epochs: changing it is no longer a continuation.
+    longer = config.model_copy(
+        update={"training": config.training.model_copy(update={"epochs": 3})}
+    )
+    with pytest.raises(ConfigError, match=r"training\.epochs"):
+        Trainer(longer, splits["train"], splits["dev"], tmp_path / "whole")

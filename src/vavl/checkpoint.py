@@ -1,7 +1,8 @@
 """Checkpoints: weights plus everything needed to trust and reuse them.
 
 A checkpoint holds the model weights, the full configuration, the label set, the feature
-normalisation statistics and the feature extractors that fed the model; a training
+normalisation statistics, the feature extractors that fed the model and, once trained, each
+path's calibration and development figures (:mod:`vavl.calibration`); a training
 checkpoint also holds the optimizer states, the trainer's position and random states, so that a
 killed run resumes exactly. Files are written atomically (temporary file, fsync, rename) and read
 with ``weights_only=True``, so loading a checkpoint never runs code from it.
@@ -20,6 +21,7 @@ import torch
 from torch import Tensor
 
 from vavl import __version__
+from vavl.calibration import PathReliability
 from vavl.config import ExperimentConfig, config_from_dict
 from vavl.data import FeatureNormalizer
 from vavl.errors import CheckpointError, ConfigError
@@ -40,6 +42,8 @@ class Checkpoint:
     trainer_state: dict[str, Any] | None = None
     history: list[dict[str, Any]] = field(default_factory=list)
     vavl_version: str = __version__
+    # Per path: temperature and development figures (empty before calibration).
+    calibration: dict[str, PathReliability] = field(default_factory=dict)
 
     @property
     def labels(self) -> tuple[str, ...]:
@@ -61,6 +65,7 @@ class Checkpoint:
             "optimizer_states": self.optimizer_states,
             "trainer_state": self.trainer_state,
             "history": self.history,
+            "calibration": {path: value.to_dict() for path, value in self.calibration.items()},
         }
 
 
@@ -131,6 +136,10 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         trainer_state=payload["trainer_state"],
         history=payload["history"],
         vavl_version=payload["vavl_version"],
+        calibration={
+            path: PathReliability(**values)
+            for path, values in payload.get("calibration", {}).items()
+        },
     )
 
 
@@ -147,6 +156,7 @@ def release_checkpoint(checkpoint: Checkpoint) -> Checkpoint:
         extractors=checkpoint.extractors,
         history=checkpoint.history,
         vavl_version=checkpoint.vavl_version,
+        calibration=checkpoint.calibration,
     )
 
 

@@ -34,13 +34,16 @@ def format_prediction(prediction: Prediction) -> str:
     """A few lines per file: the label (or values) of every path, and what was missing."""
     lines = [f"{prediction.source}:"]
     for path, result in prediction.paths.items():
+        best = "  <- best" if path == prediction.best_path and len(prediction.paths) > 1 else ""
         if result.label is not None:
             top = sorted(result.probabilities.items(), key=lambda kv: -kv[1])[:3]
             shares = ", ".join(f"{label} {share:.2f}" for label, share in top)
-            lines.append(f"  {path:<12} {result.label:<10} ({shares})")
+            lines.append(f"  {path:<12} {result.label:<10} ({shares}){best}")
         else:
             values = ", ".join(f"{name} {value:.3f}" for name, value in result.values.items())
-            lines.append(f"  {path:<12} {values}")
+            lines.append(f"  {path:<12} {values}{best}")
+    if len(prediction.paths) > 1:
+        lines.append(f"  (best: {prediction.best_reason})")
     if prediction.fallback:
         lines.append(f"  ({prediction.fallback})")
     lines += [f"  (note: {note})" for note in prediction.notes]
@@ -144,7 +147,7 @@ def _command_config(args: argparse.Namespace) -> int:
 
 def _command_info(args: argparse.Namespace) -> int:
     from vavl.checkpoint import load_checkpoint
-    from vavl.predict import DEFAULT_MODEL, default_model_card
+    from vavl.model_card import DEFAULT_MODEL, card_lines, default_model_card
 
     path = args.checkpoint or DEFAULT_MODEL
     checkpoint = load_checkpoint(path)
@@ -164,11 +167,14 @@ def _command_info(args: argparse.Namespace) -> int:
         f"epochs recorded: {len(checkpoint.history)}",
         f"resumable: {'yes' if state else 'no (inference checkpoint)'}",
     ]
+    for path_name, figures in checkpoint.calibration.items():
+        lines.append(
+            f"calibration, {path_name}: temperature {figures.temperature:.2f}, development UA "
+            f"{figures.unweighted_accuracy:.3f} ({figures.dev_clips} clips), expected "
+            f"calibration error {figures.ece_before:.3f} -> {figures.ece:.3f}"
+        )
     if Path(path) == DEFAULT_MODEL:
-        card = default_model_card()
-        lines += [f"trained on: {card['trained_on']}", "held-out accuracy:"]
-        lines += [f"  {name}: {value}" for name, value in card["test_accuracy"].items()]
-        lines += [f"made by: {card['command']}", card["notice"]]
+        lines += card_lines(default_model_card())
     print("\n".join(lines))
     return 0
 
@@ -247,8 +253,9 @@ def _command_predict(args: argparse.Namespace) -> int:
     from vavl.features.store import FeatureStore
     from vavl.predict import Predictor
 
+    faces = {"detector": args.detector} if args.detector else None
     predictor = Predictor.load(
-        args.model, device=args.device, backend=args.backend, onnx_dir=args.onnx_dir
+        args.model, device=args.device, backend=args.backend, onnx_dir=args.onnx_dir, faces=faces
     )
     store = FeatureStore(args.store) if args.store else None
     predictions, failures = [], []
@@ -295,7 +302,7 @@ def _command_predict(args: argparse.Namespace) -> int:
 def _command_export(args: argparse.Namespace) -> int:
     from vavl.checkpoint import load_checkpoint, release_checkpoint, save_checkpoint
     from vavl.export import export_onnx
-    from vavl.predict import DEFAULT_MODEL
+    from vavl.model_card import DEFAULT_MODEL
 
     if not args.onnx and args.release is None:
         raise VavlError("say what to export: --onnx and/or --release FILE")
@@ -459,7 +466,10 @@ def build_parser() -> argparse.ArgumentParser:
     extract.add_argument("--audio-option", action="append", default=[], metavar="KEY=VALUE")
     extract.add_argument("--visual-option", action="append", default=[], metavar="KEY=VALUE")
     extract.add_argument(
-        "--detector", choices=["auto", "short", "full"], default="auto", help="face detector"
+        "--detector",
+        choices=["auto", "short", "full", "none"],
+        default="auto",
+        help="face detector; 'none': the whole image is the face (pre-cropped face datasets)",
     )
     extract.add_argument("--workers", type=int, default=1, help="parallel processes")
     extract.add_argument(
@@ -490,6 +500,12 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--format", choices=["table", "json", "csv"], default="table")
     predict.add_argument("--out", type=Path, help="write here instead of standard output")
     predict.add_argument("--device", default="auto")
+    predict.add_argument(
+        "--detector",
+        choices=["auto", "short", "full", "none"],
+        help="how faces are found (default: as the model was trained); 'none': the whole image "
+        "is the face, for pre-cropped face photos",
+    )
     predict.add_argument(
         "--backend",
         choices=["torch", "onnx"],

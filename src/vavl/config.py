@@ -132,6 +132,10 @@ class TrainingConfig(_Strict):
     epochs: int = Field(20, ge=1)
     batch_size: int = Field(32, ge=1)
     learning_rate: float = Field(5e-5, gt=0)
+    lr_schedule: Literal["constant", "cosine"] = Field(
+        "constant",
+        description="constant (the paper's), or cosine decay to 0 over training.epochs",
+    )
     weight_decay: float = Field(5e-7, ge=0)
     betas: tuple[float, float] = (0.95, 0.999)
     reconstruction_weight: float | None = Field(
@@ -151,6 +155,22 @@ class TrainingConfig(_Strict):
         description="three-step: chance that a pair's audio or visual representation is zeroed "
         "in the fusion step (an extension); joint: chance, per batch and modality, that its "
         "input is zeroed (AuxFormer's 0.2)",
+    )
+    pair_unpaired: bool = Field(
+        False,
+        description="join audio-only and visual-only clips of the same class into pairs (new "
+        "ones every epoch; the development set's are fixed), so that the fusion head also "
+        "learns from corpora that have one modality",
+    )
+    crop_min_share: float = Field(
+        1.0,
+        gt=0.0,
+        le=1.0,
+        description="augmentation: each training clip keeps a random stretch of at least this "
+        "share of its frames (1: no cropping)",
+    )
+    frame_dropout: float = Field(
+        0.0, ge=0.0, lt=1.0, description="augmentation: chance that a training frame is masked"
     )
     selection_path: Literal["mean", "audio", "visual", "audiovisual", "last"] = Field(
         "mean",
@@ -208,7 +228,7 @@ class SyntheticDataConfig(_Strict):
 class CorpusConfig(_Strict):
     """One corpus of an experiment (see vavl.corpora for the layouts each format reads)."""
 
-    format: Literal["crema-d", "msp-improv", "ravdess", "mead", "folder", "manifest"]
+    format: Literal["crema-d", "msp-improv", "ravdess", "mead", "tess", "folder", "manifest"]
     root: Path = Field(description="the corpus folder (for 'manifest': the CSV file)")
     name: str | None = Field(None, description="prefix of clip ids and speakers (default: format)")
     partitions: Path | None = Field(None, description="the authors' partition CSV folder")
@@ -223,8 +243,10 @@ class CorpusConfig(_Strict):
     channels: tuple[Literal["speech", "song"], ...] = ("speech", "song")
     flip: tuple[str, ...] = Field(("arousal",), description="MSP-IMPROV: reversed attributes")
     modalities: tuple[Modality, ...] = MODALITIES
-    role: Literal["all", "train"] = Field(
-        "all", description="'train': only ever used for training (never dev or test)"
+    role: Literal["all", "train", "dev"] = Field(
+        "all",
+        description="'train': only ever used for training; 'dev': only for development (model "
+        "selection and calibration), never trained on nor tested",
     )
 
 
@@ -276,11 +298,15 @@ class CorporaDataConfig(_Strict):
 class FaceSettings(_Strict):
     """How faces are found and cropped before visual features are extracted."""
 
-    detector: Literal["auto", "short", "full"] = Field(
-        "auto", description="BlazeFace short range (close-ups), full range, or short then full"
+    detector: Literal["auto", "short", "full", "none"] = Field(
+        "auto",
+        description="BlazeFace short range (close-ups), full range, or short then full; 'none': "
+        "the whole image is the face (pre-cropped face datasets such as FER2013 or CK+ crops)",
     )
     min_score: float = Field(0.6, gt=0.0, lt=1.0)
-    min_track_frames: int = Field(3, ge=1, description="fewer sampled frames: no face")
+    min_track_frames: int = Field(
+        3, ge=1, description="fewer sampled frames with the face: no face (a still needs one)"
+    )
     crop_size: int = Field(224, ge=16, description="aligned crop side, pixels")
     margin: float = Field(0.25, ge=0.0, description="added around the face box, share of its side")
     max_side: int = Field(1280, ge=64, description="larger frames are downscaled when decoded")

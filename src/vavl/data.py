@@ -114,6 +114,46 @@ def check_items(
             raise DataError(f"{name}: clip '{item.id}' {problem}")
 
 
+def pair_unpaired(items: Sequence[Item], seed: Sequence[int]) -> list[Item]:
+    """``items`` with audio-only and visual-only clips of the same class joined into pairs.
+
+    Within each class, audio-only and visual-only clips are shuffled (from ``seed``) and joined
+    one to one; the clips left over, and every clip that has both modalities or no label, stay as
+    they are. Every clip is still used once, but the fusion head now sees pairs from corpora that
+    have only one modality: the two halves share a class, not a recording.
+    """
+    rng = np.random.default_rng(list(seed))
+    kept: list[Item] = []
+    audio_only: dict[int, list[Item]] = {}
+    visual_only: dict[int, list[Item]] = {}
+    for item in items:
+        has_audio, has_visual = item.has("audio"), item.has("visual")
+        if item.label is None or has_audio == has_visual:
+            kept.append(item)
+        else:
+            (audio_only if has_audio else visual_only).setdefault(item.label, []).append(item)
+    for label in sorted(set(audio_only) | set(visual_only)):
+        sounds = [
+            audio_only.get(label, [])[i] for i in rng.permutation(len(audio_only.get(label, [])))
+        ]
+        faces = [
+            visual_only.get(label, [])[i] for i in rng.permutation(len(visual_only.get(label, [])))
+        ]
+        for sound, face in zip(sounds, faces, strict=False):
+            kept.append(
+                replace(
+                    sound,
+                    id=f"{sound.id}+{face.id}",
+                    visual=face.visual,
+                    visual_valid=face.visual_valid,
+                    metadata={**sound.metadata, "paired_with": face.id},
+                )
+            )
+        pairs = min(len(sounds), len(faces))
+        kept += sounds[pairs:] + faces[pairs:]
+    return kept
+
+
 class ItemDataset(Dataset[Item]):
     def __init__(self, items: Sequence[Item]) -> None:
         self.items = list(items)

@@ -12,6 +12,7 @@ from numpy.typing import NDArray
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
+from vavl.calibration import softmax
 from vavl.config import PATHS, PathName, TaskConfig
 from vavl.data import BucketBatchSampler, Collator, FeatureNormalizer, Item, ItemDataset
 from vavl.losses import task_loss
@@ -27,10 +28,8 @@ class PathPredictions:
     outputs: NDArray[np.float32]  # (clips, outputs): logits for classes, values for attributes
     targets: NDArray[Any] | None  # class indices, class proportions or attribute values
 
-    def probabilities(self) -> NDArray[np.float32]:
-        shifted = self.outputs - self.outputs.max(axis=1, keepdims=True)
-        exponentials = np.exp(shifted)
-        return (exponentials / exponentials.sum(axis=1, keepdims=True)).astype(np.float32)
+    def probabilities(self, temperature: float = 1.0) -> NDArray[np.float32]:
+        return softmax(self.outputs, temperature)
 
 
 def merge_predictions(

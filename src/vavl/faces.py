@@ -128,7 +128,21 @@ class FaceDetector:
         self.input_size, layout = ANCHOR_LAYOUT[model]
         self.anchors = anchor_centers(self.input_size, layout)
 
-    def detect(self, image: NDArray[np.uint8]) -> list[Detection]:
+    def detect(self, image: NDArray[np.uint8], padding: float = 1.0) -> list[Detection]:
+        """Faces in ``image``. ``padding`` > 1 centres the image on a black canvas that many
+        times its larger side first: a face that fills a tightly cropped photo is then as small
+        as the detector's anchors expect."""
+        if padding > 1.0:
+            height, width = image.shape[:2]
+            side = round(max(height, width) * padding)
+            top, left = (side - height) // 2, (side - width) // 2
+            padded = np.zeros((side, side, 3), dtype=np.uint8)
+            padded[top : top + height, left : left + width] = image
+            shift = np.array([left, top], dtype=np.float32)
+            return [
+                Detection(d.box - np.tile(shift, 2), d.score, d.keypoints - shift)
+                for d in self.detect(padded)
+            ]
         height, width = image.shape[:2]
         side = max(height, width)
         # Letterbox: centre the frame on a square canvas so that faces keep their shape.
@@ -218,6 +232,16 @@ def main_face_track(
         return [None] * len(detections)
     main = max(tracks, key=lambda track: track.weight)
     return [main.members.get(frame) for frame in range(len(detections))]
+
+
+def whole_image_crop(image: NDArray[np.uint8], size: int = 224) -> NDArray[np.uint8]:
+    """The whole frame as the face (pre-cropped face datasets): centred on a black square, resized
+    to ``size`` x ``size``."""
+    height, width = image.shape[:2]
+    side = max(height, width)
+    canvas = Image.new("RGB", (side, side))
+    canvas.paste(Image.fromarray(image), ((side - width) // 2, (side - height) // 2))
+    return np.asarray(canvas.resize((size, size), Image.Resampling.BILINEAR), dtype=np.uint8)
 
 
 def aligned_crop(

@@ -1,9 +1,11 @@
 """The only place that opens media files: probing, audio at 16 kHz mono, RGB video frames.
 
-Everything is decoded with PyAV (FFmpeg), streamed so that memory stays bounded on long files.
-A file without an audio stream or without a video stream is not an error: that modality is just
-missing. A file that cannot be read raises :class:`MediaError` with one line naming the file and
-the problem.
+Audio and video are decoded with PyAV (FFmpeg), streamed so that memory stays bounded on long
+files. Still images (JPEG, PNG, WebP, BMP; recognised by their first bytes, whatever their name)
+are read with Pillow, turned upright by their EXIF orientation, and are one-frame videos without
+sound. A file without an audio stream or without a video stream is not an error: that modality
+is just missing. A file that cannot be read raises :class:`MediaError` with one line naming the
+file and the problem.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import av
 import av.logging
 import numpy as np
 from numpy.typing import NDArray
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from vavl.errors import MediaError
 
@@ -48,9 +51,48 @@ class VideoStreamInfo:
 @dataclass(frozen=True)
 class MediaInfo:
     path: Path
-    duration: float | None  # seconds
+    duration: float | None  # seconds (None for a still image)
     audio: AudioStreamInfo | None
     video: VideoStreamInfo | None
+    still: bool = False  # a photo: one frame, no sound
+
+
+AUDIO_SUFFIXES = {".wav", ".mp3", ".m4a", ".aac", ".flac", ".ogg", ".opus", ".wma"}
+VIDEO_SUFFIXES = {
+    ".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".flv", ".mpg", ".mpeg", ".wmv", ".3gp",
+}  # fmt: skip
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp"}
+MEDIA_SUFFIXES = AUDIO_SUFFIXES | VIDEO_SUFFIXES | IMAGE_SUFFIXES
+# First bytes of the still-image formats we read (Pillow's name for each).
+IMAGE_SIGNATURES = ((b"\xff\xd8\xff", "JPEG"), (b"\x89PNG\r\n\x1a\n", "PNG"), (b"BM", "BMP"))
+
+
+def image_format_of(head: bytes) -> str | None:
+    """``JPEG``, ``PNG``, ``WEBP`` or ``BMP`` when these first 12 bytes start such an image."""
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "WEBP"
+    return next((name for signature, name in IMAGE_SIGNATURES if head.startswith(signature)), None)
+
+
+def image_format(path: str | Path) -> str | None:
+    """The still-image format a file's first bytes announce, whatever its name (None: not one)."""
+    with open(path, "rb") as handle:
+        return image_format_of(handle.read(12))
+
+
+def read_image(path: str | Path, max_side: int | None = None) -> NDArray[np.uint8]:
+    """A still image as an upright (height, width, 3) RGB array, downscaled to ``max_side``."""
+    path = Path(path)
+    try:
+        with Image.open(path) as opened:
+            image = ImageOps.exif_transpose(opened).convert("RGB")
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as error:
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise MediaError(f"{path}: cannot be read as an image: {reason}") from None
+    width, height = _scaled_size(image.width, image.height, max_side)
+    if (width, height) != image.size:
+        image = image.resize((width, height), Image.Resampling.BILINEAR)
+    return np.asarray(image, dtype=np.uint8)
 
 
 @dataclass
@@ -88,12 +130,7 @@ def _ffmpeg_reason(error: Exception, path: Path) -> str:
 def open_container(path: str | Path) -> Any:
     """``av.open`` with the failures a user can act on turned into one-line :class:`MediaError`."""
     path = Path(path)
-    if not path.exists():
-        raise MediaError(f"{path}: file not found")
-    if path.is_dir():
-        raise MediaError(f"{path}: is a folder, not a media file")
-    if path.stat().st_size == 0:
-        raise MediaError(f"{path}: empty file (0 bytes)")
+    _check_file(path)
     # FFmpeg explains failures only in its log: capture it while opening (and keep it quiet).
     previous_level = av.logging.get_level()
     av.logging.set_level(av.logging.ERROR)
@@ -107,9 +144,33 @@ def open_container(path: str | Path) -> Any:
     raise MediaError(f"{path}: cannot be read as audio or video: {reason}")
 
 
+def _check_file(path: Path) -> None:
+    if not path.exists():
+        raise MediaError(f"{path}: file not found")
+    if path.is_dir():
+        raise MediaError(f"{path}: is a folder, not a media file")
+    if path.stat().st_size == 0:
+        raise MediaError(f"{path}: empty file (0 bytes)")
+
+
+def _probe_image(path: Path, format_name: str) -> MediaInfo:
+    try:
+        with Image.open(path) as image:
+            width, height = ImageOps.exif_transpose(image).size
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as error:
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise MediaError(f"{path}: cannot be read as an image: {reason}") from None
+    video = VideoStreamInfo(format_name.lower(), width, height, None, 1, None)
+    return MediaInfo(path=path, duration=None, audio=None, video=video, still=True)
+
+
 def probe(path: str | Path) -> MediaInfo:
-    """Streams, codecs and durations of a media file, without decoding it."""
+    """Streams, codecs and durations of a media file (or a still image), without decoding it."""
     path = Path(path)
+    _check_file(path)
+    format_name = image_format(path)
+    if format_name is not None:
+        return _probe_image(path, format_name)
     with open_container(path) as container:
         audio = video = None
         if container.streams.audio:
@@ -180,6 +241,9 @@ def iter_audio(
     path = Path(path)
     chunk = int(chunk_seconds * sample_rate)
     limit = None if end is None else max(0, round((end - start) * sample_rate))
+    _check_file(path)
+    if image_format(path) is not None:
+        return
     with open_container(path) as container:
         if not container.streams.audio:
             return
@@ -283,6 +347,12 @@ class VideoReader:
     def __iter__(self) -> Iterator[VideoFrame]:
         path = Path(self.path)
         self.decoded_frames, self.problems = 0, []
+        _check_file(path)
+        if image_format(path) is not None:
+            if self.start <= 0 and (self.end is None or self.end > 0):
+                self.decoded_frames = 1
+                yield VideoFrame(0, 0.0, read_image(path, self.max_side))
+            return
         with open_container(path) as container:
             if not container.streams.video:
                 return

@@ -3,14 +3,14 @@ API and the web page share.
 
 A :class:`Predictor` holds a trained model and rebuilds, from its checkpoint, the very feature
 extractors it was trained on (a model never sees features from another extractor). Each input
-gets a prediction from every path it can feed: audio, visual, and audio-visual when it has both;
-``best_path`` names the most complete one, and when a modality is missing the result says why
-the prediction fell back to the other.
+gets a prediction from every path it can feed: audio, visual, and audio-visual when it has both,
+with probabilities calibrated on the development set; ``best_path`` names the path the model's
+own development figures say is most reliable for that input (``best_reason`` says which), and
+when a modality is missing the result says why.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -21,14 +21,16 @@ import numpy as np
 import torch
 from numpy.typing import NDArray
 
+from vavl.calibration import best_path, softmax
 from vavl.checkpoint import Checkpoint, load_checkpoint, model_from_checkpoint
-from vavl.config import MODALITIES, PATHS, FaceSettings, Modality, PathName
+from vavl.config import MODALITIES, PATHS, FaceSettings, Modality
 from vavl.data import Batch, Collator, Item
 from vavl.errors import CheckpointError, MediaError
 from vavl.features.base import create_extractor
 from vavl.features.pipeline import FeaturePipeline, FileFeatures
 from vavl.features.store import FeatureStore, describe, feature_key
 from vavl.files import sha256_file
+from vavl.model_card import DEFAULT_MODEL, default_model_card
 from vavl.models import EmotionModel
 from vavl.training import resolve_device
 
@@ -36,14 +38,6 @@ if TYPE_CHECKING:
     from vavl.timeline import Timeline
 
 logger = logging.getLogger("vavl")
-
-DEFAULT_MODEL = Path(__file__).parent / "assets" / "default-model.pt"
-DEFAULT_MODEL_CARD = DEFAULT_MODEL.with_suffix(".json")
-
-
-def default_model_card() -> dict[str, Any]:
-    """What the default model was trained on, its held-out scores and its licence terms."""
-    return dict(json.loads(DEFAULT_MODEL_CARD.read_text()))
 
 
 @dataclass
@@ -64,7 +58,8 @@ class Prediction:
     frames_with_face: int
     paths: dict[str, PathPrediction]
     best_path: str | None
-    fallback: str | None  # why the best path is not audio-visual, when it is not
+    best_reason: str  # which development figures made it the best path
+    fallback: str | None  # which modality is missing and why, when one is
     model: str
     extractors: dict[str, str | None]
     notes: list[str] = field(default_factory=list)
@@ -87,6 +82,7 @@ class Predictor:
         extractor_options: dict[str, dict[str, Any]] | None = None,
         preview_crops: int = 0,
         onnx_dir: str | Path | None = None,
+        faces_override: dict[str, Any] | None = None,
     ) -> None:
         self.checkpoint = checkpoint
         self.name = name
@@ -114,6 +110,9 @@ class Predictor:
         checkpoint.check_features(
             {m: describe(e, faces) if e is not None else None for m, e in built.items()}, name
         )
+        if faces_override:
+            # How faces are found is the user's choice; what is made of a face stays the model's.
+            faces = FaceSettings.model_validate(faces.model_dump() | faces_override)
         self.pipeline = FeaturePipeline(built["audio"], built["visual"], faces, preview_crops)
         self.extractors = {m: (e.id if e is not None else None) for m, e in built.items()}
         self.keys = {m: feature_key(e, faces) for m, e in built.items() if e is not None}
@@ -134,12 +133,15 @@ class Predictor:
         preview_crops: int = 0,
         backend: Literal["torch", "onnx"] = "torch",
         onnx_dir: str | Path | None = None,
+        faces: dict[str, Any] | None = None,
     ) -> Predictor:
         """A predictor for the checkpoint at ``path`` (a run's ``best.pt``); without a path,
         vavl's default model (for non-commercial research use: see its notice).
 
         ``backend="onnx"`` runs the model with onnxruntime, from ``onnx_dir`` (written by
-        ``vavl export --onnx``) or from an export cached per checkpoint.
+        ``vavl export --onnx``) or from an export cached per checkpoint. ``faces`` changes how
+        faces are found (:class:`~vavl.config.FaceSettings` fields, e.g. ``{"detector": "none"}``
+        for pre-cropped face images).
         """
         if path is None:
             path = DEFAULT_MODEL
@@ -153,7 +155,7 @@ class Predictor:
             if not (onnx_dir / "onnx.json").is_file():
                 export_onnx(path, onnx_dir)
         onnx = onnx_dir if backend == "onnx" else None
-        return cls(checkpoint, str(path), device, extractor_options, preview_crops, onnx)
+        return cls(checkpoint, str(path), device, extractor_options, preview_crops, onnx, faces)
 
     def predict(
         self,
@@ -162,8 +164,9 @@ class Predictor:
         waveform: NDArray[np.float32] | None = None,
         store: FeatureStore | None = None,
     ) -> Prediction:
-        """Predict from a media file, a 16 kHz mono waveform (1-D array), or RGB frames at
-        ``fps`` (a (frames, height, width, 3) array or a list of images; give their sound with
+        """Predict from a media file (video, audio or a still image), a 16 kHz mono waveform
+        (1-D array), one RGB image ((height, width, 3) array) or RGB frames at ``fps`` (a
+        (frames, height, width, 3) array or a list of images; give their sound with
         ``waveform``). With a feature ``store``, a file's features already there are reused."""
         if isinstance(source, str | Path) and store is not None:
             features = self._from_store(Path(source), store)
@@ -173,6 +176,8 @@ class Predictor:
             features = self.pipeline.extract_arrays(
                 waveform=source.astype(np.float32), name="<waveform>"
             )
+        elif isinstance(source, np.ndarray) and source.ndim == 3:
+            features = self.pipeline.extract_arrays(waveform, [source], fps, name="<image>")
         else:
             frames = list(source)
             features = self.pipeline.extract_arrays(waveform, frames, fps, name="<frames>")
@@ -219,7 +224,7 @@ class Predictor:
         for path, (values, present) in self._forward(batch).items():
             for row, index in enumerate(usable):
                 if present[row]:
-                    results[index][path] = self._path_prediction(values[row])
+                    results[index][path] = self._path_prediction(path, values[row])
         return results
 
     def _forward(self, batch: Batch) -> dict[str, tuple[NDArray[np.float32], NDArray[np.bool_]]]:
@@ -261,7 +266,7 @@ class Predictor:
             for m in MODALITIES
         }
         paths = self.predict_items([item])[0]
-        best = next((p for p in reversed(PATHS) if p in paths), None)
+        best, reason = best_path([p for p in PATHS if p in paths], self.checkpoint.calibration)
         return Prediction(
             source=str(features.path),
             duration=features.duration,
@@ -270,20 +275,21 @@ class Predictor:
             frames_with_face=features.frames_with_face,
             paths=paths,
             best_path=best,
-            fallback=self._fallback(best, modalities),
+            best_reason=reason,
+            fallback=self._fallback(paths, modalities),
             model=self.name,
             extractors=self.extractors,
             notes=list(features.notes),
             face_crops=list(features.preview),
         )
 
-    def _path_prediction(self, values: NDArray[np.float32]) -> PathPrediction:
+    def _path_prediction(self, path: str, values: NDArray[np.float32]) -> PathPrediction:
         if self.task.kind == "regression":
             return PathPrediction(
                 values={a: float(v) for a, v in zip(self.task.labels, values, strict=True)}
             )
-        shifted = np.exp(values - values.max())
-        probabilities = shifted / shifted.sum()
+        reliability = self.checkpoint.calibration.get(path)
+        probabilities = softmax(values, reliability.temperature if reliability else 1.0)
         return PathPrediction(
             label=self.task.labels[int(probabilities.argmax())],
             probabilities={
@@ -292,10 +298,10 @@ class Predictor:
         )
 
     @staticmethod
-    def _fallback(best: PathName | str | None, modalities: dict[str, str]) -> str | None:
-        if best == "audiovisual":
-            return None
+    def _fallback(paths: dict[str, PathPrediction], modalities: dict[str, str]) -> str | None:
         missing = [f"{m} {status}" for m, status in modalities.items() if status != "found"]
-        if best is None:
+        if not missing:
+            return None
+        if not paths:
             return "no prediction: " + "; ".join(missing)
-        return f"{best} only: " + "; ".join(missing)
+        return f"{' and '.join(paths)} only: " + "; ".join(missing)

@@ -35,7 +35,9 @@ from numpy.typing import NDArray
 from PIL import Image
 
 from vavl.errors import VavlError
-from vavl.predict import DEFAULT_MODEL, Predictor, default_model_card
+from vavl.media import image_format_of
+from vavl.model_card import DEFAULT_MODEL, default_model_card
+from vavl.predict import Predictor
 
 logger = logging.getLogger("vavl")
 
@@ -45,6 +47,9 @@ READ_CHUNK = 1 << 20
 
 def sniff_media_type(head: bytes) -> str | None:
     """The container a file's first bytes announce, as a file extension; None if unknown."""
+    still = image_format_of(head[:12])
+    if still is not None:
+        return {"JPEG": "jpg"}.get(still, still.lower())
     if head[4:8] == b"ftyp":
         return "mp4"  # also mov, m4a, 3gp: all ISO base media
     if head.startswith(b"\x1a\x45\xdf\xa3"):
@@ -135,23 +140,31 @@ class App:
         with self.lock:
             try:
                 prediction = self.predictor.predict(upload)
-                timeline = self.predictor.timeline(upload, self.settings.window, self.settings.hop)
+                timeline = None
+                if prediction.duration is not None:  # a photo has no timeline
+                    timeline = self.predictor.timeline(
+                        upload, self.settings.window, self.settings.hop
+                    )
             except VavlError as error:
                 # Name the file as the user knows it, not by its upload name.
                 message = str(error).replace(str(upload), display_name)
                 raise RequestError(HTTPStatus.UNPROCESSABLE_ENTITY, message) from None
-        timeline.source = display_name
-        picture = io.BytesIO()
-        timeline.figure().savefig(picture, format="png", dpi=90, bbox_inches="tight")
         result = prediction.to_dict() | {"source": display_name}
-        return {
+        answer = {
             "file": display_name,
             "prediction": result,
             "face_crops": [image_data_url(crop) for crop in prediction.face_crops],
-            "timeline": timeline.to_dict(),
-            "timeline_png": image_data_url(picture.getvalue(), "png"),
+            "timeline": None,
+            "timeline_png": None,
             "seconds": round(time.perf_counter() - started, 3),
         }
+        if timeline is not None:
+            timeline.source = display_name
+            picture = io.BytesIO()
+            timeline.figure().savefig(picture, format="png", dpi=90, bbox_inches="tight")
+            answer["timeline"] = timeline.to_dict()
+            answer["timeline_png"] = image_data_url(picture.getvalue(), "png")
+        return answer
 
 
 def _display_name(raw: str | None) -> str:

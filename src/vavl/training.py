@@ -34,8 +34,10 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from vavl import distributed
+from vavl.augmentation import augment
+from vavl.calibration import DevOutputs, PathReliability, calibrate
 from vavl.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
-from vavl.config import MODALITIES, ExperimentConfig, Modality, TaskConfig
+from vavl.config import MODALITIES, ExperimentConfig, Modality, PathName, TaskConfig
 from vavl.data import (
     Batch,
     BucketBatchSampler,
@@ -44,9 +46,16 @@ from vavl.data import (
     Item,
     ItemDataset,
     check_items,
+    pair_unpaired,
 )
 from vavl.errors import ConfigError, TrainingError
-from vavl.evaluation import evaluate_predictions, merge_predictions, predict_items
+from vavl.evaluation import (
+    PathPredictions,
+    evaluate_predictions,
+    hard_labels,
+    merge_predictions,
+    predict_items,
+)
 from vavl.files import write_json_atomically
 from vavl.losses import balanced_class_weights, reconstruction_loss, task_loss
 from vavl.models import VAVL, EmotionModel, build_model
@@ -54,6 +63,7 @@ from vavl.models import VAVL, EmotionModel, build_model
 logger = logging.getLogger("vavl")
 
 LAST_CHECKPOINT = "last.pt"
+DEV_PAIRING = 2**31 - 1  # the seed stream of the development set's fixed pairs
 BEST_CHECKPOINT = "best.pt"
 # Fields that may change when a run is resumed without changing what it computes.
 RESUMABLE_OVERRIDES = {
@@ -120,6 +130,15 @@ class Recipe:
 
     def train_step(self, batch: Batch) -> dict[str, float]:
         raise NotImplementedError
+
+    def set_progress(self, progress: float) -> None:
+        """The learning rate for ``progress`` (0 to 1) through training, by the schedule."""
+        rate = self.training.learning_rate
+        if self.training.lr_schedule == "cosine":
+            rate *= 0.5 * (1.0 + math.cos(math.pi * min(max(progress, 0.0), 1.0)))
+        for optimizer in self.optimizers.values():
+            for group in optimizer.param_groups:
+                group["lr"] = rate
 
     def autocast(self) -> contextlib.AbstractContextManager[Any]:
         if not self.use_amp:
@@ -410,6 +429,8 @@ class Trainer:
             check_items(dev, config, "development set")
         self.config = config
         self.train_items, self.dev_items = list(train), list(dev)
+        if config.training.pair_unpaired:  # the audio-visual path is selected and calibrated too
+            self.dev_items = pair_unpaired(self.dev_items, (config.training.seed, DEV_PAIRING))
         self.run_dir = Path(run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.device = resolve_device(config.training.device)
@@ -421,6 +442,7 @@ class Trainer:
         self.normalizer = FeatureNormalizer.fit(self.train_items)
         self.state = TrainerState()
         self.history: list[dict[str, Any]] = []
+        self.calibration: dict[str, PathReliability] = {}
         if (self.run_dir / LAST_CHECKPOINT).exists():
             self._resume()
 
@@ -449,11 +471,18 @@ class Trainer:
             optimizer_states=optimizer_states,
             trainer_state=trainer_state,
             history=list(self.history),
+            calibration=dict(self.calibration),
         )
 
     def _resume(self) -> None:
         checkpoint = load_checkpoint(self.last_path, map_location=self.device)
         changed = _differences(checkpoint.config.to_dict(), self.config.to_dict())
+        saved_epochs = checkpoint.config.training.epochs
+        if (
+            self.config.training.lr_schedule != "constant"
+            and saved_epochs != self.config.training.epochs
+        ):
+            changed.append("training.epochs (the learning-rate schedule spans the epochs)")
         if changed:
             raise ConfigError(
                 f"{self.run_dir}: holds a run with a different config ({', '.join(changed)}); "
@@ -482,9 +511,9 @@ class Trainer:
         if distributed.is_main():  # the processes hold the same weights: one writes them
             save_checkpoint(self._checkpoint(with_training_state=True), self.last_path)
 
-    def _loader(self, sampler: BucketBatchSampler) -> DataLoader[Item]:
+    def _loader(self, items: Sequence[Item], sampler: BucketBatchSampler) -> DataLoader[Item]:
         return DataLoader(
-            ItemDataset(self.train_items),
+            ItemDataset(items),
             batch_sampler=sampler,
             collate_fn=Collator(self.config.task, self.normalizer),
             num_workers=self.config.training.num_workers,
@@ -493,8 +522,8 @@ class Trainer:
             generator=torch.Generator().manual_seed(self.config.training.seed),
         )
 
-    def evaluate_dev(self) -> dict[str, dict[str, Any]]:
-        """Development metrics over the whole set (each process predicts a share of it)."""
+    def _dev_predictions(self) -> dict[PathName, PathPredictions]:
+        """Every path's outputs on the whole development set (each process predicts a share)."""
         if not self.dev_items:
             return {}
         share = self.dev_items[distributed.rank() :: distributed.world_size()]
@@ -506,8 +535,24 @@ class Trainer:
             batch_size=self.config.training.batch_size,
             device=self.device,
         ) if share else {}  # fmt: skip
-        merged = merge_predictions(distributed.all_gather_objects(predictions))
-        return evaluate_predictions(self.config.task, merged, self.class_weights)
+        return merge_predictions(distributed.all_gather_objects(predictions))
+
+    def evaluate_dev(self) -> dict[str, dict[str, Any]]:
+        """Development metrics over the whole set."""
+        predictions = self._dev_predictions()
+        return evaluate_predictions(self.config.task, predictions, self.class_weights)
+
+    def _calibrate(self) -> dict[str, PathReliability]:
+        """Each path's temperature and development figures (classification; none without a
+        development set)."""
+        if self.config.task.kind != "classification":
+            return {}
+        dev: dict[str, DevOutputs] = {
+            path: (result.ids, result.outputs, hard_labels(result.targets))
+            for path, result in self._dev_predictions().items()
+            if result.targets is not None
+        }
+        return calibrate(dev)
 
     def _selection_loss(self, dev: dict[str, dict[str, Any]]) -> float:
         choice = self.config.training.selection_path
@@ -581,17 +626,20 @@ class Trainer:
     def fit(self) -> TrainingResult:
         """Train to the configured number of epochs (or finish a resumed run)."""
         training = self.config.training
-        sampler = BucketBatchSampler(
-            [item.length() for item in self.train_items],
-            training.batch_size,
-            seed=training.seed,
-            rank=distributed.rank(),
-            world_size=distributed.world_size(),
-        )
-        loader = self._loader(sampler)
         progress = training.progress and distributed.is_main()
         self.model.train()
         while self.state.epoch < training.epochs:
+            items = self.train_items
+            if training.pair_unpaired:  # new pairs every epoch, the same after a resume
+                items = pair_unpaired(items, (training.seed, self.state.epoch))
+            sampler = BucketBatchSampler(
+                [item.length() for item in items],
+                training.batch_size,
+                seed=training.seed,
+                rank=distributed.rank(),
+                world_size=distributed.world_size(),
+            )
+            loader = self._loader(items, sampler)
             sampler.set_epoch(self.state.epoch, start_batch=self.state.step_in_epoch)
             total = len(sampler.batches())
             with tqdm(
@@ -604,7 +652,12 @@ class Trainer:
                 for batch in loader:
                     if distributed.active():
                         batch = complete_batch(batch, self.config)
-                    losses = self.recipe.train_step(batch.to(self.device))
+                    batch = augment(batch.to(self.device), training)
+                    self.recipe.set_progress(
+                        (self.state.epoch + self.state.step_in_epoch / max(total, 1))
+                        / training.epochs
+                    )
+                    losses = self.recipe.train_step(batch)
                     for name, value in losses.items():
                         self.state.loss_sums[name] = self.state.loss_sums.get(name, 0.0) + value
                         self.state.loss_counts[name] = self.state.loss_counts.get(name, 0) + 1
@@ -623,6 +676,11 @@ class Trainer:
         best = load_checkpoint(self.best_path, map_location=self.device)
         self.model.load_state_dict(best.model_state)
         self.model.eval()
+        self.calibration = self._calibrate()
+        if self.calibration and distributed.is_main():
+            best.calibration = self.calibration
+            save_checkpoint(best, self.best_path)
+        distributed.barrier()
         return TrainingResult(
             best_epoch=self.state.best_epoch,
             best_loss=self.state.best_loss,

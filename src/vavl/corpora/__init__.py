@@ -1,5 +1,5 @@
-"""Corpora: a user's copy of CREMA-D, MSP-IMPROV, RAVDESS, MEAD or any labelled folder or manifest
-turned into clips with media paths, speakers, labels and partitions.
+"""Corpora: a user's copy of CREMA-D, MSP-IMPROV, RAVDESS, MEAD, TESS or any labelled folder or
+manifest turned into clips with media paths, speakers, labels and partitions.
 
 :func:`load_corpus` reads one corpus as a config entry describes it; :func:`fold_assignments`
 gives the clip -> split assignment of every fold (the authors' partitions or seeded
@@ -31,11 +31,15 @@ from vavl.corpora.ravdess_mead import (
     load_mead,
     load_ravdess,
 )
+from vavl.corpora.tess import TESS_TO_CREMA_D, load_tess
 from vavl.errors import DataError
 
+# Onto CREMA-D's six classes; FER2013 (a folder of <emotion>/<image>) has surprise besides them.
 LABEL_MAPS: dict[str, dict[str, str | None]] = {
     "ravdess-to-crema-d": RAVDESS_TO_CREMA_D,
     "mead-to-crema-d": MEAD_TO_CREMA_D,
+    "tess-to-crema-d": TESS_TO_CREMA_D,
+    "fer2013-to-crema-d": {"surprise": None},
 }
 
 
@@ -52,6 +56,8 @@ def load_corpus(spec: CorpusConfig, attributes: Sequence[str] = ()) -> Corpus:
         corpus = load_ravdess(spec.root, name, spec.channels)
     elif spec.format == "mead":
         corpus = load_mead(spec.root, name)
+    elif spec.format == "tess":
+        corpus = load_tess(spec.root, name)
     elif spec.format == "folder":
         corpus = load_folder(spec.root, name)
     else:
@@ -77,7 +83,8 @@ def label_map_of(spec: CorpusConfig) -> dict[str, str | None]:
 def fold_assignments(
     corpora: Sequence[Corpus], roles: Sequence[str], split: SplitConfig
 ) -> list[dict[str, Split]]:
-    """clip id -> split for every fold. Corpora with role 'train' are always in training."""
+    """clip id -> split for every fold. Corpora with role 'train' are always in training, those
+    with role 'dev' always in development."""
     evaluated = [c for c, role in zip(corpora, roles, strict=True) if role == "all"]
     if not evaluated:
         raise DataError("no corpus can be evaluated: give at least one corpus role 'all'")
@@ -116,10 +123,11 @@ def fold_assignments(
             {clip.id: assignment[clip.speaker] for corpus in evaluated for clip in corpus.clips}
             for assignment in by_speaker
         ]
+    fixed: dict[str, Split] = {"train": "train", "dev": "dev"}
     for corpus, role in zip(corpora, roles, strict=True):
-        if role == "train":
+        if role in fixed:
             for fold in folds:
-                fold.update(dict.fromkeys((clip.id for clip in corpus.clips), "train"))
+                fold.update(dict.fromkeys((clip.id for clip in corpus.clips), fixed[role]))
     return folds
 
 

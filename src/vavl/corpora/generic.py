@@ -3,7 +3,8 @@
 Folder: ``<root>/<label>/<file>`` (the folder name is the label; speakers unknown, so each file is
 its own speaker). Manifest CSV: a ``path`` column (relative to the CSV) and either a ``label``
 column (classes) or one numeric column per attribute; optional ``speaker``, ``split`` and ``id``.
-A video file feeds both modalities, an audio file only the audio.
+A video file feeds both modalities, an audio file only the audio, a still image (a face photo)
+only the visual modality.
 """
 
 from __future__ import annotations
@@ -15,13 +16,14 @@ from pathlib import Path
 from vavl.config import Modality
 from vavl.corpora.base import Clip, Corpus, Split, require_folder, split_name
 from vavl.errors import DataError
-
-AUDIO_SUFFIXES = {".wav", ".mp3", ".m4a", ".aac", ".flac", ".ogg", ".opus", ".wma"}
+from vavl.media import AUDIO_SUFFIXES, IMAGE_SUFFIXES
 
 
 def _media(path: Path) -> dict[Modality, Path]:
     if path.suffix.lower() in AUDIO_SUFFIXES:
         return {"audio": path}
+    if path.suffix.lower() in IMAGE_SUFFIXES:
+        return {"visual": path}
     return {"audio": path, "visual": path}
 
 

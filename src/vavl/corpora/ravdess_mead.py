@@ -2,8 +2,8 @@
 
 RAVDESS (Livingstone & Russo, 2018): ``MM-VV-EE-II-SS-RR-AA.ext`` with modality MM (01 audio-video,
 02 video only, 03 audio only), vocal channel VV (01 speech, 02 song), emotion EE, intensity II,
-statement SS, repetition RR and actor AA. The audio-only WAV and the video of the same recording
-form one clip (audio from the WAV, video from the MP4).
+statement SS, repetition RR and actor AA. The audio-only file (WAV as released, or a FLAC copy)
+and the video of the same recording form one clip (audio from the audio file, video from the MP4).
 
 MEAD (Wang et al., 2020): ``<speaker>/video/<view>/<emotion>/level_<n>/<take>.mp4`` with the audio
 in ``<speaker>/audio/<emotion>/level_<n>/<take>.m4a``, or flat names
@@ -47,7 +47,7 @@ def load_ravdess(
     root: Path, name: str = "ravdess", channels: Sequence[str] = ("speech", "song")
 ) -> Corpus:
     require_folder(root, "RAVDESS", "corpus")
-    files = media_by_stem(root, [".wav", ".mp4"])
+    files = media_by_stem(root, [".wav", ".flac", ".mp4"])
     recordings: dict[str, dict[Modality, Path]] = {}
     details: dict[str, tuple[str, str, str]] = {}
     for stem, path in files.items():
@@ -66,7 +66,7 @@ def load_ravdess(
         details[recording] = (RAVDESS_EMOTIONS[emotion], actor, RAVDESS_CHANNELS[channel])
     if not recordings:
         raise DataError(
-            f"{root}: no RAVDESS files (MM-VV-EE-II-SS-RR-AA.wav/.mp4) under this folder"
+            f"{root}: no RAVDESS files (MM-VV-EE-II-SS-RR-AA.wav/.flac/.mp4) under this folder"
         )
     clips = [
         Clip(

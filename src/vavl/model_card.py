@@ -1,0 +1,45 @@
+"""The default model that ships inside the package, and its card: what it learned from, how it
+scores on speakers it never heard or saw (beside two references on the same clips), and the
+licence terms it inherits. ``benchmarks/default_model.py --card`` writes the table."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+DEFAULT_MODEL = Path(__file__).parent / "assets" / "default-model.pt"
+DEFAULT_MODEL_CARD = DEFAULT_MODEL.with_suffix(".json")
+
+
+def default_model_card() -> dict[str, Any]:
+    """What the default model was trained on, its held-out scores and its licence terms."""
+    return dict(json.loads(DEFAULT_MODEL_CARD.read_text()))
+
+
+def card_lines(card: dict[str, Any]) -> list[str]:
+    """The default model's card as text: data, held-out table with its references, notice."""
+    lines = [f"trained on: {card['trained_on']}", f"held out: {card['held_out_speakers']}", ""]
+    header = ("held-out set", "path", "clips", "acc", "UA", "most predicted", "probe UA", "fer UA")
+    rows = [header]
+    for entry in card["held_out"]:
+        top = max(entry["predicted"], key=entry["predicted"].get)
+        rows.append(
+            (
+                entry["set"],
+                entry["path"],
+                str(entry["clips"]),
+                f"{entry['accuracy']:.3f}",
+                f"{entry['ua']:.3f}",
+                f"{top} {entry['top_class_share']:.0%}",
+                f"{entry['probe_ua']:.3f}" if "probe_ua" in entry else "",
+                f"{entry['fer_ua']:.3f}" if "fer_ua" in entry else "",
+            )
+        )
+    widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
+    for number, cells in enumerate(rows):
+        lines.append("  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)).rstrip())
+        if number == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    lines += ["", f"made by: {card['command']}", card["notice"]]
+    return lines
