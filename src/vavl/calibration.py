@@ -134,15 +134,15 @@ def best_path(
     Where enough development clips feed every path, the paths are compared on those clips;
     otherwise each single path by its own development unweighted accuracy, and the audio-visual
     path (unproven) is never best. The audio-visual path must beat both single paths to be chosen;
-    a tie goes to the simpler path. Without development figures the most complete path is
-    named, and the reason says so.
+    a tie goes to the simpler path. Without development figures no path is named (None), and
+    the reason says so.
     """
     if not available:
         return None, "no path"
     if len(available) == 1:
         return available[0], f"the only path this input allows ({available[0]})"
     if any(path not in reliability for path in available):
-        return available[-1], "the most complete path (the model has no development figures)"
+        return None, "none: the model has no development figures to choose a path by"
     fused = reliability.get("audiovisual")
     on_pairs = fused is not None and fused.paired_clips >= MIN_PAIRED_CLIPS
     scores: dict[PathName, float] = {}
