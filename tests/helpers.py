@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import Iterable, Sequence
 from fractions import Fraction
 from pathlib import Path
@@ -117,3 +118,73 @@ def real_face_frames(
 
     clip = require_shared_data() / "mead-samples" / "front256" / name
     return [frame.image for frame in VideoReader(clip)][:count]
+
+
+def logmel_checkpoint(path: Path) -> Path:
+    """An untrained small VAVL on log-mel audio features (no weights to load, cheap to run):
+    for tests of prediction mechanics, not of accuracy."""
+    from vavl.checkpoint import Checkpoint, save_checkpoint
+    from vavl.data import FeatureNormalizer
+    from vavl.features import create_extractor
+    from vavl.features.store import describe
+    from vavl.models import build_model
+
+    config = apply_overrides(
+        load_config("demo-synthetic"),
+        ["data=null", "features.audio=logmel", "model.audio_dim=80", "training.progress=false"],
+    )
+    model = build_model(config.model, config.task.output_dim)
+    extractor = create_extractor("logmel")
+    checkpoint = Checkpoint(
+        config=config,
+        model_state=model.state_dict(),
+        normalizer=FeatureNormalizer(),
+        extractors={"audio": describe(extractor, options={}), "visual": None},
+    )
+    return save_checkpoint(checkpoint, path)
+
+
+def looped_speech_wav(path: Path, minutes: float) -> Path:
+    """Real speech (a RAVDESS clip) looped to ``minutes``, as 48 kHz 16-bit stereo WAV."""
+    import wave
+
+    import av
+
+    source = require_shared_data() / "ravdess-audio-samples/Actor_01/03-01-05-01-01-01-01.wav"
+    with av.open(str(source)) as container:
+        samples = np.concatenate([f.to_ndarray().reshape(-1) for f in container.decode(audio=0)])
+    pcm = np.repeat(samples.astype(np.int16)[:, None], 2, axis=1).tobytes()
+    total = int(minutes * 60 * 48_000) * 4
+    with wave.open(str(path), "wb") as handle:
+        handle.setnchannels(2)
+        handle.setsampwidth(2)
+        handle.setframerate(48_000)
+        written = 0
+        while written < total:
+            block = pcm[: total - written]
+            handle.writeframes(block)
+            written += len(block)
+    return path
+
+
+PEAK_PROBE = (
+    "import sys\n"
+    "from vavl.cli import main\n"
+    "code = main(sys.argv[1:])\n"
+    "status = open('/proc/self/status').read().split('VmHWM:')[1].split()[0]\n"
+    "print('peak-kib', status, file=sys.stderr)\n"
+    "sys.exit(code)\n"
+)
+
+
+def vavl_peak_rss_mib(arguments: list[str]) -> float:
+    """Run ``vavl ARGUMENTS`` in a fresh process; its peak resident memory in MiB, FFmpeg's and
+    torch's allocations included (VmHWM: this process image only, not what its parent held)."""
+    import sys
+
+    result = subprocess.run(
+        [sys.executable, "-c", PEAK_PROBE, *arguments], capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    line = next(line for line in result.stderr.splitlines() if line.startswith("peak-kib"))
+    return int(line.split()[1]) / 1024

@@ -18,6 +18,24 @@ def test_help_runs_as_an_installed_command() -> None:
         assert command in result.stdout
 
 
+def test_help_and_argument_errors_never_import_torch() -> None:
+    """What keeps `vavl --help` and a mistyped option well under a second: no torch."""
+    probe = (
+        "import sys\n"
+        "from vavl.cli import main\n"
+        "for argv in (['--help'], ['predict', '--no-such-option']):\n"
+        "    try:\n"
+        "        main(argv)\n"
+        "    except SystemExit:\n"
+        "        pass\n"
+        "print(sorted(m for m in ('torch', 'numpy', 'av', 'ctranslate2') if m in sys.modules))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip().splitlines()[-1] == "[]"
+
+
 def test_bad_config_gives_one_line_and_exit_code_2(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

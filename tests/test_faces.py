@@ -141,3 +141,23 @@ def test_tracks_tolerate_a_few_missed_frames() -> None:
     frames: list[list[Detection]] = [[face(10)], [face(12)], [], [], [face(16)], [face(300)]]
     track = main_face_track(frames)
     assert [d is not None for d in track] == [True, True, False, False, True, False]
+
+
+def test_videos_with_two_faces_list_both_and_use_the_one_asked_for() -> None:
+    from vavl.features import create_extractor
+    from vavl.features.pipeline import FeaturePipeline
+
+    interview = require_shared_data() / "face-video-samples/visualvoice/interview.mp4"
+    fer = create_extractor("fer", frame_rate=3)
+    first = FeaturePipeline(None, fer).extract(interview)
+    assert len(first.faces) == 2 and first.face_used == 0
+    assert first.faces[0].frames >= 0.9 * first.frames_sampled  # both speakers stay in view
+    assert "the most prominent" in first.face_reason
+    second = FeaturePipeline(None, fer, face=1).extract(interview)
+    assert second.face_used == 1 and "as asked" in second.face_reason
+    assert first.visual is not None and second.visual is not None
+    assert not np.allclose(first.visual.features, second.visual.features)  # another person
+    single = FeaturePipeline(None, fer, face=1).extract(
+        require_shared_data() / "mead-samples/front256/W009_front_happy_level3_001.mp4"
+    )
+    assert len(single.faces) == 1 and single.face_used == 0  # only one face: that one

@@ -4,16 +4,13 @@ from __future__ import annotations
 
 import csv
 import json
-import tracemalloc
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from helpers import real_face_frames, require_shared_data, write_media
+from helpers import logmel_checkpoint, looped_speech_wav, require_shared_data, vavl_peak_rss_mib
 from vavl.cli import main
-from vavl.features import pipeline as pipeline_module
-from vavl.media import SAMPLE_RATE
 from vavl.predict import Predictor
 
 
@@ -62,41 +59,64 @@ def test_cli_writes_timelines(tmp_path: Path) -> None:
         )
         == 0
     )
-    with open(tmp_path / "WDA_KatieHill_000.timeline.csv", newline="") as handle:
+    with open(tmp_path / "WDA_KatieHill_000.mp4.timeline.csv", newline="") as handle:
         rows = list(csv.DictReader(handle))
     assert {row["path"] for row in rows} == {"audio", "visual", "audiovisual"}
     assert rows[0]["start"] == "0.0" and float(rows[-1]["end"]) <= 8.1
-    document = json.loads((tmp_path / "WDA_KatieHill_000.timeline.json").read_text())
+    document = json.loads((tmp_path / "WDA_KatieHill_000.mp4.timeline.json").read_text())
     assert document["window"] == 2.0 and len(document["windows"]) == 7
-    assert (tmp_path / "WDA_KatieHill_000.timeline.png").stat().st_size > 20_000
+    assert (tmp_path / "WDA_KatieHill_000.mp4.timeline.png").stat().st_size > 20_000
 
 
-def test_memory_does_not_grow_with_the_length_of_the_file(
-    predictor: Predictor, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    face = real_face_frames(count=1)[0]
-    frame = np.full((288, 352, 3), 70, np.uint8)
-    frame[16:272, 48:304] = face
-    monkeypatch.setattr(pipeline_module, "FRAME_CACHE_BYTES", 8 * 2**20)
+def test_memory_does_not_grow_with_the_length_of_the_file(tmp_path: Path) -> None:
+    """Whole-file prediction and timelines of 1 and 10 minutes of 48 kHz stereo speech: the
+    peak resident memory of the process is the same (a cheap log-mel model keeps it fast)."""
+    model = logmel_checkpoint(tmp_path / "logmel.pt")
     peaks = {}
-    for minutes in (1, 4):
-        seconds = minutes * 60
-        speech = (
-            np.random.default_rng(minutes).normal(0, 0.05, seconds * SAMPLE_RATE).astype(np.float32)
-        )
-        path = write_media(
-            tmp_path / f"long{minutes}.mp4",
-            (frame for _ in range(seconds * 2)),
-            fps=2,
-            audio=speech,
-        )
-        del speech
-        tracemalloc.start()
-        timeline = predictor.timeline(path, window=3.0, hop=3.0)
-        peaks[minutes] = tracemalloc.get_traced_memory()[1]
-        tracemalloc.stop()
-        assert (
-            len(timeline.windows) == seconds // 3 - 0 or len(timeline.windows) == seconds // 3 + 1
-        )
-        assert all(set(w.paths) == {"audio", "visual", "audiovisual"} for w in timeline.windows)
-    assert peaks[4] < 1.25 * peaks[1], peaks  # four times longer, about the same memory
+    for minutes in (1, 10):
+        path = looped_speech_wav(tmp_path / f"talk{minutes}.wav", minutes)
+        base = ["predict", str(path), "--model", str(model)]
+        timeline = [*base, "--timeline", "--hop", "3", "--timeline-dir", str(tmp_path / "t")]
+        peaks[minutes] = (vavl_peak_rss_mib(base), vavl_peak_rss_mib(timeline))
+        path.unlink()
+    for short, long in zip(peaks[1], peaks[10], strict=True):
+        assert long <= 1.25 * short + 50, peaks
+    document = json.loads((tmp_path / "t" / "talk10.wav.timeline.json").read_text())
+    assert len(document["windows"]) == 200
+
+
+def test_long_files_are_predicted_as_the_mean_of_windows(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    model = logmel_checkpoint(tmp_path / "logmel.pt")  # max_clip_seconds: 12
+    long, short = looped_speech_wav(tmp_path / "long.wav", 0.5), tmp_path / "short.wav"
+    looped_speech_wav(short, 0.1)
+    assert main(["predict", str(long), str(short), "--model", str(model), "--format", "json"]) == 0
+    first, second = json.loads(capsys.readouterr().out)["predictions"]
+    assert first["aggregated"]["windows"] == 3  # 12 s + 12 s + the last 6 s
+    assert first["aggregated"]["windows_per_path"] == {"audio": 3}
+    assert first["duration"] == pytest.approx(30.0, abs=0.05)
+    assert sum(first["paths"]["audio"]["probabilities"].values()) == pytest.approx(1.0)
+    assert second["aggregated"] is None and set(second["paths"]) == {"audio"}
+
+
+def test_a_short_clip_draws_its_one_window_and_names_never_collide(tmp_path: Path) -> None:
+    model = logmel_checkpoint(tmp_path / "logmel.pt")
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+        looped_speech_wav(tmp_path / folder / "x.wav", 0.03)  # 1.8 s: shorter than a window
+    clips = [str(tmp_path / "a" / "x.wav"), str(tmp_path / "b" / "x.wav")]
+    out = tmp_path / "out"
+    assert (
+        main(["predict", *clips, "--model", str(model), "--timeline", "--timeline-dir", str(out)])
+        == 0
+    )
+    assert sorted(p.name for p in out.glob("*.png")) == [
+        "x.wav-2.timeline.png",
+        "x.wav.timeline.png",
+    ]
+    timeline = Predictor.load(model).timeline(clips[0])
+    assert len(timeline.windows) == 1
+    (axes,) = timeline.figure().axes
+    assert len(axes.patches) == len(timeline.labels)  # one bar per class
+    assert axes.get_ylabel() == "probability"

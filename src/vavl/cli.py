@@ -44,6 +44,17 @@ def format_prediction(prediction: Prediction) -> str:
             lines.append(f"  {path:<12} {values}{best}")
     if len(prediction.paths) > 1:
         lines.append(f"  (best: {prediction.best_reason})")
+    if prediction.frames_sampled:
+        lines.append(
+            f"  (faces: {prediction.faces_tracked} tracked, {prediction.frames_with_face} of "
+            f"{prediction.frames_sampled} sampled frames with the one used: {prediction.face_used})"
+        )
+    if prediction.aggregated:
+        windows = prediction.aggregated
+        lines.append(
+            f"  (long file: the mean over {windows['windows']} windows of "
+            f"{windows['window_seconds']:g} s)"
+        )
     if prediction.fallback:
         lines.append(f"  ({prediction.fallback})")
     lines += [f"  (note: {note})" for note in prediction.notes]
@@ -239,10 +250,23 @@ def _prediction_rows(prediction: Prediction) -> list[dict[str, object]]:
         row |= {"audio": prediction.modalities["audio"], "visual": prediction.modalities["visual"]}
         row |= {
             "frames_with_face": prediction.frames_with_face,
+            "faces_tracked": prediction.faces_tracked,
+            "face_used": prediction.face_used,
+            "windows": prediction.aggregated["windows"] if prediction.aggregated else 1,
             "fallback": prediction.fallback or "",
         }
         rows.append(row)
     return rows
+
+
+def _unique(name: str, taken: set[str]) -> str:
+    """``name``, or ``name-2``, ``name-3``... when this command already wrote one so called."""
+    candidate, number = name, 1
+    while candidate in taken:
+        number += 1
+        candidate = f"{name}-{number}"
+    taken.add(candidate)
+    return candidate
 
 
 def _command_predict(args: argparse.Namespace) -> int:
@@ -250,21 +274,32 @@ def _command_predict(args: argparse.Namespace) -> int:
     import io
     import json
 
+    if args.model is None:
+        from vavl.model_card import preload_default_extractors
+
+        preload_default_extractors()  # before torch is imported: the two overlap
+
     from vavl.features.store import FeatureStore
     from vavl.predict import Predictor
 
     faces = {"detector": args.detector} if args.detector else None
     predictor = Predictor.load(
-        args.model, device=args.device, backend=args.backend, onnx_dir=args.onnx_dir, faces=faces
+        args.model,
+        device=args.device,
+        backend=args.backend,
+        onnx_dir=args.onnx_dir,
+        faces=faces,
+        face=args.face,
     )
     store = FeatureStore(args.store) if args.store else None
     predictions, failures = [], []
+    names: set[str] = set()
     for media in tqdm(args.media, desc="predict", unit="file", disable=len(args.media) < 2):
         try:
             predictions.append(predictor.predict(media, store=store))
             if args.timeline:
                 timeline = predictor.timeline(media, args.window, args.hop, progress=True)
-                written = timeline.write(args.timeline_dir)
+                written = timeline.write(args.timeline_dir, _unique(Path(media).name, names))
                 print(f"timeline: {', '.join(str(p) for p in written.values())}", file=sys.stderr)
         except VavlError as error:
             failures.append({"file": str(media), "error": str(error)})
@@ -507,6 +542,14 @@ def build_parser() -> argparse.ArgumentParser:
         "is the face, for pre-cropped face photos",
     )
     predict.add_argument(
+        "--face",
+        type=int,
+        default=0,
+        metavar="N",
+        help="in videos with several faces, use the N-th most prominent (0, the default: the "
+        "largest and most persistent; the output lists how many were tracked)",
+    )
+    predict.add_argument(
         "--backend",
         choices=["torch", "onnx"],
         default="torch",
@@ -518,11 +561,17 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument(
         "--timeline",
         action="store_true",
-        help="also predict sliding windows: <stem>.timeline.csv/.json/.png per file",
+        help="also predict sliding windows: <file name>.timeline.csv/.json/.png per file, in "
+        "--timeline-dir",
     )
     predict.add_argument("--window", type=float, default=3.0, help="timeline window, seconds")
     predict.add_argument("--hop", type=float, default=1.0, help="timeline hop, seconds")
-    predict.add_argument("--timeline-dir", type=Path, default=Path("timelines"))
+    predict.add_argument(
+        "--timeline-dir",
+        type=Path,
+        default=Path("timelines"),
+        help="where timelines are written (default: ./timelines)",
+    )
     predict.set_defaults(handler=_command_predict)
 
     serve = commands.add_parser(
@@ -571,9 +620,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)  # --help and argument errors end here, before torch
     from vavl import distributed
 
-    args = build_parser().parse_args(argv)
     env = distributed.environment()
     # Under torchrun, the main process speaks for all.
     logging.basicConfig(
@@ -596,5 +645,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         distributed.shutdown()
 
 
+# Commands whose work is done when main() returns and that hold nothing to clean up at exit:
+# their process ends at once instead of tearing torch and the models down (a third of a second).
+QUICK_EXIT = {"predict", "info", "config", "extractors", "evaluate"}
+
+
+def run() -> None:
+    """The console script ``vavl``: :func:`main`, then exit."""
+    code = main()
+    command = next((a for a in sys.argv[1:] if not a.startswith("-")), None)
+    if command in QUICK_EXIT:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        logging.shutdown()
+        os._exit(code)
+    sys.exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    run()

@@ -322,6 +322,17 @@ class FeaturesConfig(_Strict):
     faces: FaceSettings = FaceSettings()
 
 
+class PredictionConfig(_Strict):
+    """How a trained model is applied to media (saved with it; changing it retrains nothing)."""
+
+    max_clip_seconds: float = Field(
+        12.0,
+        gt=0,
+        description="longer files are predicted as the mean of the calibrated probabilities of "
+        "consecutive windows this long, never by attending over the whole file",
+    )
+
+
 class ExperimentConfig(_Strict):
     method: str | None = Field(
         None, description="the compared method's name (vavl train/cv --model sets it)"
@@ -330,6 +341,7 @@ class ExperimentConfig(_Strict):
     task: TaskConfig = TaskConfig()
     training: TrainingConfig = TrainingConfig()
     features: FeaturesConfig = FeaturesConfig()
+    prediction: PredictionConfig = PredictionConfig()
     data: SyntheticDataConfig | CorporaDataConfig | None = Field(None, discriminator="source")
 
     @model_validator(mode="after")

@@ -20,6 +20,7 @@ from torch.utils.data import Dataset, Sampler
 
 from vavl.config import MODALITIES, ExperimentConfig, Modality, TaskConfig
 from vavl.errors import DataError
+from vavl.features.pipeline import FileFeatures
 from vavl.models.layers import trim_to_valid
 
 FloatArray = NDArray[np.float32]
@@ -40,6 +41,18 @@ class Item:
     speaker: str | None = None
     split: str | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_features(cls, id: str, features: FileFeatures, **fields: Any) -> Item:
+        """The item of what the feature pipeline (or the store) gave for one file or window."""
+        audio, visual = features.audio, features.visual
+        return cls(
+            id=id,
+            audio=None if audio is None else audio.features,
+            visual=None if visual is None else visual.features,
+            visual_valid=None if visual is None else visual.valid,
+            **fields,
+        )
 
     def features(self, modality: Modality) -> FloatArray | None:
         return self.audio if modality == "audio" else self.visual

@@ -176,7 +176,9 @@ class FaceDetector:
 
 
 @dataclass
-class _Track:
+class FaceTrack:
+    """One face followed across frames: its detection in each frame where it was found."""
+
     members: dict[int, Detection] = field(default_factory=dict)
     last_frame: int = -1
 
@@ -184,9 +186,12 @@ class _Track:
     def last(self) -> Detection:
         return self.members[self.last_frame]
 
-    @property
-    def weight(self) -> float:
-        return sum(d.area * d.score for d in self.members.values())
+    def weight(self, frames: range | None = None) -> float:
+        """Sum of area x score over its frames (only those in ``frames`` when given): large and
+        persistent faces weigh most."""
+        return sum(
+            d.area * d.score for f, d in self.members.items() if frames is None or f in frames
+        )
 
 
 def _same_face(track: Detection, candidate: Detection, min_iou: float) -> bool:
@@ -198,24 +203,25 @@ def _same_face(track: Detection, candidate: Detection, min_iou: float) -> bool:
     return similar and distance < 0.5 * math.sqrt(track.area)
 
 
-def main_face_track(
-    detections: Sequence[Sequence[Detection]], max_gap: int = 15, min_iou: float = 0.3
-) -> list[Detection | None]:
-    """The main face's detection in every frame (None where it was not found).
+class FaceTracker:
+    """Links detections into tracks as frames arrive (online): each detection joins the track
+    whose last box it overlaps most, found within ``max_gap`` frames, or starts a new one."""
 
-    Detections are linked greedily to the track whose last box they overlap, within ``max_gap``
-    frames; the main track is the one with the largest sum of area x score.
-    """
-    tracks: list[_Track] = []
-    for frame, found in enumerate(detections):
+    def __init__(self, max_gap: int = 15, min_iou: float = 0.3) -> None:
+        self.max_gap, self.min_iou = max_gap, min_iou
+        self.tracks: list[FaceTrack] = []
+
+    def update(self, frame: int, found: Sequence[Detection]) -> list[tuple[int, Detection]]:
+        """Add one frame's detections; returns (track index, detection) for each of them."""
         taken: set[int] = set()
+        assigned = []
         for detection in sorted(found, key=lambda d: -d.score):
             candidates = [
                 (index, track)
-                for index, track in enumerate(tracks)
+                for index, track in enumerate(self.tracks)
                 if index not in taken
-                and frame - track.last_frame <= max_gap
-                and _same_face(track.last, detection, min_iou)
+                and frame - track.last_frame <= self.max_gap
+                and _same_face(track.last, detection, self.min_iou)
             ]
             if candidates:
                 index, track = max(
@@ -223,14 +229,33 @@ def main_face_track(
                     key=lambda c: box_iou(c[1].last.box[None], detection.box[None])[0, 0],
                 )
             else:
-                index, track = len(tracks), _Track()
-                tracks.append(track)
+                index, track = len(self.tracks), FaceTrack()
+                self.tracks.append(track)
             track.members[frame] = detection
             track.last_frame = frame
             taken.add(index)
-    if not tracks:
+            assigned.append((index, detection))
+        return assigned
+
+    def ranking(self, frames: range | None = None) -> list[int]:
+        """Track indices from the most prominent (largest weight in ``frames``) down; tracks
+        without a detection there are left out."""
+        weights = {i: track.weight(frames) for i, track in enumerate(self.tracks)}
+        return sorted((i for i, w in weights.items() if w > 0), key=lambda i: -weights[i])
+
+
+def main_face_track(
+    detections: Sequence[Sequence[Detection]], max_gap: int = 15, min_iou: float = 0.3
+) -> list[Detection | None]:
+    """The main face's detection in every frame (None where it was not found): the track with
+    the largest sum of area x score."""
+    tracker = FaceTracker(max_gap, min_iou)
+    for frame, found in enumerate(detections):
+        tracker.update(frame, found)
+    ranking = tracker.ranking()
+    if not ranking:
         return [None] * len(detections)
-    main = max(tracks, key=lambda track: track.weight)
+    main = tracker.tracks[ranking[0]]
     return [main.members.get(frame) for frame in range(len(detections))]
 
 

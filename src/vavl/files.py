@@ -42,6 +42,14 @@ def write_json_atomically(path: str | Path, value: Any) -> Path:
     return write_text_atomically(path, json.dumps(value, indent=2, ensure_ascii=False) + "\n")
 
 
+def cache_dir() -> Path:
+    """Where vavl keeps files it derives once (``$VAVL_CACHE``, else the XDG cache)."""
+    root = os.environ.get("VAVL_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "vavl"
+    )
+    return Path(root)
+
+
 def sha256_file(path: str | Path) -> str:
     """Hex SHA-256 of a file's bytes, read in 1 MiB blocks."""
     digest = hashlib.sha256()

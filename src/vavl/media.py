@@ -10,6 +10,7 @@ file and the problem.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -211,8 +212,9 @@ def _resampled(
     """Mono float32 samples from ``start`` seconds on, in the decoder's block sizes."""
     resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate)
     skip: int | None = None if start > 0 else 0
-    frames = [*container.decode(stream), None]  # None flushes the resampler
-    for frame in frames:
+    # Decoded lazily, one packet at a time (memory independent of the length); None at the end
+    # flushes the resampler.
+    for frame in itertools.chain(container.decode(stream), [None]):
         if skip is None and frame is not None:
             # Decoding restarts at a keyframe before ``start``: drop what precedes it.
             first = frame.time if frame.time is not None else start

@@ -17,6 +17,15 @@ def default_model_card() -> dict[str, Any]:
     return dict(json.loads(DEFAULT_MODEL_CARD.read_text()))
 
 
+def preload_default_extractors() -> None:
+    """Start loading the default model's extractors (named in its card) in the background, so
+    that their weights load while torch is imported and the checkpoint read."""
+    from vavl.features import preload_extractor
+
+    for modality, extractor in default_model_card()["extractors"].items():
+        preload_extractor(extractor["id"], modality, **extractor["options"])
+
+
 def card_lines(card: dict[str, Any]) -> list[str]:
     """The default model's card as text: data, held-out table with its references, notice."""
     lines = [f"trained on: {card['trained_on']}", f"held out: {card['held_out_speakers']}", ""]

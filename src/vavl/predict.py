@@ -27,9 +27,10 @@ from vavl.config import MODALITIES, PATHS, FaceSettings, Modality
 from vavl.data import Batch, Collator, Item
 from vavl.errors import CheckpointError, MediaError
 from vavl.features.base import create_extractor
-from vavl.features.pipeline import FeaturePipeline, FileFeatures
+from vavl.features.pipeline import FaceSummary, FeaturePipeline, FileFeatures
 from vavl.features.store import FeatureStore, describe, feature_key
-from vavl.files import sha256_file
+from vavl.files import cache_dir, sha256_file
+from vavl.media import probe
 from vavl.model_card import DEFAULT_MODEL, default_model_card
 from vavl.models import EmotionModel
 from vavl.training import resolve_device
@@ -56,6 +57,8 @@ class Prediction:
     modalities: dict[str, str]  # audio/visual -> "found" or "missing: <why>"
     frames_sampled: int
     frames_with_face: int
+    faces_tracked: int  # distinct faces followed through the video
+    face_used: str  # which one fed the visual path, and why
     paths: dict[str, PathPrediction]
     best_path: str | None
     best_reason: str  # which development figures made it the best path
@@ -63,6 +66,8 @@ class Prediction:
     model: str
     extractors: dict[str, str | None]
     notes: list[str] = field(default_factory=list)
+    # For files longer than the model's max_clip_seconds: how the windows were combined.
+    aggregated: dict[str, Any] | None = None
     face_crops: list[NDArray[np.uint8]] = field(default_factory=list, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
@@ -83,6 +88,7 @@ class Predictor:
         preview_crops: int = 0,
         onnx_dir: str | Path | None = None,
         faces_override: dict[str, Any] | None = None,
+        face: int = 0,
     ) -> None:
         self.checkpoint = checkpoint
         self.name = name
@@ -113,7 +119,7 @@ class Predictor:
         if faces_override:
             # How faces are found is the user's choice; what is made of a face stays the model's.
             faces = FaceSettings.model_validate(faces.model_dump() | faces_override)
-        self.pipeline = FeaturePipeline(built["audio"], built["visual"], faces, preview_crops)
+        self.pipeline = FeaturePipeline(built["audio"], built["visual"], faces, preview_crops, face)
         self.extractors = {m: (e.id if e is not None else None) for m, e in built.items()}
         self.keys = {m: feature_key(e, faces) for m, e in built.items() if e is not None}
         self.onnx = None
@@ -134,6 +140,7 @@ class Predictor:
         backend: Literal["torch", "onnx"] = "torch",
         onnx_dir: str | Path | None = None,
         faces: dict[str, Any] | None = None,
+        face: int = 0,
     ) -> Predictor:
         """A predictor for the checkpoint at ``path`` (a run's ``best.pt``); without a path,
         vavl's default model (for non-commercial research use: see its notice).
@@ -141,7 +148,8 @@ class Predictor:
         ``backend="onnx"`` runs the model with onnxruntime, from ``onnx_dir`` (written by
         ``vavl export --onnx``) or from an export cached per checkpoint. ``faces`` changes how
         faces are found (:class:`~vavl.config.FaceSettings` fields, e.g. ``{"detector": "none"}``
-        for pre-cropped face images).
+        for pre-cropped face images); ``face`` picks the N-th most prominent face of videos
+        with several (0: the largest and most persistent).
         """
         if path is None:
             path = DEFAULT_MODEL
@@ -149,13 +157,14 @@ class Predictor:
         checkpoint = load_checkpoint(path)
         if backend == "onnx" and onnx_dir is None:
             from vavl.export import export_onnx
-            from vavl.features.audio import cache_dir
 
             onnx_dir = cache_dir() / "onnx" / sha256_file(Path(path))[:16]
             if not (onnx_dir / "onnx.json").is_file():
                 export_onnx(path, onnx_dir)
         onnx = onnx_dir if backend == "onnx" else None
-        return cls(checkpoint, str(path), device, extractor_options, preview_crops, onnx, faces)
+        return cls(
+            checkpoint, str(path), device, extractor_options, preview_crops, onnx, faces, face
+        )
 
     def predict(
         self,
@@ -168,6 +177,9 @@ class Predictor:
         (1-D array), one RGB image ((height, width, 3) array) or RGB frames at ``fps`` (a
         (frames, height, width, 3) array or a list of images; give their sound with
         ``waveform``). With a feature ``store``, a file's features already there are reused."""
+        limit = self.checkpoint.config.prediction.max_clip_seconds
+        if isinstance(source, str | Path) and (probe(source).duration or 0.0) > limit:
+            return self._predict_long(Path(source), limit)
         if isinstance(source, str | Path) and store is not None:
             features = self._from_store(Path(source), store)
         elif isinstance(source, str | Path):
@@ -182,6 +194,46 @@ class Predictor:
             frames = list(source)
             features = self.pipeline.extract_arrays(waveform, frames, fps, name="<frames>")
         return self.predict_features(features)
+
+    def _predict_long(self, path: Path, window: float) -> Prediction:
+        """A long file: the mean of each path's calibrated probabilities (or values) over
+        consecutive ``window``-second windows, read in one pass; memory does not grow with it."""
+        sums: dict[str, NDArray[np.float64]] = {}
+        counts: dict[str, int] = {}
+        totals = {"windows": 0, "frames_sampled": 0, "frames_with_face": 0, "faces": 0}
+        found: set[str] = set()
+        last: FileFeatures | None = None
+        for features in self.pipeline.windows(path, window, window, cover=True):
+            item = Item.from_features(f"{features.start:.3f}", features)
+            for name, result in self.predict_items([item])[0].items():
+                scores = result.probabilities or result.values
+                vector = np.array([scores[label] for label in self.task.labels], np.float64)
+                sums[name] = sums.get(name, 0.0) + vector
+                counts[name] = counts.get(name, 0) + 1
+            found |= {m for m in MODALITIES if item.has(m)}
+            totals["windows"] += 1
+            totals["frames_sampled"] += features.frames_sampled
+            totals["frames_with_face"] += features.frames_with_face
+            totals["faces"] = max(totals["faces"], len(features.faces))
+            last = features
+        assert last is not None
+        paths = {name: self._from_scores(sums[name] / counts[name]) for name in sums}
+        whole = FileFeatures(path, probe(path).duration, notes=list(last.notes))
+        whole.missing = {m: r for m, r in last.missing.items() if m not in found}
+        for modality in MODALITIES:
+            if modality not in found and modality not in whole.missing:
+                whole.missing[modality] = "not found in any window"
+        whole.frames_sampled = totals["frames_sampled"]
+        whole.frames_with_face = totals["frames_with_face"]
+        aggregated = {
+            "windows": totals["windows"],
+            "window_seconds": window,
+            "windows_per_path": counts,
+            "method": "mean of the calibrated probabilities (values) of consecutive windows",
+        }
+        rank = "most prominent" if self.pipeline.face == 0 else f"number {self.pipeline.face}"
+        face = f"the {rank} face of each 30 s block"
+        return self._prediction(whole, paths, totals["faces"], face, aggregated)
 
     def timeline(
         self, path: str | Path, window: float = 3.0, hop: float = 1.0, progress: bool = False
@@ -211,6 +263,8 @@ class Predictor:
             if modality == "visual":
                 features.frames_sampled = metadata.get("frames_sampled", 0)
                 features.frames_with_face = metadata.get("frames_with_face", 0)
+                features.faces = [FaceSummary(**face) for face in metadata.get("faces", [])]
+                features.face_used = metadata.get("face_used")
         return features
 
     @torch.no_grad()
@@ -255,17 +309,23 @@ class Predictor:
         return results
 
     def predict_features(self, features: FileFeatures) -> Prediction:
-        item = Item(
-            id=str(features.path),
-            audio=None if features.audio is None else features.audio.features,
-            visual=None if features.visual is None else features.visual.features,
-            visual_valid=None if features.visual is None else features.visual.valid,
-        )
+        paths = self.predict_items([Item.from_features(str(features.path), features)])[0]
+        used = features.face_reason if features.face_used is not None else "none"
+        return self._prediction(features, paths, len(features.faces), used)
+
+    def _prediction(
+        self,
+        features: FileFeatures,
+        paths: dict[str, PathPrediction],
+        faces: int,
+        face_used: str,
+        aggregated: dict[str, Any] | None = None,
+    ) -> Prediction:
+        # A modality was found exactly when its own path could be fed.
         modalities: dict[str, str] = {
-            m: "found" if item.has(m) else f"missing: {features.missing.get(m, 'not used')}"
+            m: "found" if m in paths else f"missing: {features.missing.get(m, 'not used')}"
             for m in MODALITIES
         }
-        paths = self.predict_items([item])[0]
         best, reason = best_path([p for p in PATHS if p in paths], self.checkpoint.calibration)
         return Prediction(
             source=str(features.path),
@@ -273,6 +333,8 @@ class Predictor:
             modalities=modalities,
             frames_sampled=features.frames_sampled,
             frames_with_face=features.frames_with_face,
+            faces_tracked=faces,
+            face_used=face_used,
             paths=paths,
             best_path=best,
             best_reason=reason,
@@ -280,6 +342,7 @@ class Predictor:
             model=self.name,
             extractors=self.extractors,
             notes=list(features.notes),
+            aggregated=aggregated,
             face_crops=list(features.preview),
         )
 
@@ -290,6 +353,15 @@ class Predictor:
             )
         reliability = self.checkpoint.calibration.get(path)
         probabilities = softmax(values, reliability.temperature if reliability else 1.0)
+        return self._from_scores(probabilities)
+
+    def _from_scores(self, scores: NDArray[np.floating[Any]]) -> PathPrediction:
+        """A path's answer from its class probabilities (or its attribute values)."""
+        if self.task.kind == "regression":
+            return PathPrediction(
+                values={a: float(v) for a, v in zip(self.task.labels, scores, strict=True)}
+            )
+        probabilities = scores
         return PathPrediction(
             label=self.task.labels[int(probabilities.argmax())],
             probabilities={

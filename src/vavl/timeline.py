@@ -1,10 +1,9 @@
 """Emotion over time for long media: sliding windows, every path, bounded memory.
 
-The file is read in blocks (30 s by default) that overlap by one window, so memory depends on the
-block length, not on the file's: a one-hour interview needs no more than a 30-second clip. Each
-block goes through the same pipeline as a whole clip (its main face is tracked within the block),
-then every window that starts in the block gets a prediction from each path its frames allow:
-windows without a face have no visual path, windows in silence no audio path.
+The feature pipeline reads the file once, front to back, and hands over the features of each
+window (:meth:`~vavl.features.pipeline.FeaturePipeline.windows`: the face is chosen per block,
+silence and a missing face are judged per window); here the windows are batched through the
+model and written out. A window without a face has no visual path, one in silence no audio path.
 """
 
 from __future__ import annotations
@@ -14,9 +13,8 @@ import io
 import json
 import math
 from dataclasses import asdict, dataclass, field
-from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from matplotlib.figure import Figure
@@ -25,10 +23,12 @@ from tqdm.auto import tqdm
 from vavl.config import PATHS
 from vavl.data import Item
 from vavl.errors import ConfigError
-from vavl.features.pipeline import SILENCE_RMS, FileFeatures, ModalityFeatures
 from vavl.files import write_atomically, write_text_atomically
-from vavl.media import SAMPLE_RATE, VideoReader, iter_audio, probe
-from vavl.predict import PathPrediction, Predictor
+from vavl.media import probe
+
+if TYPE_CHECKING:
+    from vavl.features.pipeline import FileFeatures
+    from vavl.predict import PathPrediction, Predictor
 
 WINDOW_BATCH = 32
 
@@ -78,37 +78,49 @@ class Timeline:
         }
 
     def figure(self) -> Figure:
-        """One panel per path: each class's probability (or each attribute) over time."""
+        """One panel per path: each class's probability (or each attribute) over time, as lines;
+        a clip with a single window gets bars instead (a line needs two points)."""
         paths = [p for p in PATHS if any(p in w.paths for w in self.windows)] or ["audio"]
-        figure = Figure(figsize=(10, 2.2 * len(paths)))
+        figure = Figure(figsize=(10, 2.2 * len(paths) + 0.6), layout="constrained")
         axes_list = np.atleast_1d(figure.subplots(len(paths), 1, sharex=True))
         centres = np.array([(w.start + w.end) / 2 for w in self.windows])
+        colours = [f"C{i}" for i in range(len(self.labels))]
+        single = len(self.windows) == 1
         for axes, path in zip(axes_list, paths, strict=True):
-            for name in self.labels:
+            for number, name in enumerate(self.labels):
                 series = []
                 for window in self.windows:
                     result = window.paths.get(path)
                     scores = result.probabilities or result.values if result else {}
                     series.append(scores.get(name, np.nan))
-                axes.plot(centres, series, label=name, linewidth=1.2)
-            axes.set_ylabel(path, fontsize=9)
+                if single:
+                    axes.bar(number, series[0], color=colours[number], label=name)
+                else:
+                    axes.plot(centres, series, color=colours[number], label=name, linewidth=1.4)
+            axes.set_title(path, fontsize=9, loc="left")
+            axes.set_ylabel("probability" if self.kind == "classification" else "value")
             if self.kind == "classification":
                 axes.set_ylim(0, 1)
-        axes_list[0].legend(
-            fontsize=7, ncol=len(self.labels), loc="upper left", bbox_to_anchor=(0, 1.35)
-        )
-        axes_list[-1].set_xlabel("time (s)")
+            axes.grid(alpha=0.3)
+        if single:
+            only = self.windows[0]
+            axes_list[-1].set_xticks(range(len(self.labels)), self.labels)
+            span = f"{only.start:g}-{only.end:.2f} s"
+            axes_list[-1].set_xlabel(f"one window ({span}): the clip is shorter than two windows")
+        else:
+            axes_list[-1].set_xlabel("time (s), window centres")
+        handles, names = axes_list[0].get_legend_handles_labels()
+        figure.legend(handles, names, loc="outside upper center", ncol=len(self.labels))
         figure.suptitle(
-            f"{Path(self.source).name}: window {self.window:g} s, hop {self.hop:g} s",
-            fontsize=10,
-            y=1.02,
+            f"{Path(self.source).name}: window {self.window:g} s, hop {self.hop:g} s", fontsize=10
         )
         return figure
 
-    def write(self, directory: str | Path) -> dict[str, Path]:
-        """``<stem>.timeline.csv``, ``.json`` and ``.png`` in ``directory``."""
+    def write(self, directory: str | Path, name: str | None = None) -> dict[str, Path]:
+        """``<name>.timeline.csv``, ``.json`` and ``.png`` in ``directory``; ``name`` defaults
+        to the file's name with its extension (``talk.mp4`` and ``talk.wav`` stay apart)."""
         directory = Path(directory)
-        stem = Path(self.source).stem
+        name = name or Path(self.source).name
         rows = self.rows()
         buffer = io.StringIO()
         fields = list(dict.fromkeys(key for row in rows for key in row)) or ["start", "end", "path"]
@@ -116,25 +128,16 @@ class Timeline:
         writer.writeheader()
         writer.writerows(rows)
         picture = io.BytesIO()
-        self.figure().savefig(picture, format="png", dpi=100, bbox_inches="tight")
+        self.figure().savefig(picture, format="png", dpi=100)
         return {
-            "csv": write_text_atomically(directory / f"{stem}.timeline.csv", buffer.getvalue()),
+            "csv": write_text_atomically(directory / f"{name}.timeline.csv", buffer.getvalue()),
             "json": write_text_atomically(
-                directory / f"{stem}.timeline.json", json.dumps(self.to_dict(), indent=1)
+                directory / f"{name}.timeline.json", json.dumps(self.to_dict(), indent=1)
             ),
             "png": write_atomically(
-                directory / f"{stem}.timeline.png", lambda h: h.write(picture.getvalue())
+                directory / f"{name}.timeline.png", lambda h: h.write(picture.getvalue())
             ),
         }
-
-
-def _window(features: ModalityFeatures | None, start: float, end: float) -> tuple[Any, Any]:
-    if features is None:
-        return None, None
-    inside = (features.times >= start) & (features.times < end)
-    if not (inside & features.valid).any():
-        return None, None
-    return features.features[inside], features.valid[inside]
 
 
 def predict_timeline(
@@ -146,63 +149,33 @@ def predict_timeline(
     progress: bool = True,
 ) -> Timeline:
     """Predictions of every ``window``-second window, one every ``hop`` seconds."""
-    if window <= 0 or hop <= 0 or block < hop:
-        raise ConfigError("timeline: window and hop must be positive and block at least a hop")
+    if window <= 0 or hop <= 0 or block < window:
+        raise ConfigError("timeline: window and hop must be positive and block at least a window")
     path = Path(path)
-    info = probe(path)
-    duration = info.duration or 0.0
-    starts = np.arange(0.0, max(duration - window, 0.0) + 1e-9, hop) if duration else np.zeros(1)
-    block = max(block, hop) // hop * hop  # whole hops, so that windows fall in exactly one block
-    pipeline = predictor.pipeline
+    duration = probe(path).duration or 0.0
+    expected = max(1, math.floor(max(duration - window, 0.0) / hop + 1e-9) + 1)
     windows: list[TimelineWindow] = []
     notes: list[str] = []
-    blocks = max(1, math.ceil(len(starts) * hop / block))
-    for index in tqdm(range(blocks), desc="timeline", unit="block", disable=not progress):
-        first, last = index * block, (index + 1) * block
-        block_starts = starts[(starts >= first - 1e-9) & (starts < last - 1e-9)]
-        if not len(block_starts):
-            continue
-        end = float(block_starts[-1]) + window
-        features = FileFeatures(path=path, duration=end - first)
-        waveform = None
-        if pipeline.audio is not None and info.audio is not None:
-            chunks = list(iter_audio(path, pipeline.audio.chunk_seconds, start=first, end=end))
-            waveform = np.concatenate(chunks) if chunks else np.zeros(0, np.float32)
-            if len(waveform):
-                audio = pipeline.audio_features(iter([waveform]), features)
-                if audio is not None:
-                    audio.times += first
-                features.audio = audio
-        if pipeline.visual is not None and info.video is not None:
-            rate, side = pipeline.visual.frame_rate, pipeline.faces.max_side
-            frames = partial(VideoReader, path, fps=rate, max_side=side, start=first, end=end)
-            features.visual = pipeline.visual_features(frames, features)
-        notes += [n for n in features.notes if n not in notes]
-        items = []
-        for start in block_starts:
-            stop = float(start) + window
-            audio, _ = _window(features.audio, start, stop)
-            if audio is not None and waveform is not None:
-                segment = waveform[
-                    round((start - first) * SAMPLE_RATE) : round((stop - first) * SAMPLE_RATE)
-                ]
-                if (
-                    not len(segment)
-                    or np.sqrt(np.mean(np.square(segment, dtype=np.float64))) < SILENCE_RMS
-                ):
-                    audio = None  # silence in this window
-            visual, valid = _window(features.visual, start, stop)
-            items.append(Item(id=f"{start:.3f}", audio=audio, visual=visual, visual_valid=valid))
-        for offset in range(0, len(items), WINDOW_BATCH):
-            batch = items[offset : offset + WINDOW_BATCH]
-            for item, paths in zip(batch, predictor.predict_items(batch), strict=True):
-                start = float(item.id)
-                windows.append(
-                    TimelineWindow(start, min(start + window, duration or start + window), paths)
-                )
+    pending: list[FileFeatures] = []
+
+    def flush() -> None:
+        items = [Item.from_features(f"{f.start:.3f}", f) for f in pending]
+        for features, paths in zip(pending, predictor.predict_items(items), strict=True):
+            end = features.start + (features.duration or 0.0)
+            windows.append(TimelineWindow(features.start, end, paths))
+            notes.extend(n for n in features.notes if n not in notes)
+        pending.clear()
+
+    with tqdm(total=expected, desc="timeline", unit="window", disable=not progress) as bar:
+        for features in predictor.pipeline.windows(path, window, hop, block):
+            pending.append(features)
+            if len(pending) == WINDOW_BATCH:
+                flush()
+            bar.update()
+        flush()
     return Timeline(
         source=str(path),
-        duration=duration,
+        duration=duration or (windows[-1].end if windows else 0.0),
         window=window,
         hop=hop,
         labels=predictor.task.labels,

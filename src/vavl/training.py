@@ -72,6 +72,7 @@ RESUMABLE_OVERRIDES = {
     ("training", "progress"),
     ("training", "num_workers"),
     ("training", "epochs"),  # a finished run can be continued for more epochs
+    ("prediction", "max_clip_seconds"),
 }
 
 

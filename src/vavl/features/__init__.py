@@ -9,6 +9,7 @@ from vavl.features.base import (
     FeatureExtractor,
     VisualExtractor,
     create_extractor,
+    preload_extractor,
 )
 
 __all__ = [
@@ -17,4 +18,5 @@ __all__ = [
     "FeatureExtractor",
     "VisualExtractor",
     "create_extractor",
+    "preload_extractor",
 ]

@@ -15,7 +15,7 @@ from numpy.typing import NDArray
 
 from vavl.errors import ConfigError, WeightsError
 from vavl.features.base import AudioExtractor, FloatArray, register
-from vavl.files import sha256_file, write_atomically
+from vavl.files import cache_dir, sha256_file, write_atomically
 from vavl.media import SAMPLE_RATE
 from vavl.weights import PackagedWeights
 
@@ -120,14 +120,6 @@ WHISPER_PARTS: dict[WhisperVariant, list[PackagedWeights]] = {
     ],
 }
 WHISPER_DIMS: dict[WhisperVariant, int] = {"tiny.en": 384, "base": 512}
-
-
-def cache_dir() -> Path:
-    """Where vavl keeps files it derives once (``$VAVL_CACHE``, else the XDG cache)."""
-    root = os.environ.get("VAVL_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "vavl"
-    )
-    return Path(root)
 
 
 def whisper_model_dir(variant: WhisperVariant) -> Path:

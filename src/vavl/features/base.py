@@ -13,6 +13,7 @@ import hashlib
 import json
 from abc import ABC, abstractmethod
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, ClassVar
 
 import numpy as np
@@ -91,8 +92,33 @@ def register(
     return add
 
 
+_PRELOADED: dict[str, Future[Any]] = {}
+
+
+def _preload_key(name: str, modality: Modality | None, options: dict[str, Any]) -> str:
+    return json.dumps([name, modality, options], sort_keys=True, default=str)
+
+
+def preload_extractor(name: str, modality: Modality, **options: Any) -> None:
+    """Start building an extractor in a background thread; :func:`create_extractor` with the same
+    arguments then takes it. Loading Whisper's weights (most of a second) so overlaps with
+    importing torch and reading the checkpoint."""
+    key = _preload_key(name, modality, options)
+    if key not in _PRELOADED:
+        pool = ThreadPoolExecutor(max_workers=1)
+        _PRELOADED[key] = pool.submit(_build, name, modality, options)
+        pool.shutdown(wait=False)  # its thread ends when the build does
+
+
 def create_extractor(name: str, modality: Modality | None = None, **options: Any) -> Any:
     """The registered extractor ``name``, built with ``options``."""
+    preloaded = _PRELOADED.pop(_preload_key(name, modality, options), None)
+    if preloaded is not None:
+        return preloaded.result()
+    return _build(name, modality, options)
+
+
+def _build(name: str, modality: Modality | None, options: dict[str, Any]) -> Any:
     if name not in EXTRACTORS:
         known = ", ".join(sorted(EXTRACTORS))
         raise ConfigError(f"unknown feature extractor '{name}' (known: {known})")

@@ -24,7 +24,7 @@ import time
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -166,6 +166,8 @@ class _Extractor:
             "audio_seconds": round(result.audio_seconds, 3),
             "frames_sampled": result.frames_sampled,
             "frames_with_face": result.frames_with_face,
+            "faces": [asdict(face) for face in result.faces],
+            "face_used": result.face_used,
             "notes": result.notes,
         }
         for modality in modalities:
