@@ -94,8 +94,8 @@ def test_cross_validation_killed_during_fold_3_continues_at_fold_3(tmp_path: Pat
     finished = {k: (run_dir / f"fold-{k}" / "metrics.json").stat().st_mtime_ns for k in (1, 2)}
     resumed = subprocess.run(command, env=environment, capture_output=True, text=True)
     assert resumed.returncode == 0, resumed.stderr
-    assert "fold 1/4: finished earlier, kept" in resumed.stderr
-    assert "fold 2/4: finished earlier, kept" in resumed.stderr
+    assert "fold 1/4: finished earlier with the same config, kept" in resumed.stderr
+    assert "fold 2/4: finished earlier with the same config, kept" in resumed.stderr
     assert re.search(r"resuming .*fold-3 at epoch 1, step [1-9]", resumed.stderr)
     assert {
         k: (run_dir / f"fold-{k}" / "metrics.json").stat().st_mtime_ns for k in (1, 2)

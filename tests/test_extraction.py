@@ -28,7 +28,7 @@ from vavl.cli import main
 from vavl.config import ExperimentConfig, FaceSettings, TaskConfig, TrainingConfig
 from vavl.errors import DataError, FeatureMismatchError
 from vavl.features import create_extractor
-from vavl.features.extraction import ExtractionSettings, ExtractorSpec, media_inputs, run_extraction
+from vavl.features.extraction import ExtractionSettings, ExtractorSpec, run_extraction
 from vavl.features.pipeline import FeaturePipeline, ModalityFeatures
 from vavl.features.store import FeatureStore, feature_key
 from vavl.training import Trainer
@@ -131,56 +131,6 @@ def test_a_damaged_entry_is_recomputed(tmp_path: Path) -> None:
     assert rerun.rows[0]["status"] == "extracted"
     assert rerun.rows[0]["notes"] == "damaged visual entry recomputed"
     assert run_extraction([clip], tmp_path, settings, progress=False).rows[0]["status"] == "cached"
-
-
-def test_bad_inputs_get_one_line_each_and_the_batch_goes_on(tmp_path: Path) -> None:
-    faces = real_face_frames(count=25)
-    speech = read_speech()
-    folder = tmp_path / "inputs"
-    folder.mkdir()
-    (folder / "empty.mp4").touch()
-    (folder / "noise.mp4").write_bytes(np.random.default_rng(1).bytes(5000))
-    whole = write_media(folder / "whole.mp4", faces[:10]).read_bytes()
-    (folder / "whole.mp4").unlink()
-    (folder / "no moov.mp4").write_bytes(whole[: len(whole) // 2])
-    write_media(folder / "blink.mp4", faces[:2], fps=25, audio=speech[:1600])  # 0.1 s
-    write_media(folder / "voice only.mp4", audio=speech)
-    write_media(folder / "face only.mp4", faces)
-    write_media(folder / "silent.mp4", faces, audio=np.zeros_like(speech))
-    write_media(folder / "visage ünï — gris.mp4", faces, pix_fmt="gray", audio=speech)
-    uhd = [np.zeros((2160, 3840, 3), np.uint8) for _ in range(6)]
-    for frame in uhd:
-        frame[800:1312, 1600:2112] = np.kron(faces[0], np.ones((2, 2, 1), np.uint8))
-    write_media(folder / "uhd.mp4", uhd, fps=5)
-    settings = ExtractionSettings(audio=ExtractorSpec("logmel"))
-    report = run_extraction(media_inputs(folder), tmp_path / "store", settings, progress=False)
-    rows = {Path(r["path"]).name: r for r in report.rows}
-    assert rows["empty.mp4"]["error"] == "empty file (0 bytes)"
-    assert rows["noise.mp4"]["error"].startswith("cannot be read as audio or video: ")
-    assert "moov atom not found" in rows["no moov.mp4"]["error"]
-    assert rows["blink.mp4"]["error"].startswith("too short (0.")
-    assert (rows["voice only.mp4"]["audio"], rows["voice only.mp4"]["visual"]) == (
-        "ok",
-        "missing: no video stream",
-    )
-    assert rows["face only.mp4"]["audio"] == "missing: no audio stream"
-    assert rows["face only.mp4"]["visual"] == "ok"
-    assert rows["silent.mp4"]["audio"] == "missing: silent audio track"
-    assert rows["visage ünï — gris.mp4"]["status"] == "extracted"
-    gray = rows["visage ünï — gris.mp4"]
-    assert gray["frames_with_face"] == gray["video_frames_sampled"] == 15  # 1 s sampled at 15/s
-    assert rows["uhd.mp4"]["frames_with_face"] == 6
-    for row in report.rows:
-        assert "\n" not in row["error"]
-    assert report.counts == {"failed": 4, "extracted": 5}
-
-
-def read_speech() -> np.ndarray:
-    from vavl.media import read_audio
-
-    speech = read_audio(require_shared_data() / "crema-d-samples/AudioMP3/1002_DFA_ANG_XX.mp3")
-    assert speech is not None
-    return speech
 
 
 def test_cli_extract_and_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -140,14 +140,14 @@ def test_cli_predict_formats_and_exit_codes(
     )
     err = capsys.readouterr().err
     assert (
-        f"vavl: {broken}: empty file (0 bytes)" in err and "2 of 3 files predicted, 1 failed" in err
+        f"vavl: {broken}: empty file (0 bytes)" in err and "2 of 3 files predicted; 1 failed" in err
     )
     written = json.loads((tmp_path / "p.json").read_text())
     assert [len(p["paths"]) for p in written["predictions"]] == [3, 1]
     assert written["failed"] == [{"file": str(broken), "error": f"{broken}: empty file (0 bytes)"}]
     assert main(["predict", *clips, "--model", str(model), "--format", "csv"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
-    assert lines[0].startswith("file,path,best,label,p_angry") and len(lines) == 1 + 3 + 1
+    assert lines[0].startswith("file,status,path,best,label,p_angry") and len(lines) == 1 + 3 + 1
     assert main(["predict", str(broken), "--model", str(model)]) == 1  # nothing could be predicted
 
 
@@ -170,7 +170,7 @@ def test_the_default_model_predicts_every_shared_clip(
     err = capsys.readouterr().err
     assert "for non-commercial research only" in caplog.text  # the default model's notice
     assert f"vavl: {broken}: cannot be read as audio or video: truncated" in err
-    assert f"{len(rows)} of {len(media)} files predicted, 1 failed" in err
+    assert f"{len(rows)} of {len(media)} files predicted; 1 failed" in err
     written = json.loads(out.read_text())
     assert written["model"].endswith("default-model.pt")
     by_file = {p["source"]: p for p in written["predictions"]}

@@ -114,7 +114,9 @@ def test_an_audio_file_gets_the_audio_path_and_says_why(server: VavlServer) -> N
 def test_bad_uploads_get_one_line_and_leave_nothing(server: VavlServer) -> None:
     data = require_shared_data()
     status, answer = request(server, "POST", "api/predict", b"just some text\n", "notes.mp4")
-    assert status == 415 and answer["error"].startswith("notes.mp4: not an audio or video file")
+    assert status == 415 and answer["error"].startswith(
+        "notes.mp4: not an audio, video or image file"
+    )
     cut = (data / "mead-samples/M030_sad_3_001.mp4").read_bytes()[:50_000]
     status, answer = request(server, "POST", "api/predict", cut, "../../outside/cut.mp4")
     assert status == 422

@@ -14,6 +14,7 @@ import logging
 import os
 import signal
 import sys
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -108,7 +109,7 @@ def _command_train(args: argparse.Namespace) -> int:
     run_dir = args.run_dir or Path("runs") / "-".join(
         filter(None, (Path(args.config).stem, args.model))
     )
-    _print_results(run_experiment(config, run_dir, progress=not args.quiet))
+    _print_results(run_experiment(config, run_dir, progress=not args.quiet, force=args.force))
     return 0
 
 
@@ -126,7 +127,7 @@ def _command_cv(args: argparse.Namespace) -> int:
     config = _experiment_config(args)
     name = "-".join(filter(None, (Path(args.config).stem, args.model, "cv")))
     run_dir = args.run_dir or Path("runs") / name
-    summary = run_cv(config, run_dir, progress=not args.quiet)
+    summary = run_cv(config, run_dir, progress=not args.quiet, force=args.force)
     print(f"\nTest sets over {summary['folds']} folds (mean ± std):")
     print(cv_markdown(config.task, summary["table"]), end="")
     print(f"\nReport: {run_dir / 'report.html'}")
@@ -191,12 +192,14 @@ def _command_info(args: argparse.Namespace) -> int:
 
 
 def _options(pairs: Sequence[str], flag: str) -> dict[str, object]:
+    from vavl.config import parse_value
+
     options = {}
     for pair in pairs:
         key, separator, value = pair.partition("=")
         if not separator or not key:
             raise VavlError(f"{flag} {pair}: expected KEY=VALUE, e.g. {flag} threads=2")
-        options[key] = yaml.safe_load(value)
+        options[key] = parse_value(value, f"{flag} {pair}")
     return options
 
 
@@ -221,6 +224,8 @@ def _command_extract(args: argparse.Namespace) -> int:
     )
     if settings.audio is None and settings.visual is None:
         raise VavlError("nothing to extract: --audio none and --visual none")
+    if args.out.exists() and not args.out.is_dir():
+        raise VavlError(f"--out {args.out}: is a file; a feature store is a folder")
     inputs = media_inputs(args.input)
     if not inputs:
         raise VavlError(f"{args.input}: no media files found")
@@ -237,10 +242,19 @@ def _command_extract(args: argparse.Namespace) -> int:
 
 
 def _prediction_rows(prediction: Prediction) -> list[dict[str, object]]:
+    if not prediction.paths:
+        return [
+            {
+                "file": prediction.source,
+                "status": "nothing to predict from",
+                "error": prediction.fallback or "",
+            }
+        ]
     rows = []
     for path, result in prediction.paths.items():
         row: dict[str, object] = {
             "file": prediction.source,
+            "status": "predicted",
             "path": path,
             "best": path == prediction.best_path,
             "label": result.label or "",
@@ -274,6 +288,12 @@ def _command_predict(args: argparse.Namespace) -> int:
     import io
     import json
 
+    if args.out is not None and args.out.is_dir():
+        raise VavlError(
+            f"--out {args.out}: is a folder; name a file in it, e.g. {args.out}/predictions.json"
+        )
+    if args.timeline and args.timeline_dir.exists() and not args.timeline_dir.is_dir():
+        raise VavlError(f"--timeline-dir {args.timeline_dir}: is a file, not a folder")
     if args.model is None:
         from vavl.model_card import preload_default_extractors
 
@@ -301,9 +321,13 @@ def _command_predict(args: argparse.Namespace) -> int:
                 timeline = predictor.timeline(media, args.window, args.hop, progress=True)
                 written = timeline.write(args.timeline_dir, _unique(Path(media).name, names))
                 print(f"timeline: {', '.join(str(p) for p in written.values())}", file=sys.stderr)
-        except VavlError as error:
-            failures.append({"file": str(media), "error": str(error)})
-            print(f"vavl: {error}", file=sys.stderr)
+        except (VavlError, OSError) as error:
+            message = str(error) if isinstance(error, VavlError) else f"{media}: {error.strerror}"
+            failures.append({"file": str(media), "error": message})
+            print(f"vavl: {message}", file=sys.stderr)
+    empty = [p for p in predictions if not p.paths]
+    for prediction in empty:
+        print(f"vavl: {prediction.source}: {prediction.fallback}", file=sys.stderr)
     if args.format == "json":
         text = json.dumps(
             {
@@ -315,9 +339,11 @@ def _command_predict(args: argparse.Namespace) -> int:
         )
     elif args.format == "csv":
         rows = [row for p in predictions for row in _prediction_rows(p)]
+        rows += [{"file": f["file"], "status": "failed", "error": f["error"]} for f in failures]
         buffer = io.StringIO()
         if rows:
-            writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
+            fields = list(dict.fromkeys(key for row in rows for key in row))
+            writer = csv.DictWriter(buffer, fieldnames=fields, restval="")
             writer.writeheader()
             writer.writerows(rows)
         text = buffer.getvalue()
@@ -329,9 +355,15 @@ def _command_predict(args: argparse.Namespace) -> int:
         write_text_atomically(args.out, text + "\n")
     else:
         print(text)
-    summary = f"{len(predictions)} of {len(args.media)} files predicted"
-    print(summary + (f", {len(failures)} failed" if failures else ""), file=sys.stderr)
-    return 0 if predictions else 1
+    done = len(predictions) - len(empty)
+    summary = f"{done} of {len(args.media)} files predicted"
+    if empty:
+        reasons = sorted(
+            {s.removeprefix("missing: ") for p in empty for s in p.modalities.values()}
+        )
+        summary += f"; {len(empty)} had nothing to predict from: {'; '.join(reasons)}"
+    print(summary + (f"; {len(failures)} failed" if failures else ""), file=sys.stderr)
+    return 0 if done else 1
 
 
 def _command_export(args: argparse.Namespace) -> int:
@@ -373,10 +405,6 @@ def _command_serve(args: argparse.Namespace) -> int:
         f"vavl: serving {server.url} (uploads in {server.app.work_dir}; Ctrl-C stops)", flush=True
     )
 
-    def stop(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt  # a service manager's stop: clean up as for Ctrl-C
-
-    signal.signal(signal.SIGTERM, stop)
     try:
         serve(server, remove_work_dir=args.work_dir is None)
     except KeyboardInterrupt:
@@ -424,6 +452,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=[],
         metavar="KEY=VALUE",
         help="override a config field, e.g. --set training.epochs=5 (repeatable)",
+    )
+    overrides.add_argument(
+        "--force",
+        action="store_true",
+        help="start over: replace a run (train, cv) that the run directory holds, even one made "
+        "with another config (only its own files are removed)",
     )
     overrides.add_argument(
         "--model",
@@ -619,9 +653,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)  # --help and argument errors end here, before torch
     from vavl import distributed
+
+    # A service manager's stop (SIGTERM) is handled like Ctrl-C: work stops where it is, the
+    # reports of what was done are written, and the exit code says it was interrupted.
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _interrupt) if in_main_thread else None
 
     env = distributed.environment()
     # Under torchrun, the main process speaks for all.
@@ -643,6 +686,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     finally:
         distributed.shutdown()
+        if in_main_thread:
+            signal.signal(signal.SIGTERM, previous)
 
 
 # Commands whose work is done when main() returns and that hold nothing to clean up at exit:

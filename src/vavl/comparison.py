@@ -7,7 +7,6 @@ partition: for each fold, the method's metric minus the reference's on the same 
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +17,7 @@ from matplotlib.figure import Figure
 
 from vavl.config import PATHS, ExperimentConfig, TaskConfig, config_from_dict
 from vavl.errors import ConfigError, VavlError
-from vavl.files import write_json_atomically, write_text_atomically
+from vavl.files import read_json, write_json_atomically, write_text_atomically
 from vavl.reports import PATH_TITLES, cv_metrics, cv_table, embedded_figure, table_html, write_page
 
 
@@ -39,9 +38,9 @@ def load_method(run_dir: str | Path) -> MethodRuns:
     run_dir = Path(run_dir)
     cv, single = run_dir / "cv.json", run_dir / "metrics.json"
     if cv.is_file():
-        saved = json.loads(cv.read_text())
+        saved = read_json(cv)
     elif single.is_file():
-        saved = json.loads(single.read_text())
+        saved = read_json(single)
     else:
         raise VavlError(
             f"{run_dir}: not a finished run (no cv.json from vavl cv, no metrics.json from "

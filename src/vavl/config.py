@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -39,8 +39,23 @@ KNOWN_DIMS = {
 SHIPPED_CONFIGS = Path(__file__).parent / "configs"
 
 
+def _accepts_bool(annotation: Any) -> bool:
+    return annotation is bool or any(_accepts_bool(a) for a in get_args(annotation))
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_booleans_for_numbers(cls, values: Any) -> Any:
+        """``epochs: true`` is a mistake, not 1 epoch (pydantic would take it as 1)."""
+        if isinstance(values, dict):
+            for name, value in values.items():
+                field = cls.model_fields.get(name)
+                if isinstance(value, bool) and field and not _accepts_bool(field.annotation):
+                    raise ValueError(f"{name} takes a number or a name, not {str(value).lower()}")
+        return values
 
 
 ModelName = Literal["vavl", "auxformer", "mult", "unimodal", "late-fusion", "early-fusion"]
@@ -420,14 +435,35 @@ def load_config(name_or_path: str | Path) -> ExperimentConfig:
             values = tomllib.loads(text)
         else:
             raise ConfigError(f"{path}: config files must end in .yaml, .yml or .toml")
-    except (yaml.YAMLError, tomllib.TOMLDecodeError) as error:
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path}:{yaml_problem(error)}") from None
+    except tomllib.TOMLDecodeError as error:
         first_line = str(error).splitlines()[0] if str(error) else type(error).__name__
-        raise ConfigError(f"{path}: not valid {path.suffix[1:].upper()}: {first_line}") from None
+        raise ConfigError(f"{path}: not valid TOML: {first_line}") from None
     if values is None:
         values = {}
     if not isinstance(values, dict):
         raise ConfigError(f"{path}: expected a mapping of sections at the top level")
     return config_from_dict(values, source=str(path))
+
+
+def yaml_problem(error: yaml.YAMLError) -> str:
+    """``LINE:COLUMN: not valid YAML: what`` (1-based, as editors count) from a YAML error."""
+    mark = getattr(error, "problem_mark", None)
+    problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+    where = f"{mark.line + 1}:{mark.column + 1}:" if mark is not None else ""
+    return f"{where} not valid YAML: {problem}"
+
+
+def parse_value(text: str, what: str) -> Any:
+    """A command-line value read as YAML (``5``, ``true``, ``[a, b]``, ``{k: v}``, text)."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+        column = f" at character {mark.column + 1}" if mark is not None else ""
+        raise ConfigError(f"{what}: the value is not valid YAML{column}: {problem}") from None
 
 
 def save_config(config: ExperimentConfig, path: str | Path) -> None:
@@ -461,7 +497,7 @@ def apply_overrides(config: ExperimentConfig, overrides: Sequence[str]) -> Exper
         if isinstance(node, list):
             if not name.isdigit() or int(name) >= len(node):
                 raise ConfigError(f"override '{override}': no entry {name} in that list")
-            node[int(name)] = yaml.safe_load(raw)
+            node[int(name)] = parse_value(raw, f"override '{override}'")
         else:
-            node[name] = yaml.safe_load(raw)
+            node[name] = parse_value(raw, f"override '{override}'")
     return config_from_dict(values, source="overrides")

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import logging
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,17 +26,18 @@ from vavl.config import (
     ExperimentConfig,
     PathName,
     apply_overrides,
+    config_from_dict,
     load_config,
     save_config,
 )
 from vavl.corpora import Split
 from vavl.data import FeatureNormalizer, Item
 from vavl.evaluation import PathPredictions, evaluate_predictions, hard_labels, predict_items
-from vavl.files import write_json_atomically, write_text_atomically
+from vavl.files import read_json, write_json_atomically, write_text_atomically
 from vavl.models import EmotionModel
 from vavl.preparation import ExperimentData, prepare
 from vavl.reports import cv_markdown, cv_table, write_cv_report, write_run_report
-from vavl.training import Trainer, class_weights_for, resolve_device
+from vavl.training import Trainer, check_same_run, class_weights_for, resolve_device
 
 logger = logging.getLogger("vavl")
 
@@ -148,14 +149,40 @@ def score_run(
     return ExperimentResult(config, run_dir, best, results.get("dev", {}), results["test"])
 
 
+# What a run directory holds; ``force`` removes exactly these, never a user's other files.
+RUN_FILES = (
+    "last.pt", "last.previous.pt", "best.pt", "config.yaml", "history.json", "metrics.json",
+    "report.html", "predictions", "cv.json", "cv.md",
+)  # fmt: skip
+
+
+def clear_run(run_dir: Path) -> None:
+    """Remove a run's own files from ``run_dir`` (and its folds'), to start over."""
+    for name in RUN_FILES:
+        target = run_dir / name
+        if target.is_dir():
+            shutil.rmtree(target)
+        else:
+            target.unlink(missing_ok=True)
+    for fold in sorted(run_dir.glob("fold-*")):
+        if fold.is_dir():
+            clear_run(fold)
+
+
 def run_experiment(
     config: ExperimentConfig,
     run_dir: str | Path,
     data: ExperimentData | None = None,
     progress: bool = True,
+    force: bool = False,
 ) -> ExperimentResult:
-    """Train (or resume) the config's fold in ``run_dir`` and score the selected epoch."""
+    """Train (or resume) the config's fold in ``run_dir`` and score the selected epoch.
+
+    ``force`` starts over, replacing what a run with another config left in ``run_dir``."""
     run_dir = Path(run_dir)
+    if force and distributed.is_main():
+        clear_run(run_dir)
+    distributed.barrier()
     if data is None:
         with distributed.main_first():  # the main process extracts what the store lacks
             data = prepare(config, progress and distributed.is_main())
@@ -185,13 +212,19 @@ def evaluate_run(run_dir: str | Path, progress: bool = True) -> ExperimentResult
     model = model_from_checkpoint(checkpoint).to(device)
     # best.pt's history stops at the selected epoch; the run's own file has every epoch.
     history_file = run_dir / "history.json"
-    history = json.loads(history_file.read_text()) if history_file.exists() else checkpoint.history
+    history = read_json(history_file) if history_file.exists() else checkpoint.history
     return score_run(run_dir, config, model, checkpoint.normalizer, data, history, device, progress)
 
 
-def run_cv(config: ExperimentConfig, run_dir: str | Path, progress: bool = True) -> dict[str, Any]:
-    """Every fold in ``run_dir/fold-<k>`` (finished folds are kept), then the paper's table."""
+def run_cv(
+    config: ExperimentConfig, run_dir: str | Path, progress: bool = True, force: bool = False
+) -> dict[str, Any]:
+    """Every fold in ``run_dir/fold-<k>`` (finished folds of the same config are kept; another
+    config is refused, or replaced with ``force``), then the paper's table."""
     run_dir = Path(run_dir)
+    if force and distributed.is_main():
+        clear_run(run_dir)
+    distributed.barrier()
     with distributed.main_first():
         data = prepare(config, progress and distributed.is_main())
     folds = len(data.folds)
@@ -199,12 +232,15 @@ def run_cv(config: ExperimentConfig, run_dir: str | Path, progress: bool = True)
     for fold in range(1, folds + 1):
         fold_dir = run_dir / f"fold-{fold}"
         metrics = fold_dir / "metrics.json"
+        fold_config = apply_overrides(config, [f"data.fold={fold}"])
         if metrics.exists():
-            logger.info("fold %d/%d: finished earlier, kept", fold, folds)
-            test_results.append(json.loads(metrics.read_text())["test"])
+            finished = read_json(metrics)
+            saved = config_from_dict(finished["config"], source=str(metrics))
+            check_same_run(fold_dir, saved, fold_config)
+            logger.info("fold %d/%d: finished earlier with the same config, kept", fold, folds)
+            test_results.append(finished["test"])
             continue
         logger.info("fold %d/%d", fold, folds)
-        fold_config = apply_overrides(config, [f"data.fold={fold}"])
         test_results.append(run_experiment(fold_config, fold_dir, data, progress).test)
     table = cv_table(config.task, test_results)
     summary = {"folds": folds, "table": table, "config": config.to_dict()}

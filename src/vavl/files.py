@@ -32,8 +32,11 @@ def write_atomically(path: str | Path, write: Callable[[IO[bytes]], object]) -> 
 
 
 def write_text_atomically(path: str | Path, text: str) -> Path:
+    """UTF-8 text; file names that are not UTF-8 (kept by Python as surrogates) are written as
+    their own bytes, as the file system has them."""
+
     def write(handle: IO[bytes]) -> None:
-        handle.write(text.encode("utf-8"))
+        handle.write(text.encode("utf-8", "surrogateescape"))
 
     return write_atomically(path, write)
 
@@ -48,6 +51,11 @@ def cache_dir() -> Path:
         os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "vavl"
     )
     return Path(root)
+
+
+def read_json(path: str | Path) -> Any:
+    """A JSON file written by :func:`write_json_atomically` (file names as their own bytes)."""
+    return json.loads(Path(path).read_text(encoding="utf-8", errors="surrogateescape"))
 
 
 def sha256_file(path: str | Path) -> str:

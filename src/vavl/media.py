@@ -131,7 +131,7 @@ def _ffmpeg_reason(error: Exception, path: Path) -> str:
 def open_container(path: str | Path) -> Any:
     """``av.open`` with the failures a user can act on turned into one-line :class:`MediaError`."""
     path = Path(path)
-    _check_file(path)
+    check_readable(path)
     # FFmpeg explains failures only in its log: capture it while opening (and keep it quiet).
     previous_level = av.logging.get_level()
     av.logging.set_level(av.logging.ERROR)
@@ -145,11 +145,19 @@ def open_container(path: str | Path) -> Any:
     raise MediaError(f"{path}: cannot be read as audio or video: {reason}")
 
 
-def _check_file(path: Path) -> None:
+def check_readable(path: str | Path) -> None:
+    """One-line :class:`MediaError` unless ``path`` is a file this process can open."""
+    path = Path(path)
     if not path.exists():
-        raise MediaError(f"{path}: file not found")
+        broken = path.is_symlink()
+        raise MediaError(f"{path}: {'broken symbolic link' if broken else 'file not found'}")
     if path.is_dir():
         raise MediaError(f"{path}: is a folder, not a media file")
+    try:
+        with open(path, "rb"):
+            pass
+    except OSError as error:
+        raise MediaError(f"{path}: cannot be read ({error.strerror or error})") from None
     if path.stat().st_size == 0:
         raise MediaError(f"{path}: empty file (0 bytes)")
 
@@ -168,10 +176,14 @@ def _probe_image(path: Path, format_name: str) -> MediaInfo:
 def probe(path: str | Path) -> MediaInfo:
     """Streams, codecs and durations of a media file (or a still image), without decoding it."""
     path = Path(path)
-    _check_file(path)
+    check_readable(path)
     format_name = image_format(path)
     if format_name is not None:
         return _probe_image(path, format_name)
+    if path.suffix.lower() in IMAGE_SUFFIXES:
+        raise MediaError(
+            f"{path}: cannot be read as an image: its content is no JPEG, PNG, WebP or BMP"
+        )
     with open_container(path) as container:
         audio = video = None
         if container.streams.audio:
@@ -206,15 +218,25 @@ def _seek(container: Any, stream: Any, start: float) -> None:
         container.seek(int(start / stream.time_base), stream=stream, backward=True)
 
 
+def _decoded(container: Any, stream: Any, damaged: list[int]) -> Iterator[Any]:
+    """The frames of one stream, decoded lazily packet by packet (memory independent of the
+    length). A packet that does not decode (corrupt bytes) is skipped and counted in
+    ``damaged[0]``: the rest of the file is still worth using."""
+    for packet in container.demux(stream):
+        try:
+            yield from packet.decode()
+        except av.error.InvalidDataError:
+            damaged[0] += 1
+
+
 def _resampled(
-    container: Any, stream: Any, sample_rate: int, start: float
+    container: Any, stream: Any, sample_rate: int, start: float, damaged: list[int]
 ) -> Iterator[NDArray[np.float32]]:
     """Mono float32 samples from ``start`` seconds on, in the decoder's block sizes."""
     resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate)
     skip: int | None = None if start > 0 else 0
-    # Decoded lazily, one packet at a time (memory independent of the length); None at the end
-    # flushes the resampler.
-    for frame in itertools.chain(container.decode(stream), [None]):
+    # None at the end flushes the resampler.
+    for frame in itertools.chain(_decoded(container, stream, damaged), [None]):
         if skip is None and frame is not None:
             # Decoding restarts at a keyframe before ``start``: drop what precedes it.
             first = frame.time if frame.time is not None else start
@@ -234,16 +256,19 @@ def iter_audio(
     sample_rate: int = SAMPLE_RATE,
     start: float = 0.0,
     end: float | None = None,
+    problems: list[str] | None = None,
 ) -> Iterator[NDArray[np.float32]]:
     """The first audio stream as mono float32 chunks at ``sample_rate`` (the last may be shorter).
 
     ``start`` and ``end`` (seconds) read a segment only. Memory stays bounded by the chunk size
-    whatever the length of the file. Yields nothing when the file has no audio stream.
+    whatever the length of the file. Yields nothing when the file has no audio stream. Damaged
+    packets are skipped; with a ``problems`` list, what went wrong is added to it and a stream
+    that stops decoding ends there (otherwise that raises :class:`MediaError`).
     """
     path = Path(path)
     chunk = int(chunk_seconds * sample_rate)
     limit = None if end is None else max(0, round((end - start) * sample_rate))
-    _check_file(path)
+    check_readable(path)
     if image_format(path) is not None:
         return
     with open_container(path) as container:
@@ -253,8 +278,9 @@ def iter_audio(
         _seek(container, stream, start)
         pending: list[NDArray[np.float32]] = []
         pending_samples = emitted = 0
+        damaged = [0]
         try:
-            for samples in _resampled(container, stream, sample_rate, start):
+            for samples in _resampled(container, stream, sample_rate, start, damaged):
                 if limit is not None:
                     samples = samples[: max(0, limit - emitted - pending_samples)]
                 pending.append(samples)
@@ -267,7 +293,12 @@ def iter_audio(
                 if limit is not None and emitted + pending_samples >= limit:
                     break
         except av.error.FFmpegError as error:
-            raise MediaError(f"{path}: audio stream cannot be decoded: {error}") from None
+            if problems is None:
+                raise MediaError(f"{path}: audio stream cannot be decoded: {error}") from None
+            seconds = (emitted + pending_samples) / sample_rate
+            problems.append(f"audio decoding stopped after {seconds:.1f} s: {error}")
+        if damaged[0] and problems is not None:
+            problems.append(f"{damaged[0]} damaged audio packets skipped")
         if pending_samples:
             yield np.concatenate(pending)
 
@@ -349,7 +380,7 @@ class VideoReader:
     def __iter__(self) -> Iterator[VideoFrame]:
         path = Path(self.path)
         self.decoded_frames, self.problems = 0, []
-        _check_file(path)
+        check_readable(path)
         if image_format(path) is not None:
             if self.start <= 0 and (self.end is None or self.end > 0):
                 self.decoded_frames = 1
@@ -366,8 +397,9 @@ class VideoReader:
             fallback_step = 1.0 / float(rate) if rate else 1.0 / 25.0
             sampler = FrameSampler(self.fps)
             kept = 0
+            damaged = [0]
             try:
-                for frame in container.decode(stream):
+                for frame in _decoded(container, stream, damaged):
                     self.decoded_frames += 1
                     time = frame.time
                     if time is None:
@@ -387,6 +419,8 @@ class VideoReader:
                 self.problems.append(
                     f"video decoding stopped after {self.decoded_frames} frames: {error}"
                 )
+            if damaged[0]:
+                self.problems.append(f"{damaged[0]} damaged video packets skipped")
             whole = self.start == 0 and self.end is None
             if whole and declared and self.decoded_frames < TRUNCATION_TOLERANCE * declared:
                 self.problems.append(

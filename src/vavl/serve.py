@@ -208,10 +208,13 @@ class Handler(BaseHTTPRequestHandler):
             self._send_json(HTTPStatus.NOT_FOUND, {"error": f"no such endpoint: {self.path}"})
             return
         name = _display_name(self.headers.get("X-Filename"))
-        upload: Path | None = None
         try:
             upload = self._receive(name)
-            self._send_json(HTTPStatus.OK, self.server.app.predict(upload, name))
+            try:
+                answer = self.server.app.predict(upload, name)
+            finally:  # gone before the reply leaves: a client never finds its upload on disk
+                upload.unlink(missing_ok=True)
+            self._send_json(HTTPStatus.OK, answer)
         except RequestError as error:
             self.close_connection = True  # an unread body must not be taken for a request
             self._send_json(error.status, {"error": str(error)})
@@ -220,9 +223,6 @@ class Handler(BaseHTTPRequestHandler):
             self._send_json(
                 HTTPStatus.INTERNAL_SERVER_ERROR, {"error": f"{name}: internal error (see log)"}
             )
-        finally:
-            if upload is not None:
-                upload.unlink(missing_ok=True)
 
     def _receive(self, name: str) -> Path:
         """The request body, checked and written into the work folder under a new name."""
@@ -246,8 +246,8 @@ class Handler(BaseHTTPRequestHandler):
         if kind is None:
             raise RequestError(
                 HTTPStatus.UNSUPPORTED_MEDIA_TYPE,
-                f"{name}: not an audio or video file (its content is no known container: "
-                "mp4/mov/m4a, mkv/webm, avi, flv, mpg, wav, mp3, flac, ogg)",
+                f"{name}: not an audio, video or image file (its content is no known format: "
+                "mp4/mov/m4a, mkv/webm, avi, flv, mpg, wav, mp3, flac, ogg, jpg, png, webp, bmp)",
             )
         upload = app.work_dir / f"{UPLOAD_PREFIX}{secrets.token_hex(8)}.{kind}"
         try:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import os
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -48,7 +49,7 @@ from vavl.data import (
     check_items,
     pair_unpaired,
 )
-from vavl.errors import ConfigError, TrainingError
+from vavl.errors import CheckpointError, ConfigError, TrainingError
 from vavl.evaluation import (
     PathPredictions,
     evaluate_predictions,
@@ -63,6 +64,7 @@ from vavl.models import VAVL, EmotionModel, build_model
 logger = logging.getLogger("vavl")
 
 LAST_CHECKPOINT = "last.pt"
+PREVIOUS_CHECKPOINT = "last.previous.pt"  # the one before last.pt: a way on if last.pt is damaged
 DEV_PAIRING = 2**31 - 1  # the seed stream of the development set's fixed pairs
 BEST_CHECKPOINT = "best.pt"
 # Fields that may change when a run is resumed without changing what it computes.
@@ -398,6 +400,27 @@ class TrainingResult:
     last_checkpoint: Path
 
 
+def config_changes(saved: ExperimentConfig, current: ExperimentConfig) -> list[str]:
+    """The fields whose change alters what a run computes (the number of epochs only counts
+    under a learning-rate schedule, which spans them)."""
+    changed = _differences(saved.to_dict(), current.to_dict())
+    if current.training.lr_schedule != "constant" and (
+        saved.training.epochs != current.training.epochs
+    ):
+        changed.append("training.epochs (the learning-rate schedule spans the epochs)")
+    return changed
+
+
+def check_same_run(run_dir: Path, saved: ExperimentConfig, current: ExperimentConfig) -> None:
+    """Refuse to touch a run directory that holds a run made with another config."""
+    changed = config_changes(saved, current)
+    if changed:
+        raise ConfigError(
+            f"{run_dir}: holds a run with a different config ({', '.join(changed)}); use a new "
+            "run directory, the same config, or --force to start over in this one"
+        )
+
+
 def _differences(saved: dict[str, Any], current: dict[str, Any], prefix: str = "") -> list[str]:
     changed = []
     for key in sorted(set(saved) | set(current)):
@@ -444,8 +467,10 @@ class Trainer:
         self.state = TrainerState()
         self.history: list[dict[str, Any]] = []
         self.calibration: dict[str, PathReliability] = {}
-        if (self.run_dir / LAST_CHECKPOINT).exists():
+        if self.last_path.exists() or self.previous_path.exists():
             self._resume()
+        elif self.best_path.exists():  # finished, but its training state is gone
+            check_same_run(self.run_dir, load_checkpoint(self.best_path).config, self.config)
 
     @property
     def last_path(self) -> Path:
@@ -454,6 +479,10 @@ class Trainer:
     @property
     def best_path(self) -> Path:
         return self.run_dir / BEST_CHECKPOINT
+
+    @property
+    def previous_path(self) -> Path:
+        return self.run_dir / PREVIOUS_CHECKPOINT
 
     def _checkpoint(self, with_training_state: bool) -> Checkpoint:
         trainer_state = None
@@ -475,22 +504,37 @@ class Trainer:
             calibration=dict(self.calibration),
         )
 
+    def _last_checkpoint(self) -> Checkpoint:
+        """``last.pt``, or the checkpoint before it when ``last.pt`` is missing or damaged."""
+        try:
+            return load_checkpoint(self.last_path, map_location=self.device)
+        except CheckpointError as damaged:
+            if not self.previous_path.exists():
+                raise CheckpointError(
+                    f"{damaged}; no earlier checkpoint to resume from: run again with --force "
+                    "to start over in this directory"
+                ) from None
+            try:
+                previous = load_checkpoint(self.previous_path, map_location=self.device)
+            except CheckpointError as also:
+                raise CheckpointError(
+                    f"{damaged}; {also}: run again with --force to start over in this directory"
+                ) from None
+            logger.warning("%s; resuming from %s instead", damaged, self.previous_path.name)
+            return previous
+
     def _resume(self) -> None:
-        checkpoint = load_checkpoint(self.last_path, map_location=self.device)
-        changed = _differences(checkpoint.config.to_dict(), self.config.to_dict())
-        saved_epochs = checkpoint.config.training.epochs
-        if (
-            self.config.training.lr_schedule != "constant"
-            and saved_epochs != self.config.training.epochs
-        ):
-            changed.append("training.epochs (the learning-rate schedule spans the epochs)")
-        if changed:
-            raise ConfigError(
-                f"{self.run_dir}: holds a run with a different config ({', '.join(changed)}); "
-                "use a new run directory or the same config"
-            )
+        checkpoint = self._last_checkpoint()
+        check_same_run(self.run_dir, checkpoint.config, self.config)
         if checkpoint.trainer_state is None or checkpoint.optimizer_states is None:
             raise ConfigError(f"{self.last_path}: has no training state to resume from")
+        trained = int(checkpoint.trainer_state["epoch"])
+        if trained > self.config.training.epochs:
+            raise ConfigError(
+                f"{self.run_dir}: has trained {trained} epochs already, more than the "
+                f"{self.config.training.epochs} asked for; ask for at least {trained} (its "
+                "weights come from those epochs) or use a new run directory"
+            )
         self.model.load_state_dict(checkpoint.model_state)
         self.recipe.load_state_dict(checkpoint.optimizer_states)
         self.normalizer = checkpoint.normalizer
@@ -510,6 +554,8 @@ class Trainer:
 
     def _save_last(self) -> None:
         if distributed.is_main():  # the processes hold the same weights: one writes them
+            if self.last_path.exists():  # kept, so that a damaged last.pt is not a dead end
+                os.replace(self.last_path, self.previous_path)
             save_checkpoint(self._checkpoint(with_training_state=True), self.last_path)
 
     def _loader(self, items: Sequence[Item], sampler: BucketBatchSampler) -> DataLoader[Item]:

@@ -12,13 +12,12 @@ from __future__ import annotations
 
 import contextlib
 import importlib.metadata
-import json
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
 from vavl.errors import WeightsError
-from vavl.files import cache_dir, sha256_file, write_json_atomically
+from vavl.files import cache_dir, read_json, sha256_file, write_json_atomically
 
 
 @dataclass(frozen=True)
@@ -64,7 +63,7 @@ def _checked_before(path: Path, sha256: str) -> bool:
     files already found right, in the user's cache folder."""
     record = cache_dir() / "verified-weights.json"
     try:
-        known = json.loads(record.read_text())
+        known = read_json(record)
     except (OSError, ValueError):
         known = {}
     status = path.stat()

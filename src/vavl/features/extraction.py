@@ -18,8 +18,10 @@ import hashlib
 import io
 import json
 import logging
+import ctypes
 import multiprocessing
 import os
+import signal
 import time
 from collections import Counter
 from collections.abc import Iterator, Sequence
@@ -35,8 +37,8 @@ from vavl.errors import DataError, VavlError
 from vavl.features.base import AudioExtractor, VisualExtractor, create_extractor
 from vavl.features.pipeline import FeaturePipeline, FileFeatures
 from vavl.features.store import FeatureStore, describe, feature_key
-from vavl.files import sha256_file, write_json_atomically, write_text_atomically
-from vavl.media import MEDIA_SUFFIXES
+from vavl.files import read_json, sha256_file, write_json_atomically, write_text_atomically
+from vavl.media import MEDIA_SUFFIXES, check_readable
 
 logger = logging.getLogger("vavl")
 
@@ -84,9 +86,7 @@ def media_inputs(source: str | Path) -> list[Path]:
     if not source.exists():
         raise DataError(f"{source}: no such file or folder")
     if source.is_dir():
-        return sorted(
-            p for p in source.rglob("*") if p.is_file() and p.suffix.lower() in MEDIA_SUFFIXES
-        )
+        return _media_in_folder(source)
     if source.suffix.lower() == ".csv":
         with open(source, newline="", encoding="utf-8") as handle:
             reader = csv.DictReader(handle)
@@ -94,6 +94,39 @@ def media_inputs(source: str | Path) -> list[Path]:
                 raise DataError(f"{source}: a manifest needs a 'path' column")
             return [source.parent / row["path"] for row in reader if row["path"]]
     return [source]
+
+
+def _media_in_folder(folder: Path) -> list[Path]:
+    """Media files under ``folder`` by name, and what could not be looked into: broken links
+    with a media name and unreadable folders are inputs too, so that each gets its failed row."""
+    found: list[Path] = []
+
+    def unreadable(error: OSError) -> None:
+        found.append(Path(error.filename))
+
+    for root, folders, files in os.walk(folder, onerror=unreadable):
+        folders.sort()
+        for name in folders:  # a folder named like a media file was surely meant as one
+            if Path(name).suffix.lower() in MEDIA_SUFFIXES:
+                found.append(Path(root) / name)
+        for name in files:
+            path = Path(root) / name
+            if path.suffix.lower() in MEDIA_SUFFIXES:
+                found.append(path)
+    return sorted(found)
+
+
+def _unreadable_reason(path: Path) -> str:
+    """Why ``path`` is no file to read, in words."""
+    if path.is_symlink() and not path.exists():
+        return f"broken symbolic link (to {os.readlink(path)})"
+    if path.is_dir():
+        try:
+            with os.scandir(path):
+                return "a folder, not a media file"
+        except OSError as error:
+            return f"a folder that cannot be read ({error.strerror})"
+    return "file not found"
 
 
 class _Extractor:
@@ -129,7 +162,8 @@ class _Extractor:
 
     def _process(self, path: Path) -> dict[str, Any]:
         if not path.is_file():
-            raise VavlError(f"{path}: file not found")
+            raise VavlError(f"{path}: {_unreadable_reason(path)}")
+        check_readable(path)
         content_hash = sha256_file(path)
         stored = {m: self.store.load(key, content_hash) for m, key in self.keys.items()}
         todo = tuple(m for m, entry in stored.items() if entry is None)
@@ -160,27 +194,49 @@ class _Extractor:
         return row
 
     def _save(self, result: FileFeatures, content_hash: str, modalities: Sequence[str]) -> None:
-        metadata = {
+        common: dict[str, Any] = {
             "source": str(result.path),
             "duration_s": None if result.duration is None else round(result.duration, 3),
-            "audio_seconds": round(result.audio_seconds, 3),
-            "frames_sampled": result.frames_sampled,
-            "frames_with_face": result.frames_with_face,
-            "faces": [asdict(face) for face in result.faces],
-            "face_used": result.face_used,
             "notes": result.notes,
+        }
+        # Each entry describes its own modality only: an entry redone alone (damaged) must not
+        # carry zeros for the modality that was not looked at.
+        own: dict[str, dict[str, Any]] = {
+            "audio": {"audio_seconds": round(result.audio_seconds, 3)},
+            "visual": {
+                "frames_sampled": result.frames_sampled,
+                "frames_with_face": result.frames_with_face,
+                "faces": [asdict(face) for face in result.faces],
+                "face_used": result.face_used,
+            },
         }
         for modality in modalities:
             features = result.audio if modality == "audio" else result.visual
             reason = result.missing.get(modality, "no features")
+            metadata = common | own[modality]
             self.store.save(self.keys[modality], content_hash, features, reason, metadata)
 
 
 _worker: _Extractor | None = None
+PR_SET_PDEATHSIG = 1  # prctl(2)
+
+
+def _die_with_parent() -> None:
+    """Have the kernel kill this process when its parent dies, even by SIGKILL (Linux)."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):  # not Linux: the parent's own cleanup still stops us
+        return
+    if os.getppid() == 1:  # the parent died before the call: nobody would stop us
+        os._exit(1)
 
 
 def _start_worker(settings: ExtractionSettings, store_root: str) -> None:
     global _worker
+    _die_with_parent()
+    # Ctrl-C reaches the whole process group: the parent stops the batch and its workers.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     _worker = _Extractor(settings, store_root)
 
@@ -216,14 +272,24 @@ def _results(
             yield index, extractor.process(path)
         return
     context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(
+    pool = ProcessPoolExecutor(
         workers, mp_context=context, initializer=_start_worker, initargs=(settings, str(store.root))
-    ) as pool:
+    )
+    try:
         futures: dict[Future[dict[str, Any]], int] = {
             pool.submit(_work, path): index for index, path in enumerate(inputs)
         }
         for future in as_completed(futures):
             yield futures[future], future.result()
+    except BaseException:
+        # Interrupted (Ctrl-C, SIGTERM): drop what is queued and stop the workers now, not after
+        # the files they are on; the caller writes the report with what was done.
+        workers_now = list(getattr(pool, "_processes", {}).values())
+        pool.shutdown(wait=False, cancel_futures=True)
+        for process in workers_now:
+            process.terminate()
+        raise
+    pool.shutdown()
 
 
 def write_report(
@@ -279,7 +345,7 @@ def merge_shard_reports(
         path = store.root / f"{_shard_report_name(name, (index, count))}.json"
         if not path.is_file():
             return None
-        saved = json.loads(path.read_text())
+        saved = read_json(path)
         if saved.get("inputs_sha256") != digest:
             return None
         shards.append(saved)
@@ -291,7 +357,7 @@ def merge_shard_reports(
 
 
 def _inputs_digest(inputs: Sequence[Path]) -> str:
-    return hashlib.sha256("\n".join(map(str, inputs)).encode()).hexdigest()
+    return hashlib.sha256(b"\n".join(os.fsencode(path) for path in inputs)).hexdigest()
 
 
 def run_extraction(
@@ -310,6 +376,9 @@ def run_extraction(
     settings = settings or ExtractionSettings()
     store = FeatureStore(store_root)
     store.root.mkdir(parents=True, exist_ok=True)
+    stale = store.remove_stale_temporaries(older_than=time.time())
+    if stale:
+        logger.info("%s: removed %d half-written entries of a killed run", store.root, stale)
     every_input = [Path(p) for p in inputs]
     paths = every_input if shard is None else every_input[shard[0] :: shard[1]]
     rows: list[dict[str, Any] | None] = [None] * len(paths)

@@ -338,6 +338,7 @@ class _Sources:
     audio: Iterator[FloatArray] | None
     frames: Iterable[VideoFrame] | None
     missing: dict[str, str]
+    problems: list[str]  # what went wrong reading the audio (filled as it is read)
 
 
 class FeaturePipeline:
@@ -374,19 +375,20 @@ class FeaturePipeline:
             raise MediaError(f"{path}: has neither an audio nor a video stream")
         self._check_duration(str(path), info.duration)
         missing: dict[str, str] = {}
+        problems: list[str] = []  # filled as the audio is read
         audio = frames = None
         if self.audio is not None and "audio" in modalities:
             if info.audio is None:
                 missing["audio"] = "a still image has no sound" if info.still else "no audio stream"
             else:
-                audio = iter_audio(path, chunk_seconds=self.audio.chunk_seconds)
+                audio = iter_audio(path, self.audio.chunk_seconds, problems=problems)
         if self.visual is not None and "visual" in modalities:
             if info.video is None:
                 missing["visual"] = "no video stream"
             else:
                 side = self.faces.max_side
                 frames = VideoReader(path, fps=self.visual.frame_rate, max_side=side)
-        return _Sources(path, info.duration, audio, frames, missing)
+        return _Sources(path, info.duration, audio, frames, missing, problems)
 
     def _array_sources(
         self,
@@ -408,7 +410,7 @@ class FeaturePipeline:
             audio = iter([waveform[i : i + step] for i in range(0, len(waveform), step)])
         if self.visual is not None and frames is not None:
             video = frames_from_arrays(frames, fps, self.visual.frame_rate)
-        return _Sources(Path(name), duration, audio, video, {})
+        return _Sources(Path(name), duration, audio, video, {}, [])
 
     @staticmethod
     def _check_duration(name: str, duration: float | None) -> None:
@@ -447,6 +449,7 @@ class FeaturePipeline:
                 stream.advance(math.inf)
         result = FileFeatures(sources.name, sources.duration, missing=dict(sources.missing))
         self._fill(result, audio, visual, 0.0, math.inf, whole=True)
+        result.notes = sources.problems + result.notes
         return result
 
     def _fill(
@@ -559,5 +562,5 @@ class FeaturePipeline:
             block_start = math.floor(start / block) * block
             block_frames = visual.frames_in(block_start, block_start + block)
         self._fill(result, audio, visual, start, stop, whole=False, track_frames=block_frames)
-        result.notes = visual.problems if visual is not None else []
+        result.notes = sources.problems + (visual.problems if visual is not None else [])
         return result

@@ -13,6 +13,8 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
+import re
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -71,9 +73,40 @@ class StoredFeatures:
     metadata: dict[str, Any]
 
 
+# The temporary files of ``write_atomically``: ``.<name>.<pid of the writer>.tmp``.
+TEMPORARY = re.compile(r"^\..+\.(\d+)\.tmp$")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: alive
+        return True
+    return True
+
+
 class FeatureStore:
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root)
+
+    def remove_stale_temporaries(self, older_than: float) -> int:
+        """Delete half-written entries that a killed writer left: files of the atomic-write
+        pattern whose writer process is gone and that are older than ``older_than`` (a
+        timestamp: when this run started). Returns how many were removed."""
+        removed = 0
+        for path in self.root.rglob(".*.tmp"):
+            match = TEMPORARY.match(path.name)
+            if match is None or _alive(int(match.group(1))):
+                continue
+            try:
+                if path.stat().st_mtime < older_than:
+                    path.unlink()
+                    removed += 1
+            except FileNotFoundError:  # another process cleaned it first
+                continue
+        return removed
 
     def entry_path(self, key: str, content_hash: str) -> Path:
         return self.root / "features" / key / content_hash[:2] / f"{content_hash}.npz"
