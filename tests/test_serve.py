@@ -209,7 +209,9 @@ def test_the_page_in_headless_chromium(server: VavlServer, tmp_path: Path) -> No
         text.write_text("not a video")
         browser.find_element(By.ID, "file").send_keys(str(text))
         browser.find_element(By.ID, "go").click()
-        wait.until(lambda b: "not an audio or video file" in b.find_element(By.ID, "status").text)
+        wait.until(
+            lambda b: "not an audio, video or image file" in b.find_element(By.ID, "status").text
+        )
         assert browser.find_element(By.ID, "status").get_attribute("class") == "error"
     finally:
         browser.quit()

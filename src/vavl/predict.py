@@ -13,9 +13,8 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -33,47 +32,11 @@ from vavl.files import cache_dir, sha256_file
 from vavl.media import probe
 from vavl.model_card import DEFAULT_MODEL, default_model_card
 from vavl.models import EmotionModel
+from vavl.results import PathPrediction, Prediction
+from vavl.timeline import Timeline, predict_timeline
 from vavl.training import resolve_device
 
-if TYPE_CHECKING:
-    from vavl.timeline import Timeline
-
 logger = logging.getLogger("vavl")
-
-
-@dataclass
-class PathPrediction:
-    """One path's answer: a class with probabilities, or attribute values."""
-
-    label: str | None = None
-    probabilities: dict[str, float] = field(default_factory=dict)
-    values: dict[str, float] = field(default_factory=dict)
-
-
-@dataclass
-class Prediction:
-    source: str
-    duration: float | None
-    modalities: dict[str, str]  # audio/visual -> "found" or "missing: <why>"
-    frames_sampled: int
-    frames_with_face: int
-    faces_tracked: int  # distinct faces followed through the video
-    face_used: str  # which one fed the visual path, and why
-    paths: dict[str, PathPrediction]
-    best_path: str | None
-    best_reason: str  # which development figures made it the best path
-    fallback: str | None  # which modality is missing and why, when one is
-    model: str
-    extractors: dict[str, str | None]
-    notes: list[str] = field(default_factory=list)
-    # For files longer than the model's max_clip_seconds: how the windows were combined.
-    aggregated: dict[str, Any] | None = None
-    face_crops: list[NDArray[np.uint8]] = field(default_factory=list, repr=False)
-
-    def to_dict(self) -> dict[str, Any]:
-        result = asdict(self)
-        result.pop("face_crops")
-        return result
 
 
 class Predictor:
@@ -239,9 +202,9 @@ class Predictor:
         self, path: str | Path, window: float = 3.0, hop: float = 1.0, progress: bool = False
     ) -> Timeline:
         """Every path's prediction for each ``window``-second window, every ``hop`` seconds."""
-        from vavl.timeline import predict_timeline
-
-        return predict_timeline(self, path, window, hop, progress=progress)
+        return predict_timeline(
+            self.pipeline, self.predict_items, self.task, path, window, hop, progress=progress
+        )
 
     def _from_store(self, path: Path, store: FeatureStore) -> FileFeatures:
         """The file's stored features; the modalities the store lacks are extracted now."""

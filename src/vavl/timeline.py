@@ -12,6 +12,7 @@ import csv
 import io
 import json
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -25,10 +26,14 @@ from vavl.data import Item
 from vavl.errors import ConfigError
 from vavl.files import write_atomically, write_text_atomically
 from vavl.media import probe
+from vavl.results import PathPrediction
 
 if TYPE_CHECKING:
-    from vavl.features.pipeline import FileFeatures
-    from vavl.predict import PathPrediction, Predictor
+    from vavl.config import TaskConfig
+    from vavl.features.pipeline import FeaturePipeline, FileFeatures
+
+# Every path's prediction for each item: what the predictor's ``predict_items`` gives.
+PredictItems = Callable[[Sequence[Item]], list[dict[str, PathPrediction]]]
 
 WINDOW_BATCH = 32
 
@@ -141,14 +146,17 @@ class Timeline:
 
 
 def predict_timeline(
-    predictor: Predictor,
+    pipeline: FeaturePipeline,
+    predict_items: PredictItems,
+    task: TaskConfig,
     path: str | Path,
     window: float = 3.0,
     hop: float = 1.0,
     block: float = 30.0,
     progress: bool = True,
 ) -> Timeline:
-    """Predictions of every ``window``-second window, one every ``hop`` seconds."""
+    """Predictions of every ``window``-second window, one every ``hop`` seconds: the pipeline
+    reads the file once and cuts the windows' features; they are predicted in batches."""
     if window <= 0 or hop <= 0 or block < window:
         raise ConfigError("timeline: window and hop must be positive and block at least a window")
     path = Path(path)
@@ -160,14 +168,14 @@ def predict_timeline(
 
     def flush() -> None:
         items = [Item.from_features(f"{f.start:.3f}", f) for f in pending]
-        for features, paths in zip(pending, predictor.predict_items(items), strict=True):
+        for features, paths in zip(pending, predict_items(items), strict=True):
             end = features.start + (features.duration or 0.0)
             windows.append(TimelineWindow(features.start, end, paths))
             notes.extend(n for n in features.notes if n not in notes)
         pending.clear()
 
     with tqdm(total=expected, desc="timeline", unit="window", disable=not progress) as bar:
-        for features in predictor.pipeline.windows(path, window, hop, block):
+        for features in pipeline.windows(path, window, hop, block):
             pending.append(features)
             if len(pending) == WINDOW_BATCH:
                 flush()
@@ -178,8 +186,8 @@ def predict_timeline(
         duration=duration or (windows[-1].end if windows else 0.0),
         window=window,
         hop=hop,
-        labels=predictor.task.labels,
-        kind=predictor.task.kind,
+        labels=task.labels,
+        kind=task.kind,
         windows=windows,
         notes=notes,
     )
