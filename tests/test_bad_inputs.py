@@ -155,33 +155,25 @@ def catalogue(folder: Path) -> dict[str, str]:
     return expected
 
 
+def _refuse(monkeypatch: pytest.MonkeyPatch, owner: Any, name: str, suffix: str) -> None:
+    """``owner.name(path, ...)`` raises PermissionError for paths ending in ``suffix``."""
+    real = getattr(owner, name)
+
+    def guarded(path: Any = ".", *args: Any, **kwargs: Any) -> Any:
+        if str(path).endswith(suffix):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(owner, name, guarded)
+
+
 @pytest.fixture
 def no_reading(monkeypatch: pytest.MonkeyPatch) -> None:
-    """``unreadable.mp3`` cannot be opened (as root, permissions alone cannot show it)."""
-    real_open = builtins.open
-
-    def guarded_open(file: Any, *args: Any, **kwargs: Any) -> Any:
-        if str(file).endswith("unreadable.mp3"):
-            raise PermissionError(13, "Permission denied", str(file))
-        return real_open(file, *args, **kwargs)
-
-    monkeypatch.setattr(builtins, "open", guarded_open)
-    real_av_open = av.open
-
-    def guarded_av_open(file: Any, *args: Any, **kwargs: Any) -> Any:
-        if str(file).endswith("unreadable.mp3"):
-            raise PermissionError(13, "Permission denied", str(file))
-        return real_av_open(file, *args, **kwargs)
-
-    monkeypatch.setattr(av, "open", guarded_av_open)
-    real_scandir = os.scandir
-
-    def guarded_scandir(path: Any = ".") -> Any:
-        if str(path).endswith("locked-folder"):
-            raise PermissionError(13, "Permission denied", str(path))
-        return real_scandir(path)
-
-    monkeypatch.setattr(os, "scandir", guarded_scandir)
+    """``unreadable.mp3`` cannot be opened, ``locked-folder`` cannot be listed (as root,
+    permissions alone cannot show it)."""
+    _refuse(monkeypatch, builtins, "open", "unreadable.mp3")
+    _refuse(monkeypatch, av, "open", "unreadable.mp3")
+    _refuse(monkeypatch, os, "scandir", "locked-folder")
 
 
 def test_every_bad_input_gets_its_row_and_one_line(

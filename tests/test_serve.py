@@ -1,16 +1,21 @@
-"""vavl serve: the HTTP API with a real client, the page in headless Chromium, upload safety."""
+"""vavl serve: the HTTP API with a real client, the page in headless Chromium, upload safety,
+the server's defences (timeouts, Host and Origin, bounded connections, its own work folder)."""
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import io
 import json
+import logging
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -29,15 +34,46 @@ CHROMEDRIVER = shutil.which("chromedriver")
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[VavlServer]:
-    predictor = Predictor.load(preview_crops=4)
-    settings = ServeSettings(port=0, max_upload_mb=2, window=1.0, hop=0.5)
-    server = create_server(predictor, settings, tmp_path_factory.mktemp("work"))
+def predictor() -> Predictor:
+    return Predictor.load(preview_crops=4)
+
+
+@contextlib.contextmanager
+def running(server: VavlServer) -> Iterator[VavlServer]:
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    yield server
-    server.shutdown()
-    server.server_close()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture(scope="module")
+def server(predictor: Predictor, tmp_path_factory: pytest.TempPathFactory) -> Iterator[VavlServer]:
+    settings = ServeSettings(port=0, max_upload_mb=2, window=1.0, hop=0.5)
+    with running(create_server(predictor, settings, tmp_path_factory.mktemp("work"))) as server:
+        yield server
+
+
+@pytest.fixture
+def strict(predictor: Predictor, tmp_path: Path) -> Iterator[VavlServer]:
+    """A server with a 2 s timeout and at most 4 connections."""
+    settings = ServeSettings(port=0, max_upload_mb=2, timeout=2, max_connections=4)
+    with running(create_server(predictor, settings, tmp_path)) as server:
+        yield server
+
+
+def raw_connection(server: VavlServer) -> socket.socket:
+    return socket.create_connection(server.server_address, timeout=20)
+
+
+def closed_by_server(connection: socket.socket) -> float:
+    """Seconds until the server closes ``connection`` (reading whatever it says first)."""
+    started = time.monotonic()
+    while connection.recv(65536):
+        pass
+    return time.monotonic() - started
 
 
 def request(
@@ -143,8 +179,10 @@ def test_bad_uploads_get_one_line_and_leave_nothing(server: VavlServer) -> None:
 
 
 def test_the_serve_command_binds_locally_and_cleans_up(tmp_path: Path) -> None:
+    kept = tmp_path / "upload-mine.mp4"  # a user's file, named like the server's uploads
+    kept.write_bytes(b"mine")
     process = subprocess.Popen(
-        [sys.executable, "-m", "vavl.cli", "serve", "--port", "0"],
+        [sys.executable, "-m", "vavl.cli", "serve", "--port", "0", "--work-dir", str(tmp_path)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -155,7 +193,7 @@ def test_the_serve_command_binds_locally_and_cleans_up(tmp_path: Path) -> None:
         assert line.startswith("vavl: serving http://127.0.0.1:"), line
         url = line.split()[2]
         work_dir = Path(line.split("uploads in ")[1].split(";")[0])
-        assert work_dir.is_dir()
+        assert work_dir.is_dir() and work_dir.parent == tmp_path
         with urllib.request.urlopen(url + "api/health", timeout=30) as response:
             assert json.loads(response.read())["status"] == "ok"
         with urllib.request.urlopen(url, timeout=30) as response:
@@ -164,7 +202,9 @@ def test_the_serve_command_binds_locally_and_cleans_up(tmp_path: Path) -> None:
         process.send_signal(signal.SIGTERM)  # as a service manager stops it
         _, errors = process.communicate(timeout=30)
     assert process.returncode == 0, errors[-2000:]
-    assert not work_dir.exists()
+    assert "Traceback" not in errors
+    assert not work_dir.exists()  # the server's own folder is gone, the user's files are not
+    assert kept.read_bytes() == b"mine" and list(tmp_path.iterdir()) == [kept]
 
 
 @pytest.mark.skipif(
@@ -215,4 +255,110 @@ def test_the_page_in_headless_chromium(server: VavlServer, tmp_path: Path) -> No
         assert browser.find_element(By.ID, "status").get_attribute("class") == "error"
     finally:
         browser.quit()
+    assert list(server.app.work_dir.iterdir()) == []
+
+
+def test_idle_and_slow_clients_are_cut_off(strict: VavlServer) -> None:
+    silent = raw_connection(strict)  # connects and says nothing
+    slow = raw_connection(strict)  # sends its request head a little at a time
+    slow.sendall(b"GET /api/health HTTP/1.1\r\nHo")
+    assert closed_by_server(silent) < 10
+    assert closed_by_server(slow) < 10
+    # Idle after a response (keep-alive): closed too.
+    kept = http.client.HTTPConnection(*strict.server_address, timeout=20)
+    kept.request("GET", "/api/health")
+    assert kept.getresponse().read()
+    assert kept.sock is not None and closed_by_server(kept.sock) < 10
+
+
+def test_a_stalled_upload_is_cut_off_and_leaves_no_file(strict: VavlServer) -> None:
+    clip = require_shared_data() / "crema-d-samples/VideoFlash/1001_DFA_ANG_XX.flv"
+    body = clip.read_bytes()
+    connection = raw_connection(strict)
+    head = (
+        f"POST /api/predict HTTP/1.1\r\nHost: 127.0.0.1:{strict.server_address[1]}\r\n"
+        f"Content-Length: {len(body)}\r\nX-Filename: stalled.flv\r\n\r\n"
+    )
+    connection.sendall(head.encode() + body[: len(body) // 2])
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and not list(strict.app.work_dir.iterdir()):
+        time.sleep(0.05)
+    assert list(strict.app.work_dir.iterdir()), "the upload was not streamed to disk"
+    answer = b""
+    while chunk := connection.recv(65536):
+        answer += chunk
+    assert answer.startswith(b"HTTP/1.1 408") and b"stalled.flv: the upload stalled" in answer
+    assert list(strict.app.work_dir.iterdir()) == []
+
+
+def test_connections_are_bounded(strict: VavlServer) -> None:
+    idle = [raw_connection(strict) for _ in range(4)]
+    time.sleep(0.2)
+    port = strict.server_address[1]
+    try:
+        assert _status(strict, "GET", {"Host": f"127.0.0.1:{port}"}) == 503
+    finally:
+        for connection in idle:
+            connection.close()
+    time.sleep(0.2)
+    assert _status(strict, "GET", {"Host": f"127.0.0.1:{port}"}) == 200
+
+
+def _status(server: VavlServer, method: str, headers: dict[str, str], body: bytes = b"") -> int:
+    connection = http.client.HTTPConnection(*server.server_address, timeout=60)
+    connection.putrequest(method, "/api/predict" if method == "POST" else "/", skip_host=True)
+    for name, value in headers.items():
+        connection.putheader(name, value)
+    connection.putheader("Content-Length", str(len(body)))
+    connection.endheaders(body)
+    response = connection.getresponse()
+    response.read()
+    connection.close()
+    return response.status
+
+
+def test_foreign_hosts_and_other_sites_are_refused(
+    server: VavlServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    port = server.server_address[1]
+    ours = {"Host": f"127.0.0.1:{port}"}
+    assert _status(server, "GET", ours) == 200
+    assert _status(server, "GET", {"Host": f"localhost:{port}"}) == 200
+    assert _status(server, "GET", {"Host": "evil.example"}) == 400  # DNS rebinding
+    assert _status(server, "GET", {}) == 400  # no Host at all
+    audio = (require_shared_data() / "crema-d-samples/AudioMP3/1002_DFA_SAD_XX.mp3").read_bytes()
+    evil = {**ours, "Origin": "http://evil.example", "Content-Type": "text/plain"}
+    with caplog.at_level(logging.INFO, logger="vavl"):
+        assert _status(server, "POST", evil, audio) == 403  # a form on another site
+        assert _status(server, "POST", {**ours, "Origin": "http://127.0.0.1:1"}, audio) == 403
+    assert "Origin 'http://evil.example' is another site" in caplog.text
+    assert _status(server, "POST", {**ours, "Origin": f"http://127.0.0.1:{port}"}, audio) == 200
+    assert list(server.app.work_dir.iterdir()) == []
+
+
+def test_more_names_can_be_allowed(predictor: Predictor, tmp_path: Path) -> None:
+    settings = ServeSettings(port=0, allowed_hosts=["emotions.lan"])
+    with running(create_server(predictor, settings, tmp_path)) as allowing:
+        assert _status(allowing, "GET", {"Host": "emotions.lan:8000"}) == 200
+        assert _status(allowing, "GET", {"Host": "other.lan"}) == 400
+
+
+def test_a_client_that_goes_away_leaves_no_traceback(
+    server: VavlServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    body = (require_shared_data() / "crema-d-samples/VideoFlash/1001_DFA_ANG_XX.flv").read_bytes()
+    with caplog.at_level(logging.DEBUG):
+        connection = raw_connection(server)
+        head = (
+            f"POST /api/predict HTTP/1.1\r\nHost: 127.0.0.1:{server.server_address[1]}\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n"
+        )
+        connection.sendall(head.encode() + body[:1000])
+        time.sleep(0.3)
+        connection.close()
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and "went away" not in caplog.text:
+            time.sleep(0.05)
+    assert "the client went away during the upload" in caplog.text
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info]
     assert list(server.app.work_dir.iterdir()) == []
