@@ -1,20 +1,24 @@
 """One training step on a fixed batch of 8 clips, run by tests/test_distributed.py: alone on
 the whole batch, or under torchrun with each process on its share. The main process writes the
-weights after the step and the gradients each optimizer stepped with (summed over processes) to
-the file given as the first argument; the second names the method."""
+weights after the step, the gradients each optimizer stepped with (summed over processes) and
+the device of every tensor the step sent to the other process, with the model's device, to the
+file given as the first argument; the second names the method."""
 
 from __future__ import annotations
 
 import sys
+from typing import Any
 
 import torch
+import torch.distributed as dist
 
 from helpers import demo_config
 from vavl import distributed
 from vavl.data import Collator, FeatureNormalizer
+from vavl.distributed import complete_batch
 from vavl.models import METHODS, build_model
 from vavl.preparation import prepare
-from vavl.training import build_recipe, complete_batch
+from vavl.training import ThreeStepRecipe, build_recipe
 
 
 def main() -> None:
@@ -48,13 +52,31 @@ def main() -> None:
         }
 
     recipe._update = recording_update  # type: ignore[method-assign]
+    sent: list[str] = []  # devices of the tensors that crossed processes
+    reduce = dist.all_reduce
+
+    def recording(tensor: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
+        sent.append(str(tensor.device))
+        return reduce(tensor, *args, **kwargs)
+
+    dist.all_reduce = recording
     share = items[distributed.rank() :: distributed.world_size()]
     batch = Collator(config.task, normalizer)(share)
     if distributed.active():
         batch = complete_batch(batch, config)
-    recipe.train_step(batch)
+    if isinstance(recipe, ThreeStepRecipe):
+        # The fusion step first, on the weights both runs start from: after the encoder steps it
+        # would read encoders that Adam moved by noise-driven steps (gradients that are zero up
+        # to rounding, e.g. a bias before batch norm), which eval mode's batch norm then sees.
+        recipe.fusion_step(batch)
+        recipe.unimodal_step("visual", batch)
+        recipe.unimodal_step("audio", batch)
+    else:
+        recipe.train_step(batch)
     if distributed.is_main():
-        torch.save({"weights": model.state_dict(), "gradients": gradients}, out)
+        device = str(next(model.parameters()).device)
+        saved = {"weights": model.state_dict(), "gradients": gradients}
+        torch.save(saved | {"collective_devices": sent, "model_device": device}, out)
     distributed.shutdown()
 
 

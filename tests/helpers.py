@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 from collections.abc import Iterable, Sequence
 from fractions import Fraction
@@ -40,11 +41,15 @@ def demo_config(*overrides: str) -> ExperimentConfig:
 
 
 def require_shared_data() -> Path:
-    """The real clips, or a skip that says why (CI has them at ../shared/data)."""
+    """The real clips, or a skip that says why; in CI (``VAVL_REQUIRE_SHARED_DATA=1``, set by
+    .ci/run, which has them at ../shared/data) their absence is a failure, never a skip."""
     import pytest
 
     if not SHARED_DATA.is_dir():
-        pytest.skip(f"real clips not found at {SHARED_DATA} (clone the project beside shared/)")
+        reason = f"real clips not found at {SHARED_DATA} (clone the project beside shared/)"
+        if os.environ.get("VAVL_REQUIRE_SHARED_DATA") == "1":
+            pytest.fail(reason)
+        pytest.skip(reason)
     return SHARED_DATA
 
 

@@ -53,24 +53,25 @@ def test_table_and_paired_differences_match_hand_computed_values(tmp_path: Path)
     comparison = compare_runs([base, other])
     assert comparison.reference == "vavl" and comparison.notes == []
     rows = comparison.rows()
-    # population std of (0.6, 0.6, 0.9) = sqrt(0.02) = 0.1414
+    # sample std (ddof 1) of (0.6, 0.6, 0.9) = sqrt(0.06 / 2) = 0.1732
     assert [
         "vavl",
         "audio-visual",
-        "0.700 ± 0.141",
+        "0.700 ± 0.173",
         "0.500 ± 0.000",
         "0.500 ± 0.000",
-        "0.350 ± 0.071",
+        "0.350 ± 0.087",
     ] in rows
     audio = comparison.differences["late-fusion"]["audio"]["f1_macro"]
     assert audio["values"] == pytest.approx([-0.1, 0.2, 0.0])
     assert audio["mean"] == pytest.approx(1 / 30) and audio["better"] == 1
     assert audio["std"] == pytest.approx(
-        ((0.1 + 1 / 30) ** 2 + (0.2 - 1 / 30) ** 2 + (1 / 30) ** 2) ** 0.5 / 3**0.5
+        ((0.1 + 1 / 30) ** 2 + (0.2 - 1 / 30) ** 2 + (1 / 30) ** 2) ** 0.5 / 2**0.5
     )
     fused = comparison.differences["late-fusion"]["audiovisual"]["f1_macro"]
     assert fused["mean"] == pytest.approx(0.4 / 3) and fused["better"] == 3
-    assert "| late-fusion | audio-visual | +0.133 ± 0.047 (3/3) |" in comparison.markdown()
+    # differences (0.1, 0.2, 0.1): mean 0.133, sample std 0.0577
+    assert "| late-fusion | audio-visual | +0.133 ± 0.058 (3/3) |" in comparison.markdown()
 
     # The other way round: the reference is named, and its own row has no difference.
     flipped = compare_runs([base, other], reference="late-fusion")

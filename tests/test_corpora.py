@@ -123,11 +123,11 @@ def test_msp_improv_partitions_are_session_independent_and_scaling_is_pure() -> 
             for s in ("train", "dev", "test")
         }
         assert (found["train"], found["dev"], found["test"]) == (train, dev, test)
-    raw, _, _ = read_msp_partitions(partitions_dir("MSP-IMPROV"), flipped=())
+    flipped, _, _ = read_msp_partitions(partitions_dir("MSP-IMPROV"), flipped=("arousal",))
     clip = "MSP-IMPROV-S01A-F02-R-FF01"
-    assert raw[clip]["arousal"] == pytest.approx(2.666667)
-    assert attributes[clip]["arousal"] == pytest.approx(6 - 2.666667)  # flipped once, at load
-    assert attributes[clip]["valence"] == raw[clip]["valence"]
+    assert attributes[clip]["arousal"] == pytest.approx(2.666667)  # as released
+    assert flipped[clip]["arousal"] == pytest.approx(6 - 2.666667)  # reversed once, when asked
+    assert flipped[clip]["valence"] == attributes[clip]["valence"]
     assert flip(flip(3.2)) == pytest.approx(3.2)
     from vavl.corpora.base import Clip
 

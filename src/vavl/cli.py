@@ -128,8 +128,10 @@ def _command_cv(args: argparse.Namespace) -> int:
     name = "-".join(filter(None, (Path(args.config).stem, args.model, "cv")))
     run_dir = args.run_dir or Path("runs") / name
     summary = run_cv(config, run_dir, progress=not args.quiet, force=args.force)
-    print(f"\nTest sets over {summary['folds']} folds (mean ± std):")
+    print(f"\nTest sets over {summary['folds']} folds (mean ± sample std):")
     print(cv_markdown(config.task, summary["table"]), end="")
+    if summary["overlap"]:
+        print(f"Note: {summary['overlap']}.")
     print(f"\nReport: {run_dir / 'report.html'}")
     return 0
 
@@ -699,11 +701,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.INFO if env.is_main else logging.WARNING, format="vavl: %(message)s"
     )
     try:
-        if env.world_size > 1 and args.command in ("train", "cv"):
-            distributed.initialize()
-            if not env.is_main:
-                args.quiet = True
-                sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - for the rest of the process
+        # Under torchrun the run itself joins the process group, on its configured device.
+        if env.world_size > 1 and args.command in ("train", "cv") and not env.is_main:
+            args.quiet = True
+            sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - for the rest of the process
         return int(args.handler(args))
     except VavlError as error:
         print(f"vavl: error: {error}", file=sys.stderr)

@@ -220,7 +220,7 @@ def compare_runs(run_dirs: Sequence[str | Path], reference: str | None = None) -
                 values = np.subtract(row[key]["folds"], base.table[path][key]["folds"])
                 comparison.differences[method.name][path][key] = {
                     "mean": float(values.mean()),
-                    "std": float(values.std()),
+                    "std": float(values.std(ddof=1)) if len(values) > 1 else 0.0,
                     "better": int((values > 0).sum()),
                     "values": values.tolist(),
                 }

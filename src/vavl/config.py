@@ -86,6 +86,23 @@ class ModelConfig(_Strict):
     # VAVL ablations.
     shared_block: bool = Field(True, description="VAVL: the shared Conformer between branches")
     shared_residual: bool = Field(True, description="VAVL: the residual around the shared block")
+    # Where vavl and the authors' code differ (the paper configs set the reference's values).
+    attention_scale: Literal["head", "model"] = Field(
+        "head", description="attention scores / sqrt(head size), or / sqrt(model_dim) (reference)"
+    )
+    relative_positions: Literal["exact", "reference"] = Field(
+        "exact",
+        description="Conformer relative positions: exact distances, or the reference's shifted "
+        "ascending positions (inexact, and dependent on the padded length)",
+    )
+    head_dropout: float | None = Field(
+        None, ge=0.0, lt=1.0, description="VAVL heads' dropout (null: model.dropout; ref. 0.2)"
+    )
+    head_final_activation: bool = Field(
+        True,
+        description="ReLU and dropout after the heads' last hidden layer too (the reference "
+        "goes from it straight to the output layer)",
+    )
     # AuxFormer and MulT (model_dim is their width: 50 in AuxFormer).
     cross_layers: int = Field(5, ge=1, description="layers of each cross-modal transformer")
     aux_hidden: tuple[int, ...] = Field(
@@ -96,6 +113,23 @@ class ModelConfig(_Strict):
     )
     embedding_dropout: float = Field(0.25, ge=0.0, lt=1.0)
     output_dropout: float = Field(0.2, ge=0.0, lt=1.0)
+    causal_mask: bool = Field(
+        False, description="AuxFormer/MulT: each frame attends to no later frame (reference)"
+    )
+    embedding: Literal["once", "every-stack"] = Field(
+        "once",
+        description="AuxFormer/MulT: scale, positions and embedding dropout once at the input, "
+        "or (reference) scale and dropout at every stack's input and auxiliary pass, positions "
+        "in the cross-modal stacks only",
+    )
+    alpha_init: Literal["half", "uniform"] = Field(
+        "half", description="AuxFormer/MulT gated residuals: alpha starts at 0.5, or U(0, 1)"
+    )
+    audiovisual_output: Literal["fusion", "mean"] = Field(
+        "fusion",
+        description="AuxFormer: the audio-visual path is the fusion head, or (reference) the "
+        "mean of the three outputs (in evaluation; training keeps each loss)",
+    )
 
     @model_validator(mode="after")
     def _check_sizes(self) -> ModelConfig:
@@ -187,18 +221,31 @@ class TrainingConfig(_Strict):
     frame_dropout: float = Field(
         0.0, ge=0.0, lt=1.0, description="augmentation: chance that a training frame is masked"
     )
+    shared_optimizer: Literal["per-step", "single"] = Field(
+        "per-step",
+        description="three-step recipe: the shared block's parameters in the visual and the "
+        "audio step's optimizers (two Adam states), or in one optimizer stepped in both "
+        "(reference)",
+    )
     selection_path: Literal["mean", "audio", "visual", "audiovisual", "last"] = Field(
         "mean",
         description="which development loss picks the best epoch ('last': the final epoch, "
         "for data too small to set speakers aside for development)",
     )
     seed: int = 0
-    amp: bool = Field(True, description="mixed precision, used on CUDA only")
+    amp: bool | Literal["bfloat16", "float16"] = Field(
+        True,
+        description="mixed precision: true on CUDA only (bfloat16 where the GPU has it, else "
+        "float16 with a loss scaler); 'bfloat16' or 'float16' on any device (the CPU too)",
+    )
     device: str = Field("auto", description="auto, cpu, cuda, cuda:N or mps")
     checkpoint_every: int = Field(
         200, ge=0, description="also checkpoint every N steps inside an epoch (0: epoch ends only)"
     )
     num_workers: int = Field(0, ge=0)
+    compile: bool = Field(
+        False, description="torch.compile the model (pays on GPUs for long runs; see benchmarks)"
+    )
     progress: bool = True
 
     def resolved_reconstruction_weight(self, task_kind: str) -> float:
@@ -256,7 +303,12 @@ class CorpusConfig(_Strict):
         description="corpus label -> task label (null drops it), or a named map",
     )
     channels: tuple[Literal["speech", "song"], ...] = ("speech", "song")
-    flip: tuple[str, ...] = Field(("arousal",), description="MSP-IMPROV: reversed attributes")
+    flip: tuple[str, ...] = Field(
+        (),
+        description="MSP-IMPROV: attributes to reverse (6 - value) at load; none by default: the "
+        "released labels already rate angry and happy clips higher in arousal than sad and "
+        "neutral ones (the reference reverses arousal in place every epoch)",
+    )
     modalities: tuple[Modality, ...] = MODALITIES
     role: Literal["all", "train", "dev"] = Field(
         "all",
@@ -305,6 +357,9 @@ class CorporaDataConfig(_Strict):
     fold: int = Field(1, ge=1, description="the fold `vavl train` runs; `vavl cv` runs all")
     store: Path = Field(Path("features"), description="feature store folder")
     workers: int = Field(1, ge=1, description="extraction processes")
+    max_audio_seconds: float | None = Field(
+        None, gt=0, description="train and test on the first seconds of audio only (ref.: 12)"
+    )
     scale_attributes: bool = Field(
         True, description="regression: min-max scale attributes by the training split's range"
     )

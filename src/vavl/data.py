@@ -21,7 +21,7 @@ from torch.utils.data import Dataset, Sampler
 from vavl.config import MODALITIES, ExperimentConfig, Modality, TaskConfig
 from vavl.errors import DataError
 from vavl.features.pipeline import FileFeatures
-from vavl.models.layers import trim_to_valid
+from vavl.masks import trim_to_valid
 
 FloatArray = NDArray[np.float32]
 

@@ -14,6 +14,8 @@ import csv
 import io
 import logging
 import shutil
+from collections import Counter
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,12 +34,13 @@ from vavl.config import (
 )
 from vavl.corpora import Split
 from vavl.data import FeatureNormalizer, Item
+from vavl.devices import resolve_device
 from vavl.evaluation import PathPredictions, evaluate_predictions, hard_labels, predict_items
 from vavl.files import read_json, write_json_atomically, write_text_atomically
 from vavl.models import EmotionModel
 from vavl.preparation import ExperimentData, prepare
 from vavl.reports import cv_markdown, cv_table, write_cv_report, write_run_report
-from vavl.training import Trainer, check_same_run, class_weights_for, resolve_device
+from vavl.training import Trainer, check_same_run, class_weights_for
 
 logger = logging.getLogger("vavl")
 
@@ -180,6 +183,7 @@ def run_experiment(
 
     ``force`` starts over, replacing what a run with another config left in ``run_dir``."""
     run_dir = Path(run_dir)
+    distributed.initialize(config.training.device)  # under torchrun; nothing in one process
     if force and distributed.is_main():
         clear_run(run_dir)
     distributed.barrier()
@@ -216,12 +220,28 @@ def evaluate_run(run_dir: str | Path, progress: bool = True) -> ExperimentResult
     return score_run(run_dir, config, model, checkpoint.normalizer, data, history, device, progress)
 
 
+def partition_overlap(folds: Sequence[Mapping[str, str]]) -> str | None:
+    """A note when the partitions' test sets share clips (as the authors' CREMA-D partitions
+    do): the folds are then not independent samples, and their spread understates the
+    uncertainty. None when every clip is tested at most once."""
+    tested = Counter(clip for fold in folds for clip, split in fold.items() if split == "test")
+    repeated = sum(1 for times in tested.values() if times > 1)
+    if not repeated:
+        return None
+    return (
+        f"the test sets of the {len(folds)} partitions overlap ({repeated} of {len(tested)} "
+        "tested clips are in more than one): the folds are not independent samples, and the "
+        "standard deviation understates the uncertainty"
+    )
+
+
 def run_cv(
     config: ExperimentConfig, run_dir: str | Path, progress: bool = True, force: bool = False
 ) -> dict[str, Any]:
     """Every fold in ``run_dir/fold-<k>`` (finished folds of the same config are kept; another
     config is refused, or replaced with ``force``), then the paper's table."""
     run_dir = Path(run_dir)
+    distributed.initialize(config.training.device)  # under torchrun; nothing in one process
     if force and distributed.is_main():
         clear_run(run_dir)
     distributed.barrier()
@@ -243,10 +263,14 @@ def run_cv(
         logger.info("fold %d/%d", fold, folds)
         test_results.append(run_experiment(fold_config, fold_dir, data, progress).test)
     table = cv_table(config.task, test_results)
-    summary = {"folds": folds, "table": table, "config": config.to_dict()}
+    overlap = partition_overlap(data.folds)
+    summary = {"folds": folds, "table": table, "overlap": overlap, "config": config.to_dict()}
+    if overlap:
+        logger.warning("%s", overlap)
     if distributed.is_main():
         write_json_atomically(run_dir / "cv.json", summary)
-        write_text_atomically(run_dir / "cv.md", cv_markdown(config.task, table))
+        markdown = cv_markdown(config.task, table) + (f"\n{overlap}\n" if overlap else "")
+        write_text_atomically(run_dir / "cv.md", markdown)
         save_config(config, run_dir / "config.yaml")
         write_cv_report(run_dir, config, table)
     return summary

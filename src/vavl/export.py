@@ -18,34 +18,30 @@ import torch
 from torch import Tensor, nn
 
 from vavl.checkpoint import Checkpoint, load_checkpoint, model_from_checkpoint
-from vavl.config import PATHS
+from vavl.config import PATHS, Modality
 from vavl.errors import CheckpointError, VavlError
 from vavl.files import write_json_atomically
-from vavl.models import VAVL
+from vavl.models.base import ThreeStepModel
 
 OPSET = 17
 
 
-class AudioPath(nn.Module):
-    def __init__(self, model: VAVL) -> None:
+class UnimodalPath(nn.Module):
+    """One modality's path of a three-step model, as a graph of its own."""
+
+    def __init__(self, model: ThreeStepModel, modality: Modality) -> None:
         super().__init__()
         self.model = model
+        self.modality: Modality = modality
 
-    def forward(self, audio: Tensor, audio_mask: Tensor) -> Tensor:
-        return self.model.audio_head(self.model.encode("audio", audio, audio_mask))
-
-
-class VisualPath(nn.Module):
-    def __init__(self, model: VAVL) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, visual: Tensor, visual_mask: Tensor) -> Tensor:
-        return self.model.visual_head(self.model.encode("visual", visual, visual_mask))
+    def forward(self, features: Tensor, mask: Tensor) -> Tensor:
+        head, _ = self.model.heads(self.modality)
+        output: Tensor = head(self.model.encode(self.modality, features, mask))
+        return output
 
 
 class AudioVisualPath(nn.Module):
-    def __init__(self, model: VAVL) -> None:
+    def __init__(self, model: ThreeStepModel) -> None:
         super().__init__()
         self.model = model
 
@@ -86,13 +82,16 @@ def export_onnx(checkpoint_path: str | Path, out_dir: str | Path) -> dict[str, P
     """Write ``audio.onnx``, ``visual.onnx``, ``audiovisual.onnx`` and ``onnx.json``."""
     checkpoint = load_checkpoint(checkpoint_path)
     model = model_from_checkpoint(checkpoint)
-    if not isinstance(model, VAVL):
-        raise CheckpointError(f"{checkpoint_path}: ONNX export handles VAVL models only")
+    if not isinstance(model, ThreeStepModel):
+        raise CheckpointError(
+            f"{checkpoint_path}: ONNX export handles models with per-modality encoders and a "
+            f"fusion head (VAVL), not '{checkpoint.config.model.name}'"
+        )
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     wrappers = {
-        "audio": AudioPath(model),
-        "visual": VisualPath(model),
+        "audio": UnimodalPath(model, "audio"),
+        "visual": UnimodalPath(model, "visual"),
         "audiovisual": AudioVisualPath(model),
     }
     written: dict[str, Path] = {}

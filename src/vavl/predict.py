@@ -24,6 +24,7 @@ from vavl.calibration import best_path, softmax
 from vavl.checkpoint import Checkpoint, load_checkpoint, model_from_checkpoint
 from vavl.config import MODALITIES, PATHS, FaceSettings, Modality
 from vavl.data import Batch, Collator, Item
+from vavl.devices import resolve_device
 from vavl.errors import CheckpointError, MediaError
 from vavl.features.base import create_extractor
 from vavl.features.pipeline import FaceSummary, FeaturePipeline, FileFeatures
@@ -34,7 +35,6 @@ from vavl.model_card import DEFAULT_MODEL, default_model_card
 from vavl.models import EmotionModel
 from vavl.results import PathPrediction, Prediction
 from vavl.timeline import Timeline, predict_timeline
-from vavl.training import resolve_device
 
 logger = logging.getLogger("vavl")
 

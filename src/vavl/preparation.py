@@ -219,6 +219,8 @@ def _prepare_corpora(
             without[clip.corpus] += 1
             continue
         audio, visual = found["audio"], found["visual"]
+        if audio is not None and data.max_audio_seconds is not None:
+            audio = replace(audio, features=audio.features[audio.times < data.max_audio_seconds])
         items[clip.id] = Item(
             id=clip.id,
             audio=None if audio is None else audio.features,

@@ -240,7 +240,8 @@ def metric_value(metrics: Mapping[str, Any], key: str) -> float:
 def cv_table(
     task: TaskConfig, folds: Sequence[Mapping[str, Mapping[str, Any]]]
 ) -> dict[str, dict[str, dict[str, Any]]]:
-    """table[path][metric] = mean, std (population over folds) and the per-fold values."""
+    """table[path][metric] = mean, sample standard deviation over the folds (ddof 1; 0 for a
+    single fold), the number of folds and the per-fold values."""
     table: dict[str, dict[str, dict[str, Any]]] = {}
     for path_name in PATHS:
         path: str = path_name
@@ -251,7 +252,8 @@ def cv_table(
             values = [metric_value(fold[path], key) for fold in folds]
             table[path][key] = {
                 "mean": float(np.mean(values)),
-                "std": float(np.std(values)),
+                "std": float(np.std(values, ddof=1)) if len(values) > 1 else 0.0,
+                "n": len(values),
                 "folds": values,
             }
     return table

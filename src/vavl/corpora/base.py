@@ -9,6 +9,7 @@ those words into the task's classes; partitions say which split each clip is in.
 from __future__ import annotations
 
 import csv
+import logging
 import random
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
@@ -22,6 +23,8 @@ from vavl.errors import DataError
 Split = Literal["train", "dev", "test"]
 SPLITS: tuple[Split, Split, Split] = ("train", "dev", "test")
 SPLIT_NAMES = {"train": "train", "development": "dev", "dev": "dev", "test": "test"}
+
+logger = logging.getLogger("vavl")
 
 
 @dataclass(frozen=True)
@@ -180,6 +183,14 @@ def check_clips(clips: Sequence[Clip], split: Mapping[str, Split] | None = None)
     for clip in clips:
         if clip.id in split:
             splits_of[clip.speaker].add(split[clip.id])
+    shared = sorted(s for s, found in splits_of.items() if {"train", "dev"} <= found)
+    if shared:
+        logger.warning(
+            "%d speaker(s) in both train and dev (%s%s): development figures will be optimistic",
+            len(shared),
+            ", ".join(shared[:3]),
+            ", ..." if len(shared) > 3 else "",
+        )
     for speaker, found in sorted(splits_of.items()):
         if "test" in found and len(found) > 1:
             others = ", ".join(sorted(found - {"test"}))

@@ -4,7 +4,10 @@ Labels and the session-independent partitions come from the VAVL authors' CSVs
 (``labels_consensus_{1..5}.csv``: FileName, EmoAct, EmoVal, EmoDom, SpkrID = session, Gender,
 Split_Set). Media files are found anywhere under the corpus folder by their name (audio .wav,
 video .avi/.mp4). Attribute transforms are pure functions: the training split's range scales every
-split, and the reference's arousal flip (6 - arousal) is applied once, here, never in place.
+split. The released labels' arousal already runs the usual way (angry and happy clips rate
+higher than sad and neutral ones), so nothing is reversed unless asked (``flip``); the
+reference's ``6 - arousal`` is applied in place on every read, so its orientation alternates
+between epochs, which vavl does not reproduce.
 """
 
 from __future__ import annotations
@@ -53,7 +56,7 @@ def min_max_scaled(
 
 
 def read_msp_partitions(
-    folder: Path, flipped: Sequence[str] = ("arousal",)
+    folder: Path, flipped: Sequence[str] = ()
 ) -> tuple[dict[str, dict[str, float]], list[dict[str, Split]], dict[str, str]]:
     """Attributes by clip (with ``flipped`` attributes reversed), partitions, sessions by clip."""
     found = read_authors_partitions(
@@ -70,7 +73,7 @@ def load_msp_improv(
     root: Path,
     partitions: Path,
     name: str = "msp-improv",
-    flipped: Sequence[str] = ("arousal",),
+    flipped: Sequence[str] = (),
 ) -> Corpus:
     require_folder(root, "MSP-IMPROV", "corpus")
     attributes, folds, sessions = read_msp_partitions(partitions, flipped)

@@ -26,18 +26,7 @@ from torch import Tensor, nn
 
 from vavl.config import MODALITIES, Modality, ModelConfig
 from vavl.models.base import EmotionModel, ModelOutput, fill_absent, given_modalities
-from vavl.models.layers import MLP
-
-
-def sinusoidal_positions(length: int, dim: int, device: torch.device) -> Tensor:
-    positions = torch.arange(length, device=device, dtype=torch.float32)[:, None]
-    frequencies = torch.exp(
-        torch.arange(0, dim, 2, device=device, dtype=torch.float32) * (-math.log(10000.0) / dim)
-    )
-    encoding = torch.zeros(length, dim, device=device)
-    encoding[:, 0::2] = torch.sin(positions * frequencies)
-    encoding[:, 1::2] = torch.cos(positions * frequencies)[:, : dim // 2]
-    return encoding
+from vavl.models.layers import MLP, sinusoidal_positions
 
 
 def last_real_frame(x: Tensor, mask: Tensor) -> Tensor:
@@ -47,10 +36,25 @@ def last_real_frame(x: Tensor, mask: Tensor) -> Tensor:
     return x[torch.arange(x.shape[0], device=x.device), last]
 
 
-class TransformerLayer(nn.Module):
-    """Pre-LayerNorm attention (self, or cross to a context) and a x4 feed-forward."""
+def causal_block(mask: Tensor, context_mask: Tensor, heads: int) -> Tensor:
+    """(batch * heads, T_q, T_k) True where a query may not look: keys later than the query,
+    shifted by the difference of the two streams' real lengths (the reference's future mask,
+    per clip so that padding changes nothing)."""
+    lengths, context_lengths = mask.sum(dim=1), context_mask.sum(dim=1)
+    offset = (context_lengths - lengths).abs()
+    queries = torch.arange(mask.shape[1], device=mask.device)
+    keys = torch.arange(context_mask.shape[1], device=mask.device)
+    blocked = keys[None, None, :] > queries[None, :, None] + offset[:, None, None]
+    return blocked.repeat_interleave(heads, dim=0)
 
-    def __init__(self, dim: int, heads: int, dropout: float, gated: bool) -> None:
+
+class TransformerLayer(nn.Module):
+    """Pre-LayerNorm attention (self, or cross to a context) and a x4 feed-forward; with
+    ``gated``, residuals weighted by a learned alpha (started at 0.5, or drawn from U(0, 1))."""
+
+    def __init__(
+        self, dim: int, heads: int, dropout: float, gated: bool, alpha_init: str = "half"
+    ) -> None:
         super().__init__()
         self.norm = nn.LayerNorm(dim)
         self.context_norm = nn.LayerNorm(dim)
@@ -63,7 +67,8 @@ class TransformerLayer(nn.Module):
             nn.Linear(4 * dim, dim),
         )
         self.dropout = nn.Dropout(dropout)
-        self.alpha = nn.Parameter(torch.tensor(0.5)) if gated else None
+        start = torch.rand(()) if alpha_init == "uniform" else torch.tensor(0.5)
+        self.alpha = nn.Parameter(start) if gated else None
 
     def _residual(self, x: Tensor, update: Tensor) -> Tensor:
         update = self.dropout(update)
@@ -77,6 +82,7 @@ class TransformerLayer(nn.Module):
         mask: Tensor,
         context: Tensor | None = None,
         context_mask: Tensor | None = None,
+        blocked: Tensor | None = None,
     ) -> Tensor:
         query = self.norm(x)
         if context is None or context_mask is None:
@@ -84,19 +90,42 @@ class TransformerLayer(nn.Module):
         else:
             keys, key_mask = self.context_norm(context), context_mask
         attended, _ = self.attention(
-            query, keys, keys, key_padding_mask=~key_mask, need_weights=False
+            query,
+            keys,
+            keys,
+            key_padding_mask=~key_mask,
+            attn_mask=blocked,
+            need_weights=False,
         )
         x = self._residual(x, attended)
         return self._residual(x, self.feed_forward(x))
 
 
 class TransformerStack(nn.Module):
-    def __init__(self, dim: int, heads: int, layers: int, dropout: float, gated: bool) -> None:
+    """Transformer layers and a final LayerNorm. With the reference's ``embedding:
+    every-stack``, the stack embeds its own inputs (x and the context): scaled by sqrt(dim),
+    sinusoidal positions added when ``positions``, embedding dropout."""
+
+    def __init__(
+        self, dim: int, heads: int, layers: int, config: ModelConfig, gated: bool, positions: bool
+    ) -> None:
         super().__init__()
+        self.heads = heads
+        self.causal = config.causal_mask
+        self.embeds = config.embedding == "every-stack"
+        self.positions = positions
+        self.embedding_dropout = nn.Dropout(config.embedding_dropout)
         self.layers = nn.ModuleList(
-            TransformerLayer(dim, heads, dropout, gated) for _ in range(layers)
+            TransformerLayer(dim, heads, config.dropout, gated, config.alpha_init)
+            for _ in range(layers)
         )
         self.norm = nn.LayerNorm(dim)
+
+    def _embedded(self, x: Tensor) -> Tensor:
+        x = x * math.sqrt(x.shape[-1])
+        if self.positions:
+            x = x + sinusoidal_positions(x.shape[1], x.shape[2], x.device).to(x.dtype)
+        return self.embedding_dropout(x)
 
     def forward(
         self,
@@ -105,8 +134,14 @@ class TransformerStack(nn.Module):
         context: Tensor | None = None,
         context_mask: Tensor | None = None,
     ) -> Tensor:
+        if self.embeds:
+            x = self._embedded(x)
+            context = None if context is None else self._embedded(context)
+        blocked = None
+        if self.causal:
+            blocked = causal_block(mask, mask if context_mask is None else context_mask, self.heads)
         for layer in self.layers:
-            x = layer(x, mask, context, context_mask)
+            x = layer(x, mask, context, context_mask, blocked)
         return self.norm(x)
 
 
@@ -142,12 +177,8 @@ class AuxFormer(EmotionModel):
         super().__init__()
         self.config = config
         self.output_dim = output_dim
-        dim, heads, layers, dropout = (
-            config.model_dim,
-            config.heads,
-            config.cross_layers,
-            config.dropout,
-        )
+        dim, heads, layers = config.model_dim, config.heads, config.cross_layers
+        positions = config.embedding == "every-stack"  # then the cross-modal stacks add them
         self.projections = nn.ModuleDict(
             {
                 "audio": nn.Linear(config.audio_dim, dim, bias=False),
@@ -157,21 +188,24 @@ class AuxFormer(EmotionModel):
         self.embedding_dropout = nn.Dropout(config.embedding_dropout)
         # cross["audio"]: audio attends to video; memory: the gated self-attention after it.
         self.cross = nn.ModuleDict(
-            {m: TransformerStack(dim, heads, layers, dropout, gated=False) for m in MODALITIES}
+            {m: TransformerStack(dim, heads, layers, config, False, positions) for m in MODALITIES}
         )
         self.memory = nn.ModuleDict(
-            {m: TransformerStack(dim, heads, layers, dropout, gated=True) for m in MODALITIES}
+            {m: TransformerStack(dim, heads, layers, config, True, False) for m in MODALITIES}
         )
         self.fusion_head = ResidualHead(2 * dim, output_dim, config.output_dropout)
         if self.auxiliary:
             self.unimodal = nn.ModuleDict(
-                {m: TransformerStack(dim, heads, layers, dropout, gated=False) for m in MODALITIES}
+                {m: TransformerStack(dim, heads, layers, config, False, False) for m in MODALITIES}
             )
             self.shared_mlp = ResidualMLP(dim, config.aux_hidden, config.output_dropout)
             self.shared_output = nn.Linear(dim, output_dim)
 
     def embed(self, modality: Modality, features: Tensor) -> Tensor:
-        x = self.projections[modality](features) * math.sqrt(self.config.model_dim)
+        x = self.projections[modality](features)
+        if self.config.embedding == "every-stack":
+            return x  # each stack embeds its own inputs
+        x = x * math.sqrt(self.config.model_dim)
         x = x + sinusoidal_positions(x.shape[1], x.shape[2], x.device)
         return self.embedding_dropout(x)
 
@@ -222,6 +256,9 @@ class AuxFormer(EmotionModel):
         if "audio" in streams and "visual" in streams:
             paired = output.present["audio"] & output.present["visual"]
             fused = self.fuse(*streams["audio"], *streams["visual"])
+            if self.config.audiovisual_output == "mean" and not self.training:
+                # The reference selects and tests on the mean of the three outputs.
+                fused = (fused + output.predictions["audio"] + output.predictions["visual"]) / 3
             output.present["audiovisual"] = paired
             output.predictions["audiovisual"] = fill_absent(fused, paired)
         return output

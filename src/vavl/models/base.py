@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal, Protocol, runtime_checkable
 
 import torch
 from torch import Tensor, nn
 
 from vavl.config import Modality, ModelConfig, PathName
+from vavl.masks import full_mask
 
 
 @dataclass
@@ -51,8 +53,31 @@ class EmotionModel(nn.Module):
         raise NotImplementedError
 
 
-def full_mask(features: Tensor) -> Tensor:
-    return torch.ones(features.shape[:2], dtype=torch.bool, device=features.device)
+RecipeStep = Literal["audio", "visual", "fusion", "shared"]
+
+
+@runtime_checkable
+class ThreeStepModel(Protocol):
+    """What VAVL's three-step recipe and the per-path ONNX export need of a model: one encoder
+    per modality to a pooled representation, each modality's prediction and reconstruction
+    heads, a fusion of two representations, and the modules each training step updates."""
+
+    def encode(self, modality: Modality, features: Tensor, mask: Tensor) -> Tensor:
+        """Pooled representation (batch, dim) of clips that all have ``modality``."""
+        ...
+
+    def heads(self, modality: Modality) -> tuple[nn.Module, nn.Module]:
+        """The prediction head and the reconstruction head of one modality."""
+        ...
+
+    def fuse(self, audio_embedding: Tensor, visual_embedding: Tensor) -> Tensor:
+        """The audio-visual output from the two representations."""
+        ...
+
+    def step_modules(self, step: RecipeStep) -> list[nn.Module]:
+        """The modules a step of the three-step recipe trains (``shared``: those that both
+        single-modality steps train)."""
+        ...
 
 
 def given_modalities(

@@ -9,12 +9,14 @@ taken over real frames only. A clip therefore gets the same output alone or insi
 from __future__ import annotations
 
 import math
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from vavl import distributed
+from vavl.models.layers import sinusoidal_positions
 
 
 def relative_position_encoding(length: int, dim: int, device: torch.device) -> Tensor:
@@ -33,13 +35,48 @@ def relative_position_encoding(length: int, dim: int, device: torch.device) -> T
     return encoding
 
 
-class RelativeMultiHeadAttention(nn.Module):
-    """Self-attention with Transformer-XL relative positions (content and position biases)."""
+AttentionScale = Literal["head", "model"]
+RelativePositions = Literal["exact", "reference"]
 
-    def __init__(self, dim: int, heads: int, dropout: float) -> None:
+
+def position_table(style: RelativePositions, length: int, dim: int, device: torch.device) -> Tensor:
+    """What the attention's position scores are computed against: the encodings of every
+    distance (``exact``), or of the positions 0 ... length - 1 (``reference``, shifted)."""
+    if style == "exact":
+        return relative_position_encoding(length, dim, device)
+    return sinusoidal_positions(length, dim, device)
+
+
+def reference_shift(scores: Tensor) -> Tensor:
+    """The VAVL reference's relative shift of (..., T, T) scores against T ascending positions:
+    pad a zero column, fold, drop a row. With T positions (not 2T - 1) it is exact only for
+    keys at or before the query, and then length-dependent; a key one step ahead gets 0 and
+    later keys read the next query's row. Kept to reproduce the reference."""
+    *lead, rows, columns = scores.shape
+    padded = torch.cat([scores.new_zeros(*lead, rows, 1), scores], dim=-1)
+    return padded.view(*lead, columns + 1, rows)[..., 1:, :].reshape(*lead, rows, columns)
+
+
+class RelativeMultiHeadAttention(nn.Module):
+    """Self-attention with Transformer-XL relative positions (content and position biases).
+
+    ``scale="head"`` divides the scores by the square root of the head size (as in the
+    Transformer); ``"model"`` by that of the model size (the VAVL reference). ``positions``:
+    exact relative distances, or the reference's shifted ascending positions."""
+
+    def __init__(
+        self,
+        dim: int,
+        heads: int,
+        dropout: float,
+        scale: AttentionScale = "head",
+        positions: RelativePositions = "exact",
+    ) -> None:
         super().__init__()
         self.heads = heads
         self.head_dim = dim // heads
+        self.scale = math.sqrt(self.head_dim if scale == "head" else dim)
+        self.positions = positions
         self.query = nn.Linear(dim, dim)
         self.key = nn.Linear(dim, dim)
         self.value = nn.Linear(dim, dim)
@@ -51,23 +88,31 @@ class RelativeMultiHeadAttention(nn.Module):
         self.output = nn.Linear(dim, dim)
         self.dropout = nn.Dropout(dropout)
 
-    def forward(self, x: Tensor, mask: Tensor, positions: Tensor) -> Tensor:
-        batch, time, dim = x.shape
+    def scores(self, x: Tensor, positions: Tensor) -> Tensor:
+        """Scaled attention scores (batch, heads, time, time): content plus position terms."""
+        batch, time, _ = x.shape
         query = self.query(x).view(batch, time, self.heads, self.head_dim)
         key = self.key(x).view(batch, time, self.heads, self.head_dim).transpose(1, 2)
-        value = self.value(x).view(batch, time, self.heads, self.head_dim).transpose(1, 2)
         position = self.position(positions).view(-1, self.heads, self.head_dim).permute(1, 2, 0)
-
         content_scores = torch.matmul(
             (query + self.content_bias).transpose(1, 2), key.transpose(-2, -1)
         )
         position_scores = torch.matmul((query + self.position_bias).transpose(1, 2), position)
-        # Row i of position_scores covers distances time-1 ... -(time-1); pick distance i - j.
-        steps = torch.arange(time, device=x.device)
-        index = (time - 1) - steps[:, None] + steps[None, :]
-        position_scores = position_scores.gather(-1, index.expand(batch, self.heads, time, time))
+        if self.positions == "exact":
+            # Row i covers distances time-1 ... -(time-1); pick distance i - j.
+            steps = torch.arange(time, device=x.device)
+            index = (time - 1) - steps[:, None] + steps[None, :]
+            position_scores = position_scores.gather(
+                -1, index.expand(batch, self.heads, time, time)
+            )
+        else:
+            position_scores = reference_shift(position_scores)
+        return (content_scores + position_scores) / self.scale
 
-        scores = (content_scores + position_scores) / math.sqrt(self.head_dim)
+    def forward(self, x: Tensor, mask: Tensor, positions: Tensor) -> Tensor:
+        batch, time, dim = x.shape
+        value = self.value(x).view(batch, time, self.heads, self.head_dim).transpose(1, 2)
+        scores = self.scores(x, positions)
         scores = scores.masked_fill(~mask[:, None, None, :], torch.finfo(scores.dtype).min)
         weights = self.dropout(torch.softmax(scores, dim=-1))
         attended = torch.matmul(weights, value).transpose(1, 2).reshape(batch, time, dim)
@@ -87,15 +132,12 @@ class MaskedBatchNorm1d(nn.BatchNorm1d):
             return super().forward(x)
         values = x.float()
         valid = mask[:, None, :].to(values.dtype)
-        count = distributed.all_reduce_sum(valid.sum().detach().clone())
+        mean, variance, count = distributed.masked_moments(values, valid)
         if count < 2:
             # Too few frames for batch statistics: normalise with the running ones.
             return F.batch_norm(
                 x, self.running_mean, self.running_var, self.weight, self.bias, False, 0.0, self.eps
             )
-        mean = distributed.differentiable_sum((values * valid).sum(dim=(0, 2))) / count
-        squares = (((values - mean[None, :, None]) * valid) ** 2).sum(dim=(0, 2))
-        variance = distributed.differentiable_sum(squares) / count
         if self.running_mean is not None and self.running_var is not None:
             momentum = self.momentum if self.momentum is not None else 0.1
             with torch.no_grad():
@@ -144,12 +186,19 @@ class ConformerBlock(nn.Module):
     """Half-step feed-forward, relative self-attention, convolution, half-step FF, norm."""
 
     def __init__(
-        self, dim: int, heads: int, kernel_size: int, ff_expansion: int, dropout: float
+        self,
+        dim: int,
+        heads: int,
+        kernel_size: int,
+        ff_expansion: int,
+        dropout: float,
+        scale: AttentionScale = "head",
+        positions: RelativePositions = "exact",
     ) -> None:
         super().__init__()
         self.feed_forward_in = FeedForward(dim, ff_expansion, dropout)
         self.attention_norm = nn.LayerNorm(dim)
-        self.attention = RelativeMultiHeadAttention(dim, heads, dropout)
+        self.attention = RelativeMultiHeadAttention(dim, heads, dropout, scale, positions)
         self.attention_dropout = nn.Dropout(dropout)
         self.convolution = ConvolutionModule(dim, kernel_size, dropout)
         self.feed_forward_out = FeedForward(dim, ff_expansion, dropout)
@@ -175,18 +224,22 @@ class ConformerEncoder(nn.Module):
         kernel_size: int,
         ff_expansion: int,
         dropout: float,
+        scale: AttentionScale = "head",
+        positions: RelativePositions = "exact",
     ) -> None:
         super().__init__()
         self.dim = dim
+        self.positions = positions
         self.input = nn.Sequential(nn.Linear(in_dim, dim), nn.Dropout(dropout))
         self.blocks = nn.ModuleList(
-            ConformerBlock(dim, heads, kernel_size, ff_expansion, dropout) for _ in range(blocks)
+            ConformerBlock(dim, heads, kernel_size, ff_expansion, dropout, scale, positions)
+            for _ in range(blocks)
         )
 
     def forward(self, x: Tensor, mask: Tensor) -> Tensor:
         """Encode (batch, time, in_dim) to (batch, time, dim); padded frames come out as zeros."""
         x = self.input(x)
-        positions = relative_position_encoding(x.shape[1], self.dim, x.device).to(x.dtype)
+        positions = position_table(self.positions, x.shape[1], self.dim, x.device).to(x.dtype)
         for block in self.blocks:
             x = block(x, mask, positions)
         return x.masked_fill(~mask[..., None], 0.0)

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 
+import torch
 from torch import Tensor, nn
 
 from vavl import distributed
+from vavl.masks import trim_to_valid
 
 
 def masked_mean(x: Tensor, mask: Tensor) -> Tensor:
@@ -19,11 +22,16 @@ def masked_mean(x: Tensor, mask: Tensor) -> Tensor:
     return (x * weights).sum(dim=1) / count
 
 
-def trim_to_valid(features: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
-    """Drop trailing time steps that no row of the batch uses (keeps at least one)."""
-    frames_used = mask.any(dim=0).nonzero()
-    length = int(frames_used.max()) + 1 if len(frames_used) else 1
-    return features[:, :length], mask[:, :length]
+def sinusoidal_positions(length: int, dim: int, device: torch.device) -> Tensor:
+    """(length, dim) sinusoidal encodings of the positions 0 ... length - 1."""
+    positions = torch.arange(length, device=device, dtype=torch.float32)[:, None]
+    frequencies = torch.exp(
+        torch.arange(0, dim, 2, device=device, dtype=torch.float32) * (-math.log(10000.0) / dim)
+    )
+    encoding = torch.zeros(length, dim, device=device)
+    encoding[:, 0::2] = torch.sin(positions * frequencies)
+    encoding[:, 1::2] = torch.cos(positions * frequencies)[:, : dim // 2]
+    return encoding
 
 
 def run_on_present(
@@ -43,21 +51,35 @@ def run_on_present(
     present = mask.any(dim=1)
     if bool(present.all()):
         return network(features, mask), present
-    outputs = features.new_full((features.shape[0], output_dim), fill)
     if bool(present.any()) or (training and distributed.active()):
-        outputs[present] = network(*trim_to_valid(features[present], mask[present]))
-    return outputs, present
+        computed = network(*trim_to_valid(features[present], mask[present]))
+        # In the network's dtype: under autocast it computes in a lower precision.
+        outputs = computed.new_full((features.shape[0], output_dim), fill)
+        outputs[present] = computed
+        return outputs, present
+    return features.new_full((features.shape[0], output_dim), fill), present
 
 
 class MLP(nn.Module):
     """Linear layers with ReLU and dropout between them; the last layer is linear."""
 
-    def __init__(self, in_dim: int, hidden: Sequence[int], out_dim: int, dropout: float) -> None:
+    def __init__(
+        self,
+        in_dim: int,
+        hidden: Sequence[int],
+        out_dim: int,
+        dropout: float,
+        final_activation: bool = True,
+    ) -> None:
+        """``final_activation=False`` leaves out the ReLU and dropout after the last hidden layer
+        (two linear layers in a row: the VAVL reference's heads)."""
         super().__init__()
         layers: list[nn.Module] = []
         previous = in_dim
-        for width in hidden:
-            layers += [nn.Linear(previous, width), nn.ReLU(), nn.Dropout(dropout)]
+        for index, width in enumerate(hidden):
+            layers.append(nn.Linear(previous, width))
+            if final_activation or index < len(hidden) - 1:
+                layers += [nn.ReLU(), nn.Dropout(dropout)]
             previous = width
         layers.append(nn.Linear(previous, out_dim))
         self.layers = nn.Sequential(*layers)

@@ -10,17 +10,20 @@ branch's sequence separately, so one trained model answers for audio, visual or 
 from __future__ import annotations
 
 from functools import partial
-from typing import Literal
 
 import torch
 from torch import Tensor, nn
 
 from vavl.config import Modality, ModelConfig
-from vavl.models.base import EmotionModel, ModelOutput, fill_absent, given_modalities
+from vavl.models.base import (
+    EmotionModel,
+    ModelOutput,
+    RecipeStep,
+    fill_absent,
+    given_modalities,
+)
 from vavl.models.conformer import ConformerEncoder
 from vavl.models.layers import MLP, masked_mean, run_on_present
-
-RecipeStep = Literal["audio", "visual", "fusion"]
 
 
 class VAVL(EmotionModel):
@@ -38,9 +41,18 @@ class VAVL(EmotionModel):
                 config.kernel_size,
                 config.ff_expansion,
                 config.dropout,
+                config.attention_scale,
+                config.relative_positions,
             )
 
-        hidden, dropout, dim = config.head_hidden, config.dropout, config.model_dim
+        dim = config.model_dim
+        dropout = config.dropout if config.head_dropout is None else config.head_dropout
+        head = partial(
+            MLP,
+            hidden=config.head_hidden,
+            dropout=dropout,
+            final_activation=config.head_final_activation,
+        )
         self.audio_projection = nn.Linear(config.audio_dim, config.projection_dim, bias=False)
         self.visual_projection = nn.Linear(config.visual_dim, config.projection_dim, bias=False)
         self.audio_encoder = conformer(config.projection_dim, config.audio_blocks)
@@ -48,11 +60,11 @@ class VAVL(EmotionModel):
         # Ablations: without the shared block, or without the residual around it.
         self.shared_encoder = conformer(dim, config.shared_blocks) if config.shared_block else None
         self.shared_norm = nn.LayerNorm(dim)
-        self.audio_head = MLP(dim, hidden, output_dim, dropout)
-        self.visual_head = MLP(dim, hidden, output_dim, dropout)
-        self.audio_reconstruction = MLP(dim, hidden, config.audio_dim, dropout)
-        self.visual_reconstruction = MLP(dim, hidden, config.visual_dim, dropout)
-        self.fusion_head = MLP(2 * dim, hidden, output_dim, dropout)
+        self.audio_head = head(dim, out_dim=output_dim)
+        self.visual_head = head(dim, out_dim=output_dim)
+        self.audio_reconstruction = head(dim, out_dim=config.audio_dim)
+        self.visual_reconstruction = head(dim, out_dim=config.visual_dim)
+        self.fusion_head = head(2 * dim, out_dim=output_dim)
 
     def _branch(self, modality: Modality) -> tuple[nn.Module, nn.Module]:
         if modality == "audio":
@@ -66,11 +78,14 @@ class VAVL(EmotionModel):
         return self.visual_head, self.visual_reconstruction
 
     def step_modules(self, step: RecipeStep) -> list[nn.Module]:
-        """The modules each step of the three-step recipe trains."""
+        """The modules each step of the three-step recipe trains (``shared``: the shared block,
+        which the audio and the visual step both train)."""
         if step == "fusion":
             return [self.fusion_head]
-        projection, encoder = self._branch(step)
         shared = [self.shared_encoder] if self.shared_encoder is not None else []
+        if step == "shared":
+            return [*shared, self.shared_norm]
+        projection, encoder = self._branch(step)
         return [projection, encoder, *shared, self.shared_norm, *self.heads(step)]
 
     def encode(self, modality: Modality, features: Tensor, mask: Tensor) -> Tensor:

@@ -1,25 +1,14 @@
-"""Training recipes and a resumable trainer.
+"""The resumable trainer: epochs of a recipe, development figures, the selected epoch,
+calibration, and checkpoints that let a killed run continue exactly where it stopped.
 
-VAVL's recipe (``three-step``): per batch, three steps, each with its own backward pass and
-optimizer:
-
-1. visual step: visual branch + shared block + visual head + visual reconstruction head, on
-   task loss + w * reconstruction MSE, over the clips that have video;
-2. acoustic step: the same for audio, over the clips that have audio;
-3. fusion step: branches and shared block in eval mode without gradients; only the fusion head is
-   trained, on the task loss, over the clips that have both.
-
-Clips lacking a modality still train the steps they can feed. The other models (AuxFormer, the
-baselines) and VAVL's single-step ablation use the ``joint`` recipe: one optimizer on the mean of
-every path's loss. The best epoch is chosen on the
-development loss, and test data is never seen here. Checkpoints are written every
-``training.checkpoint_every`` steps and at every epoch's end; a run directory that holds one
-resumes from it and reaches the same weights as an uninterrupted run.
+The best epoch is chosen on the development loss, and test data is never seen here.
+Checkpoints are written every ``training.checkpoint_every`` steps and at every epoch's end; a run
+directory that holds one resumes from it and reaches the same weights as an uninterrupted run.
+A run directory that holds a run of another config is refused (:func:`check_same_run`).
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
 import os
@@ -30,7 +19,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import Tensor
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
@@ -38,9 +26,8 @@ from vavl import distributed
 from vavl.augmentation import augment
 from vavl.calibration import DevOutputs, PathReliability, calibrate
 from vavl.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
-from vavl.config import MODALITIES, ExperimentConfig, Modality, PathName, TaskConfig
+from vavl.config import MODALITIES, ExperimentConfig, PathName
 from vavl.data import (
-    Batch,
     BucketBatchSampler,
     Collator,
     FeatureNormalizer,
@@ -49,6 +36,7 @@ from vavl.data import (
     check_items,
     pair_unpaired,
 )
+from vavl.devices import compile_model, resolve_device
 from vavl.errors import CheckpointError, ConfigError, TrainingError
 from vavl.evaluation import (
     PathPredictions,
@@ -58,8 +46,8 @@ from vavl.evaluation import (
     predict_items,
 )
 from vavl.files import write_json_atomically
-from vavl.losses import balanced_class_weights, reconstruction_loss, task_loss
-from vavl.models import VAVL, EmotionModel, build_model
+from vavl.models import build_model
+from vavl.training.recipes import build_recipe, class_weights_for
 
 logger = logging.getLogger("vavl")
 
@@ -76,306 +64,6 @@ RESUMABLE_OVERRIDES = {
     ("training", "epochs"),  # a finished run can be continued for more epochs
     ("prediction", "max_clip_seconds"),
 }
-
-
-def resolve_device(name: str) -> torch.device:
-    if name != "auto":
-        return torch.device(name)
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    if torch.backends.mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
-
-
-def class_weights_for(task: TaskConfig, items: Sequence[Item]) -> Tensor | None:
-    if task.kind != "classification" or task.class_weights == "none":
-        return None
-    if isinstance(task.class_weights, tuple):
-        return torch.tensor(task.class_weights, dtype=torch.float32)
-    labels = torch.tensor([item.label for item in items if item.label is not None])
-    return balanced_class_weights(labels, task.output_dim)
-
-
-class Recipe:
-    """Optimizers (one per named group of parameters), mixed precision and the update rule."""
-
-    def __init__(
-        self,
-        model: EmotionModel,
-        config: ExperimentConfig,
-        device: torch.device,
-        class_weights: Tensor | None,
-        groups: dict[str, list[torch.nn.Parameter]],
-    ) -> None:
-        self.model = model
-        self.task = config.task
-        self.training = config.training
-        self.device = device
-        self.class_weights = None if class_weights is None else class_weights.to(device)
-        self.reconstruction_weight = config.training.resolved_reconstruction_weight(
-            config.task.kind
-        )
-        self.optimizers = {
-            name: torch.optim.Adam(
-                parameters,
-                lr=config.training.learning_rate,
-                betas=config.training.betas,
-                weight_decay=config.training.weight_decay,
-            )
-            for name, parameters in groups.items()
-        }
-        use_amp = config.training.amp and device.type == "cuda"
-        bf16 = use_amp and torch.cuda.is_bf16_supported()
-        self.amp_dtype = torch.bfloat16 if bf16 else torch.float16
-        self.use_amp = use_amp
-        self.scaler = torch.amp.GradScaler("cuda", enabled=use_amp and not bf16)
-
-    def train_step(self, batch: Batch) -> dict[str, float]:
-        raise NotImplementedError
-
-    def set_progress(self, progress: float) -> None:
-        """The learning rate for ``progress`` (0 to 1) through training, by the schedule."""
-        rate = self.training.learning_rate
-        if self.training.lr_schedule == "cosine":
-            rate *= 0.5 * (1.0 + math.cos(math.pi * min(max(progress, 0.0), 1.0)))
-        for optimizer in self.optimizers.values():
-            for group in optimizer.param_groups:
-                group["lr"] = rate
-
-    def autocast(self) -> contextlib.AbstractContextManager[Any]:
-        if not self.use_amp:
-            return contextlib.nullcontext()
-        return torch.autocast(device_type=self.device.type, dtype=self.amp_dtype)
-
-    def _update(self, step: str, loss: Tensor) -> None:
-        optimizer = self.optimizers[step]
-        optimizer.zero_grad(set_to_none=True)
-        self.scaler.scale(loss).backward()
-        parameters = [p for group in optimizer.param_groups for p in group["params"]]
-        if distributed.active():
-            _sum_gradients(parameters)
-        if self.training.max_grad_norm is not None:
-            self.scaler.unscale_(optimizer)
-            torch.nn.utils.clip_grad_norm_(parameters, self.training.max_grad_norm)
-        self.scaler.step(optimizer)
-        self.scaler.update()
-
-    def state_dict(self) -> dict[str, Any]:
-        return {
-            "optimizers": {name: opt.state_dict() for name, opt in self.optimizers.items()},
-            "scaler": self.scaler.state_dict(),
-        }
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        for name, optimizer in self.optimizers.items():
-            optimizer.load_state_dict(state["optimizers"][name])
-        self.scaler.load_state_dict(state["scaler"])
-
-
-def _sum_gradients(parameters: Sequence[torch.nn.Parameter]) -> None:
-    """Gradients summed over processes (each process's loss was scaled by its share of the
-    batch, so the sum is the whole batch's gradient). A parameter no process reached keeps no
-    gradient, as in one process."""
-    reached = [p.grad is not None for p in parameters]
-    flat = torch.cat(
-        [(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1) for p in parameters]
-        + [torch.tensor(reached, dtype=parameters[0].dtype, device=parameters[0].device)]
-    )
-    distributed.all_reduce_sum(flat)
-    offset = 0
-    for parameter, anyone in zip(parameters, flat[-len(parameters) :].tolist(), strict=True):
-        size = parameter.numel()
-        grad = flat[offset : offset + size].view_as(parameter).clone()
-        parameter.grad = grad if anyone > 0 else None
-        offset += size
-
-
-def _totals(*counts: int | Tensor) -> list[int]:
-    """Rows over all processes for each local count (the local counts in one process)."""
-    local = torch.tensor([int(c) for c in counts], dtype=torch.float64)
-    return [int(v) for v in distributed.all_reduce_sum(local).tolist()]
-
-
-class ThreeStepRecipe(Recipe):
-    """VAVL's recipe: a visual, an acoustic and a fusion step per batch, each its own optimizer."""
-
-    model: VAVL
-
-    def __init__(
-        self,
-        model: VAVL,
-        config: ExperimentConfig,
-        device: torch.device,
-        class_weights: Tensor | None,
-    ) -> None:
-        groups = {
-            step: [p for module in model.step_modules(step) for p in module.parameters()]
-            for step in ("visual", "audio", "fusion")
-        }
-        super().__init__(model, config, device, class_weights, groups)
-
-    def unimodal_step(self, modality: Modality, batch: Batch) -> dict[str, float]:
-        rows = batch.present(modality)
-        local = int(rows.sum())
-        (total,) = _totals(local)
-        if total == 0:
-            return {}
-        # Under torch.distributed a process whose share has no such clip still runs the step on
-        # zero rows: every process takes part in the same collective operations.
-        clips = batch.select(rows, (modality,))
-        features, mask = clips.modality(modality)
-        assert features is not None and mask is not None and clips.target is not None
-        self.model.train()
-        head, reconstruction_head = self.model.heads(modality)
-        with self.autocast():
-            embedding = self.model.encode(modality, features, mask)
-            if not local:
-                self._update(modality, embedding.sum() * 0.0)
-                return {}
-            loss_task = task_loss(self.task.kind, head(embedding), clips.target, self.class_weights)
-            loss_reconstruction = reconstruction_loss(
-                reconstruction_head(embedding), features, mask
-            )
-            loss = loss_task + self.reconstruction_weight * loss_reconstruction
-        self._update(modality, loss * (local / total))
-        return {
-            f"{modality}_loss": loss_task.item(),
-            f"{modality}_reconstruction": loss_reconstruction.item(),
-        }
-
-    def fusion_step(self, batch: Batch) -> dict[str, float]:
-        rows = batch.present("audio") & batch.present("visual")
-        local = int(rows.sum())
-        (total,) = _totals(local)
-        if total == 0:
-            return {}
-        pairs = batch.select(rows)
-        assert pairs.audio is not None and pairs.audio_mask is not None
-        assert pairs.visual is not None and pairs.visual_mask is not None
-        assert pairs.target is not None
-        self.model.eval()
-        with torch.no_grad(), self.autocast():
-            audio = self.model.encode("audio", pairs.audio, pairs.audio_mask)
-            visual = self.model.encode("visual", pairs.visual, pairs.visual_mask)
-        if self.training.modality_dropout > 0:
-            dropped = torch.rand(len(pairs), device=self.device) < self.training.modality_dropout
-            drop_audio = torch.rand(len(pairs), device=self.device) < 0.5
-            audio = audio.masked_fill((dropped & drop_audio)[:, None], 0.0)
-            visual = visual.masked_fill((dropped & ~drop_audio)[:, None], 0.0)
-        self.model.fusion_head.train()
-        with self.autocast():
-            fused = self.model.fuse(audio, visual)
-            if local:
-                loss = task_loss(self.task.kind, fused, pairs.target, self.class_weights)
-                self._update("fusion", loss * (local / total))
-            else:
-                self._update("fusion", fused.sum() * 0.0)
-        self.model.train()
-        return {"audiovisual_loss": loss.item()} if local else {}
-
-    def train_step(self, batch: Batch) -> dict[str, float]:
-        losses = self.unimodal_step("visual", batch)
-        losses |= self.unimodal_step("audio", batch)
-        losses |= self.fusion_step(batch)
-        return losses
-
-
-class JointRecipe(Recipe):
-    """One optimizer and one step per batch on the mean of the task losses of every path the
-    batch feeds (AuxFormer's (CE_av + CE_a + CE_v) / 3), plus the weighted reconstruction loss of
-    models that reconstruct. With ``modality_dropout`` p, each modality's input is zeroed for the
-    whole batch with probability p (AuxFormer's modality dropout)."""
-
-    def __init__(
-        self,
-        model: EmotionModel,
-        config: ExperimentConfig,
-        device: torch.device,
-        class_weights: Tensor | None,
-    ) -> None:
-        super().__init__(model, config, device, class_weights, {"joint": list(model.parameters())})
-
-    def train_step(self, batch: Batch) -> dict[str, float]:
-        assert batch.target is not None
-        inputs = batch.inputs()
-        for modality in MODALITIES:
-            features = inputs[modality]
-            dropout = self.training.modality_dropout
-            if features is not None and dropout > 0 and float(torch.rand(())) < dropout:
-                inputs[modality] = torch.zeros_like(features)
-        self.model.train()
-        losses: dict[str, float] = {}
-        with self.autocast():
-            output = self.model(**inputs)
-            # Each term is a mean over its rows; under torch.distributed each process weighs
-            # its term by its share of those rows, and the gradients are summed.
-            terms: list[tuple[str, Tensor, Tensor]] = []
-            for path in output.present:
-                predictions, rows = output.rows(path)
-                terms.append((f"{path}_loss", predictions, rows))
-            reconstructions = []
-            if self.reconstruction_weight > 0:
-                for modality, reconstruction in output.reconstructions.items():
-                    rows = output.present[modality].nonzero().squeeze(-1)
-                    reconstructions.append((modality, reconstruction, rows))
-            totals = _totals(*(len(rows) for *_, rows in terms + reconstructions))
-            paths = sum(1 for total in totals[: len(terms)] if total)
-            if not paths:
-                return {}
-            loss = torch.zeros((), device=self.device)
-            for (name, predictions, rows), total in zip(terms, totals, strict=False):
-                if not len(rows):
-                    loss = loss + predictions.sum() * 0.0
-                    continue
-                term = task_loss(
-                    self.task.kind, predictions, batch.target[rows], self.class_weights
-                )
-                loss = loss + term * (len(rows) / total / paths)
-                losses[name] = term.item()
-            for (modality, reconstruction, rows), total in zip(
-                reconstructions, totals[len(terms) :], strict=True
-            ):
-                features, mask = batch.modality(modality)
-                if not len(rows) or features is None or mask is None:
-                    loss = loss + reconstruction[rows].sum() * 0.0  # rows of absent clips are NaN
-                    continue
-                term = reconstruction_loss(reconstruction[rows], features[rows], mask[rows])
-                loss = loss + self.reconstruction_weight * term * (len(rows) / total)
-                losses[f"{modality}_reconstruction"] = term.item()
-        self._update("joint", loss)
-        return losses
-
-
-def complete_batch(batch: Batch, config: ExperimentConfig) -> Batch:
-    """A process's share of a batch with every modality (zero frames where none of its clips has
-    it) and a target even when empty, so that every process runs the same steps."""
-    for modality in MODALITIES:
-        if getattr(batch, modality) is None:
-            dim = getattr(config.model, f"{modality}_dim")
-            setattr(batch, modality, torch.zeros(len(batch), 1, dim))
-            setattr(batch, f"{modality}_mask", torch.zeros(len(batch), 1, dtype=torch.bool))
-    if batch.target is None:
-        task = config.task
-        if task.kind == "regression" or task.soft_labels:
-            batch.target = torch.zeros(0, task.output_dim)
-        else:
-            batch.target = torch.zeros(0, dtype=torch.long)
-    return batch
-
-
-def build_recipe(
-    model: EmotionModel, config: ExperimentConfig, device: torch.device, weights: Tensor | None
-) -> Recipe:
-    """The configured recipe; ``auto`` is three-step for VAVL and joint for the others."""
-    name = config.training.recipe
-    if name == "auto":
-        name = "three-step" if isinstance(model, VAVL) else "joint"
-    if name == "joint":
-        return JointRecipe(model, config, device, weights)
-    if not isinstance(model, VAVL):
-        raise ConfigError(f"the three-step recipe trains VAVL models, not '{config.model.name}'")
-    return ThreeStepRecipe(model, config, device, weights)
 
 
 @dataclass
@@ -461,6 +149,8 @@ class Trainer:
         self.extractors = extractors or {m: getattr(config.features, m) for m in MODALITIES}
         torch.manual_seed(config.training.seed)
         self.model = build_model(config.model, config.task.output_dim).to(self.device)
+        if config.training.compile:
+            compile_model(self.model)
         self.class_weights = class_weights_for(config.task, self.train_items)
         self.recipe = build_recipe(self.model, config, self.device, self.class_weights)
         self.normalizer = FeatureNormalizer.fit(self.train_items)
@@ -493,9 +183,17 @@ class Trainer:
                 rng["cuda"] = torch.stack(torch.cuda.get_rng_state_all())
             trainer_state = {**asdict(self.state), "rng": rng}
             optimizer_states = self.recipe.state_dict()
+        model_state = {k: v.detach().cpu() for k, v in self.model.state_dict().items()}
+        broken = [
+            k for k, v in model_state.items() if v.is_floating_point() and not v.isfinite().all()
+        ]
+        if broken:  # the update rule skips such steps; this is the last line of defence
+            raise TrainingError(
+                f"{self.run_dir}: weights are not finite ({', '.join(broken[:3])}); not saved"
+            )
         return Checkpoint(
             config=self.config,
-            model_state={k: v.detach().cpu() for k, v in self.model.state_dict().items()},
+            model_state=model_state,
             normalizer=self.normalizer,
             extractors=self.extractors,
             optimizer_states=optimizer_states,
@@ -564,6 +262,7 @@ class Trainer:
             batch_sampler=sampler,
             collate_fn=Collator(self.config.task, self.normalizer),
             num_workers=self.config.training.num_workers,
+            pin_memory=self.device.type == "cuda",  # so that .to(device) can copy asynchronously
             # Its own generator: creating an iterator must not draw from the global RNG, or a
             # resumed run would see different dropout masks than an uninterrupted one.
             generator=torch.Generator().manual_seed(self.config.training.seed),
@@ -614,23 +313,11 @@ class Trainer:
             )
         return float(dev[choice]["loss"])
 
-    def _reduce_losses(self) -> None:
-        """Training loss sums and counts over every process."""
-        names = sorted(
-            {n for sums in distributed.all_gather_objects(self.state.loss_sums) for n in sums}
-        )
-        sums = torch.tensor(
-            [self.state.loss_sums.get(n, 0.0) for n in names]
-            + [float(self.state.loss_counts.get(n, 0)) for n in names],
-            dtype=torch.float64,
-        )
-        distributed.all_reduce_sum(sums)
-        self.state.loss_sums = {n: float(v) for n, v in zip(names, sums[: len(names)], strict=True)}
-        self.state.loss_counts = {n: int(v) for n, v in zip(names, sums[len(names) :], strict=True)}
-
     def _end_epoch(self) -> None:
         if distributed.active():
-            self._reduce_losses()
+            self.state.loss_sums, self.state.loss_counts = distributed.sum_named(
+                self.state.loss_sums, self.state.loss_counts, self.device
+            )
         dev = self.evaluate_dev()
         selection = self._selection_loss(dev)
         if not math.isfinite(selection):
@@ -651,6 +338,7 @@ class Trainer:
                 for path, result in dev.items()
             },
             "selection_loss": selection,
+            "skipped_steps": self.recipe.skipped_steps,  # since the start of training
         }
         self.history.append(record)
         improved = selection < self.state.best_loss
@@ -698,13 +386,13 @@ class Trainer:
             ) as bar:
                 for batch in loader:
                     if distributed.active():
-                        batch = complete_batch(batch, self.config)
+                        batch = distributed.complete_batch(batch, self.config)
                     batch = augment(batch.to(self.device), training)
                     self.recipe.set_progress(
                         (self.state.epoch + self.state.step_in_epoch / max(total, 1))
                         / training.epochs
                     )
-                    losses = self.recipe.train_step(batch)
+                    losses = self.recipe.step(batch)
                     for name, value in losses.items():
                         self.state.loss_sums[name] = self.state.loss_sums.get(name, 0.0) + value
                         self.state.loss_counts[name] = self.state.loss_counts.get(name, 0) + 1

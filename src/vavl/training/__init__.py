@@ -1,0 +1,36 @@
+"""Training: recipes (how a batch updates a model, :mod:`vavl.training.recipes`) and the
+resumable trainer (:mod:`vavl.training.trainer`)."""
+
+from vavl.training.recipes import (
+    JointRecipe,
+    Recipe,
+    ThreeStepRecipe,
+    build_recipe,
+    class_weights_for,
+)
+from vavl.training.trainer import (
+    BEST_CHECKPOINT,
+    LAST_CHECKPOINT,
+    PREVIOUS_CHECKPOINT,
+    Trainer,
+    TrainerState,
+    TrainingResult,
+    check_same_run,
+    config_changes,
+)
+
+__all__ = [
+    "BEST_CHECKPOINT",
+    "LAST_CHECKPOINT",
+    "PREVIOUS_CHECKPOINT",
+    "JointRecipe",
+    "Recipe",
+    "ThreeStepRecipe",
+    "Trainer",
+    "TrainerState",
+    "TrainingResult",
+    "build_recipe",
+    "check_same_run",
+    "class_weights_for",
+    "config_changes",
+]

@@ -1,0 +1,332 @@
+"""The paper's protocol: the shipped paper configs carry the reference's settings, each switch
+between vavl and the reference changes what it says, and the protocol's facts (arousal's
+orientation, sample deviations, overlapping partitions, shared speakers) hold."""
+
+from __future__ import annotations
+
+import logging
+import math
+import wave
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from helpers import demo_config, require_shared_data, small_model_config
+from vavl.cli import main
+from vavl.config import CorpusConfig, apply_overrides, config_from_dict, load_config
+from vavl.corpora import load_corpus
+from vavl.corpora.base import Clip, check_clips
+from vavl.data import Collator, FeatureNormalizer
+from vavl.experiment import partition_overlap
+from vavl.models import METHODS, build_model
+from vavl.models.auxformer import AuxFormer, TransformerStack
+from vavl.models.conformer import (
+    RelativeMultiHeadAttention,
+    position_table,
+    reference_shift,
+)
+from vavl.models.layers import MLP, masked_mean
+from vavl.models.vavl import VAVL
+from vavl.preparation import prepare
+from vavl.training import build_recipe
+
+PAPER_CONFIGS = ("crema-d", "msp-improv", "compare-crema-d")
+
+
+@pytest.mark.parametrize("name", PAPER_CONFIGS)
+def test_paper_configs_carry_the_reference_settings(name: str) -> None:
+    config = load_config(name)
+    assert not config.task.soft_labels
+    assert config.training.selection_path == "audiovisual"
+    assert config.training.max_grad_norm is None
+    assert config.training.shared_optimizer == "single"
+    model = config.model
+    assert (model.attention_scale, model.relative_positions) == ("model", "reference")
+    assert (model.head_dropout, model.head_final_activation) == (0.2, False)
+
+
+def test_vavl_config_shows_the_protocol(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["config", "crema-d"]) == 0
+    shown = capsys.readouterr().out
+    assert "soft_labels: false" in shown and "selection_path: audiovisual" in shown
+
+
+def test_model_auxformer_is_the_references() -> None:
+    config = apply_overrides(load_config("compare-crema-d"), list(METHODS["auxformer"]))
+    model, training = config.model, config.training
+    assert (model.heads, model.model_dim, model.causal_mask) == (10, 50, True)
+    assert (model.embedding, model.alpha_init, model.audiovisual_output) == (
+        "every-stack",
+        "uniform",
+        "mean",
+    )
+    assert training.betas == (0.9, 0.999) and training.weight_decay == 0
+    assert training.max_grad_norm is None and training.epochs == 30
+    assert training.learning_rate == 7.25e-4 and training.modality_dropout == 0.2
+
+
+def _attention(scale: str, positions: str) -> RelativeMultiHeadAttention:
+    torch.manual_seed(0)
+    return RelativeMultiHeadAttention(16, 4, 0.0, scale, positions)  # type: ignore[arg-type]
+
+
+def test_attention_scale_divides_by_the_head_or_the_model_size() -> None:
+    x = torch.randn(2, 7, 16)
+    positions = position_table("exact", 7, 16, x.device)
+    by_head = _attention("head", "exact").scores(x, positions)
+    by_model = _attention("model", "exact").scores(x, positions)
+    torch.testing.assert_close(by_model * math.sqrt(16), by_head * math.sqrt(4))
+
+
+def _position_scores(style: str, x: torch.Tensor) -> torch.Tensor:
+    """The position term alone (no content: keys zeroed), first clip, first head."""
+    attention = _attention("head", style)
+    with torch.no_grad():
+        attention.key.weight.zero_()
+        attention.key.bias.zero_()
+        return attention.scores(x, position_table(style, x.shape[1], 16, x.device))[0, 0]  # type: ignore[arg-type]
+
+
+def test_exact_positions_depend_on_the_distance_only_and_the_reference_does_not() -> None:
+    constant = torch.ones(1, 8, 16)  # one query for every frame
+    for style in ("exact", "reference"):
+        scores = _position_scores(style, constant)
+        shorter = _position_scores(style, constant[:, :6])
+        same = torch.allclose(scores[:6, :6], shorter, atol=1e-5)
+        # exact: the same distances score the same whatever the clip's (padded) length
+        assert same == (style == "exact"), style
+    exact = _position_scores("exact", constant)
+    for offset in range(-7, 8):
+        diagonal = torch.diagonal(exact, offset)
+        assert torch.allclose(diagonal, diagonal[0].expand_as(diagonal), atol=1e-5)
+    # The reference's shift: a key one step ahead of its query always scores 0.
+    reference = _position_scores("reference", torch.randn(1, 8, 16))
+    assert torch.all(torch.diagonal(reference, 1) == 0)
+
+
+def test_the_reference_shift_reads_what_the_reference_reads() -> None:
+    rows = torch.arange(4.0)[:, None] * 100 + torch.arange(4.0)[None, :]  # row i, position p
+    shifted = reference_shift(rows)
+    for i in range(4):
+        for j in range(4):
+            if j <= i:
+                expected = 100 * i + (4 - 1 - (i - j))  # the position 3 - (i - j), this row
+            elif j == i + 1:
+                expected = 0  # the padding column
+            else:
+                expected = 100 * (i + 1) + (j - i - 2)  # the next query's row
+            assert shifted[i, j] == expected, (i, j)
+
+
+def test_head_layout_and_dropout() -> None:
+    ours = MLP(8, (16, 4), 3, 0.1)
+    reference = MLP(8, (16, 4), 3, 0.2, final_activation=False)
+    kinds = [type(layer).__name__ for layer in reference.layers]
+    assert kinds == ["Linear", "ReLU", "Dropout", "Linear", "Linear"]
+    assert [type(layer).__name__ for layer in ours.layers].count("ReLU") == 2
+    model = VAVL(small_model_config(head_dropout=0.2, head_final_activation=False), 4)
+    dropouts = [m.p for m in model.audio_head.modules() if isinstance(m, nn.Dropout)]
+    assert dropouts == [0.2] and len(model.fusion_head.layers) == 5
+
+
+def test_the_residual_around_the_shared_block() -> None:
+    torch.manual_seed(0)
+    model = VAVL(small_model_config(), 4).eval()
+    features = torch.randn(3, 9, model.config.audio_dim)
+    mask = torch.ones(3, 9, dtype=torch.bool)
+    mask[1, 6:] = False
+    assert model.shared_encoder is not None
+    with torch.no_grad():
+        branch = model.audio_encoder(model.audio_projection(features), mask)
+        expected = masked_mean(model.shared_norm(model.shared_encoder(branch, mask) + branch), mask)
+        torch.testing.assert_close(model.encode("audio", features, mask), expected)
+        ablated = VAVL(small_model_config(shared_residual=False), 4).eval()
+        ablated.load_state_dict(model.state_dict())
+        assert not torch.allclose(ablated.encode("audio", features, mask), expected)
+
+
+def _adam_steps(recipe: object, parameter: torch.nn.Parameter) -> list[int]:
+    return [
+        int(optimizer.state[parameter]["step"])
+        for optimizer in recipe.optimizers.values()  # type: ignore[attr-defined]
+        if parameter in optimizer.state
+    ]
+
+
+@pytest.mark.parametrize("style, expected", [("per-step", [1, 1]), ("single", [2])])
+def test_the_shared_block_gets_one_adam_state_or_two(style: str, expected: list[int]) -> None:
+    config = demo_config(
+        "model.model_dim=16", "model.heads=2", "data.n_train=16",
+        f"training.shared_optimizer={style}",
+    )  # fmt: skip
+    items = prepare(config).split(1)["train"][:16]
+    torch.manual_seed(0)
+    model = build_model(config.model, config.task.output_dim)
+    recipe = build_recipe(model, config, torch.device("cpu"), None)
+    recipe.train_step(Collator(config.task, FeatureNormalizer.fit(items))(items))
+    assert isinstance(model, VAVL) and model.shared_encoder is not None
+    shared = next(model.shared_encoder.parameters())
+    assert _adam_steps(recipe, shared) == expected
+    assert ("shared" in recipe.optimizers) == (style == "single")
+
+
+def _auxformer(**changes: object) -> AuxFormer:
+    torch.manual_seed(0)
+    config = small_model_config(name="auxformer", model_dim=8, heads=2, **changes)
+    model = build_model(config, 4)
+    assert isinstance(model, AuxFormer)
+    return model.eval()
+
+
+def test_a_causal_stack_never_looks_ahead() -> None:
+    config = small_model_config(name="auxformer", model_dim=8, heads=2, causal_mask=True)
+    stack = TransformerStack(8, 2, 2, config, gated=False, positions=False).eval()
+    x, mask = torch.randn(1, 6, 8), torch.ones(1, 6, dtype=torch.bool)
+    later = x.clone()
+    later[:, 4:] = torch.randn(1, 2, 8)
+    with torch.no_grad():
+        torch.testing.assert_close(stack(x, mask)[:, :4], stack(later, mask)[:, :4])
+        free = TransformerStack(8, 2, 2, config.model_copy(update={"causal_mask": False}),
+                                gated=False, positions=False).eval()  # fmt: skip
+        free.load_state_dict(stack.state_dict())
+        assert not torch.allclose(free(x, mask)[:, :4], free(later, mask)[:, :4])
+
+
+def test_embedding_once_or_at_every_stack() -> None:
+    features = torch.randn(2, 5, small_model_config().audio_dim)
+    once, every = _auxformer(), _auxformer(embedding="every-stack")
+    every.load_state_dict(once.state_dict())
+    projected = once.projections["audio"](features)
+    with torch.no_grad():
+        torch.testing.assert_close(every.embed("audio", features), projected)  # stacks embed
+        scaled = once.embed("audio", features)
+        assert torch.allclose(scaled[:, 0, 1::2], math.sqrt(8) * projected[:, 0, 1::2] + 1)
+        memory = every.memory["audio"]
+        x, mask = torch.randn(2, 5, 8), torch.ones(2, 5, dtype=torch.bool)
+        plain = TransformerStack(8, 2, 1, small_model_config(name="auxformer", model_dim=8,
+                                 heads=2), gated=True, positions=False).eval()  # fmt: skip
+        plain.layers = memory.layers
+        plain.norm = memory.norm
+        torch.testing.assert_close(memory(x, mask), plain(x * math.sqrt(8), mask))
+
+
+def test_alpha_starts_at_a_half_or_uniformly() -> None:
+    def alphas(model: AuxFormer) -> list[float]:
+        return [float(p.detach()) for n, p in model.named_parameters() if n.endswith("alpha")]
+
+    assert set(alphas(_auxformer())) == {0.5}
+    drawn = alphas(_auxformer(alpha_init="uniform"))
+    assert len(set(drawn)) == len(drawn) > 1 and all(0 <= a < 1 for a in drawn)
+
+
+def test_the_audiovisual_output_is_the_fusion_head_or_the_mean_of_three() -> None:
+    model = _auxformer(audiovisual_output="mean")
+    dims = small_model_config()
+    inputs = {
+        "audio": torch.randn(2, 6, dims.audio_dim),
+        "visual": torch.randn(2, 4, dims.visual_dim),
+    }
+    with torch.no_grad():
+        output = model(**inputs)
+        mean = sum(output.predictions[p] for p in ("audio", "visual")) / 3
+        fused = model.fuse(
+            *(model.embed(m, x) for m, x in [("audio", inputs["audio"])]),
+            torch.ones(2, 6, dtype=torch.bool),
+            model.embed("visual", inputs["visual"]),
+            torch.ones(2, 4, dtype=torch.bool),
+        )
+        torch.testing.assert_close(output.predictions["audiovisual"], mean + fused / 3)
+        model.train()
+        torch.manual_seed(1)
+        training = model(**inputs).predictions["audiovisual"]
+        assert not torch.allclose(training, output.predictions["audiovisual"])
+
+
+def _wav(path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with wave.open(str(path), "wb") as handle:
+        handle.setnchannels(1)
+        handle.setsampwidth(2)
+        handle.setframerate(16000)
+        handle.writeframes(b"\x00\x01" * 1600)
+
+
+def test_msp_improv_arousal_stays_high_for_angry_and_happy_clips(tmp_path: Path) -> None:
+    partitions = require_shared_data() / "vavl-partitions/MSP-IMPROV/labels_consensus_EmoP_4class_D"
+    names = [line.split(",")[0] for line in (partitions / "labels_consensus_1.csv").open()][1:]
+    chosen = {}
+    for name in names:  # MSP-IMPROV-S<sentence><target emotion>-...: A, H, S or N
+        target = name.split("-")[2][-1]
+        if len([n for n in chosen.values() if n == target]) < 40:
+            chosen[name] = target
+    for name in chosen:
+        _wav(tmp_path / "MSP-IMPROV" / name)
+    corpus = load_corpus(
+        CorpusConfig(format="msp-improv", root=tmp_path / "MSP-IMPROV", partitions=partitions)
+    )
+    arousal: dict[str, list[float]] = {}
+    for clip in corpus.clips:
+        target = chosen[clip.id.split("/")[-1] + ".wav"]
+        assert clip.attributes is not None
+        arousal.setdefault(target, []).append(clip.attributes["arousal"])
+    means = {target: float(np.mean(values)) for target, values in arousal.items()}
+    assert min(means["A"], means["H"]) > max(means["S"], means["N"]) + 0.2, means
+
+
+def test_overlapping_partitions_are_noted() -> None:
+    disjoint = [{"a": "test", "b": "train"}, {"a": "train", "b": "test"}]
+    assert partition_overlap(disjoint) is None
+    overlapping = [{"a": "test", "b": "test"}, {"a": "test", "b": "train"}]
+    note = partition_overlap(overlapping)
+    assert note is not None and "1 of 2 tested clips are in more than one" in note
+
+
+def test_speakers_in_train_and_dev_are_warned_about(caplog: pytest.LogCaptureFixture) -> None:
+    media = Path(__file__)
+    speakers = ["c:0", "c:1", "c:0", "c:2"]
+    clips = [Clip(f"c/{i}", "c", s, {"audio": media}, label="x") for i, s in enumerate(speakers)]
+    split = {"c/0": "train", "c/1": "train", "c/2": "dev", "c/3": "test"}
+    with caplog.at_level(logging.WARNING, logger="vavl"):
+        check_clips(clips, split)  # type: ignore[arg-type]
+    assert "1 speaker(s) in both train and dev (c:0)" in caplog.text
+
+
+def test_missing_real_clips_fail_in_ci(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    import helpers
+
+    monkeypatch.setattr(helpers, "SHARED_DATA", tmp_path / "absent")
+    monkeypatch.setenv("VAVL_REQUIRE_SHARED_DATA", "1")
+    with pytest.raises(pytest.fail.Exception, match="real clips not found"):
+        helpers.require_shared_data()
+    monkeypatch.delenv("VAVL_REQUIRE_SHARED_DATA")
+    with pytest.raises(pytest.skip.Exception, match="real clips not found"):
+        helpers.require_shared_data()
+
+
+def test_audio_can_be_capped_at_the_references_12_seconds(tmp_path: Path) -> None:
+    source = require_shared_data() / "crema-d-samples" / "AudioMP3"
+    manifest = tmp_path / "clips.csv"
+    rows = [f"{source / f'1002_DFA_{e}_XX.mp3'},{e},s{i},{s}" for i, (e, s) in
+            enumerate([("HAP", "train"), ("SAD", "dev"), ("ANG", "test")])]  # fmt: skip
+    manifest.write_text("path,label,speaker,split\n" + "\n".join(rows) + "\n")
+    config = config_from_dict(
+        {
+            "model": {"audio_dim": 80, "visual_dim": 8},
+            "task": {"labels": ["HAP", "SAD", "ANG"]},
+            "features": {"audio": "logmel"},
+            "data": {
+                "source": "corpora",
+                "store": str(tmp_path / "store"),
+                "corpora": [{"format": "manifest", "root": str(manifest)}],
+                "split": {"method": "partitions"},
+            },
+        }
+    )
+    whole = prepare(config, progress=False).items
+    capped = prepare(apply_overrides(config, ["data.max_audio_seconds=1.0"]), progress=False).items
+    for clip, item in whole.items():
+        assert item.audio is not None and capped[clip].audio is not None
+        assert len(item.audio) > 100 and len(capped[clip].audio) == 50  # logmel: 50 frames/s
