@@ -106,14 +106,27 @@ def test_methods_compared_on_the_mixed_real_set(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     config = mixed_demo_config(tmp_path, require_shared_data())
-    config = apply_overrides(config, [f"data.store={shared_store[0]}", "training.epochs=1"])
+    config = apply_overrides(config, [f"data.store={shared_store[0]}"])
     config_file = tmp_path / "mixed.yaml"
     save_config(config, config_file)
     methods = ("vavl", "auxformer")
     for method in methods:
         run = tmp_path / "runs" / method
         assert (
-            main(["cv", str(config_file), "--model", method, "--run-dir", str(run), "--quiet"]) == 0
+            main(
+                [
+                    "cv",
+                    str(config_file),
+                    "--model",
+                    method,
+                    "--run-dir",
+                    str(run),
+                    "--quiet",
+                    "--set",
+                    "training.epochs=1",
+                ]
+            )
+            == 0  # after --model (AuxFormer's is 30)
         )
         saved = json.loads((run / "cv.json").read_text())["config"]
         assert saved["method"] == method and saved["model"]["name"] == method
