@@ -16,9 +16,9 @@ import time
 from pathlib import Path
 
 from vavl.comparison import compare_runs
-from vavl.config import apply_overrides, load_config
+from vavl.config_files import apply_overrides, load_config
 from vavl.experiment import run_cv
-from vavl.models import METHODS
+from vavl.methods import METHODS, with_method
 
 
 def main() -> None:
@@ -49,7 +49,7 @@ def main() -> None:
         runs = []
         for method in args.methods:
             started = time.perf_counter()
-            config = apply_overrides(base, [*METHODS[method], f"method={method}"])
+            config = with_method(base, method)
             run_cv(config, out / method, progress=False)
             runs.append(out / method)
             print(f"{method}: {time.perf_counter() - started:.0f} s", flush=True)

@@ -40,17 +40,20 @@ from sklearn.preprocessing import StandardScaler
 
 from vavl.calibration import unweighted_accuracy
 from vavl.checkpoint import load_checkpoint, model_from_checkpoint
-from vavl.config import MODALITIES, ExperimentConfig, Modality, apply_overrides
+from vavl.config import ExperimentConfig
+from vavl.config_files import apply_overrides
 from vavl.corpora import load_corpus
 from vavl.data import Item, pair_unpaired
 from vavl.evaluation import predict_items
 from vavl.features import create_extractor
+from vavl.features.base import feature_key
 from vavl.features.extraction import ExtractionSettings, ExtractorSpec, run_extraction
-from vavl.features.store import FeatureStore, feature_key
+from vavl.features.store import FeatureStore
 from vavl.features.visual import FER_CLASSES
 from vavl.files import sha256_file
 from vavl.model_card import DEFAULT_MODEL
 from vavl.preparation import prepare
+from vavl.types import MODALITIES, Modality
 
 PROBE_C = (0.01, 0.1, 1.0)
 STILL_AT = (0.25, 0.5, 0.75)  # where in a face track the stills are taken
@@ -156,7 +159,7 @@ class Card:
         faces = self.config.features.faces
         settings = ExtractionSettings(audio=None, visual=spec, faces=faces)
         run_extraction(files, self.store.root, settings, progress=False, report_name="report-fer")
-        key = feature_key(create_extractor("fer", output="probabilities"), faces)
+        key = feature_key(create_extractor("fer", output="probabilities"), faces.model_dump())
         return {path: self.store.load(key, sha256_file(path)) for path in files}
 
     def posed_stills(self, data_root: Path) -> list[tuple[Item, int]]:
@@ -169,11 +172,18 @@ class Card:
         run_extraction(
             files, self.store.root, settings, progress=False, report_name="report-stills"
         )
-        key = self.data.extractors["visual"]["key"]
+        visual_description = self.data.extractors["visual"]
+        assert visual_description is not None
+        key = visual_description.key
         stills = []
         for path in files:
-            item = self.store.item(
-                path, None, key, id=str(path), label=self.classes.index(POSED_STILLS[path.name])
+            item = Item.from_store(
+                self.store,
+                path,
+                None,
+                key,
+                id=str(path),
+                label=self.classes.index(POSED_STILLS[path.name]),
             )
             self.media[item.id] = path
             stills.append((item, 0))

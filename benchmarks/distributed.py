@@ -22,7 +22,7 @@ import torch
 
 def child(epochs: int) -> None:
     from vavl import distributed
-    from vavl.config import apply_overrides, load_config
+    from vavl.config_files import apply_overrides, load_config
     from vavl.preparation import prepare
     from vavl.training import Trainer
 

@@ -26,10 +26,11 @@ from typing import Any
 import torch
 from _memory import peak_rss_mib
 
-from vavl.config import apply_overrides, load_config
+from vavl.config_files import apply_overrides, load_config
 from vavl.data import Batch
 from vavl.devices import compile_model
-from vavl.models import METHODS, build_model
+from vavl.methods import METHODS
+from vavl.models import build_model
 from vavl.training import build_recipe
 
 STEPS_PER_EPOCH = 126

@@ -16,7 +16,8 @@ from helpers import demo_config
 from vavl import distributed
 from vavl.data import Collator, FeatureNormalizer
 from vavl.distributed import complete_batch
-from vavl.models import METHODS, build_model
+from vavl.methods import METHODS
+from vavl.models import build_model
 from vavl.preparation import prepare
 from vavl.training import ThreeStepRecipe, build_recipe
 

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
-from vavl.config import ExperimentConfig, ModelConfig, apply_overrides, load_config
+from vavl.config import ExperimentConfig, ModelConfig
+from vavl.config_files import apply_overrides, load_config
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 # The folders of real clips the extraction fixture covers (the training sets, thousands of
@@ -131,7 +132,6 @@ def logmel_checkpoint(path: Path) -> Path:
     from vavl.checkpoint import Checkpoint, save_checkpoint
     from vavl.data import FeatureNormalizer
     from vavl.features import create_extractor
-    from vavl.features.store import describe
     from vavl.models import build_model
 
     config = apply_overrides(
@@ -144,7 +144,7 @@ def logmel_checkpoint(path: Path) -> Path:
         config=config,
         model_state=model.state_dict(),
         normalizer=FeatureNormalizer(),
-        extractors={"audio": describe(extractor, options={}), "visual": None},
+        extractors={"audio": extractor.describe(options={}), "visual": None},
     )
     return save_checkpoint(checkpoint, path)
 

@@ -18,6 +18,7 @@ from helpers import demo_config
 from vavl.checkpoint import load_checkpoint, model_from_checkpoint
 from vavl.cli import main
 from vavl.errors import CheckpointError, ConfigError
+from vavl.features.base import ExtractorDescription
 from vavl.preparation import prepare
 from vavl.training import Trainer
 
@@ -40,13 +41,14 @@ RESUME_OVERRIDES = (
 def test_checkpoint_holds_everything_and_restores_the_model(tmp_path: Path) -> None:
     config = demo_config(*RESUME_OVERRIDES, "training.epochs=1")
     splits = prepare(config).split(1)
-    trainer = Trainer(
-        config, splits["train"], splits["dev"], tmp_path, {"audio": "a1", "visual": "v1"}
-    )
+    named = {
+        m: ExtractorDescription.from_saved(name) for m, name in (("audio", "a1"), ("visual", "v1"))
+    }
+    trainer = Trainer(config, splits["train"], splits["dev"], tmp_path, named)
     trainer.fit()
     last, best = load_checkpoint(tmp_path / "last.pt"), load_checkpoint(tmp_path / "best.pt")
     assert last.config == config and last.labels == config.task.labels
-    assert last.extractors == {"audio": "a1", "visual": "v1"}
+    assert last.extractors == named and named["audio"].key == "a1"
     assert set(last.normalizer.mean) == {"audio", "visual"}
     assert last.optimizer_states is not None
     assert set(last.optimizer_states["optimizers"]) == {"visual", "audio", "fusion"}
@@ -64,7 +66,7 @@ def test_checkpoint_holds_everything_and_restores_the_model(tmp_path: Path) -> N
 def test_a_release_checkpoint_is_half_the_weights_and_predicts_the_same(tmp_path: Path) -> None:
     config = demo_config(*RESUME_OVERRIDES, "training.epochs=1")
     splits = prepare(config).split(1)
-    Trainer(config, splits["train"], splits["dev"], tmp_path, {"audio": "a1"}).fit()
+    Trainer(config, splits["train"], splits["dev"], tmp_path).fit()
     released = tmp_path / "release.pt"
     assert main(["export", "--model", str(tmp_path / "last.pt"), "--release", str(released)]) == 0
     full, slim = load_checkpoint(tmp_path / "last.pt"), load_checkpoint(released)

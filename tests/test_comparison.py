@@ -11,7 +11,7 @@ import pytest
 from helpers import demo_config, require_shared_data
 from vavl.cli import main
 from vavl.comparison import compare_runs
-from vavl.config import apply_overrides, save_config
+from vavl.config_files import apply_overrides, save_config
 from vavl.demo import demo_config as mixed_demo_config
 from vavl.errors import VavlError
 from vavl.reports import cv_table

@@ -5,15 +5,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from vavl.config import (
-    CREMA_D_EMOTIONS,
-    ExperimentConfig,
-    apply_overrides,
-    load_config,
-    save_config,
-    shipped_configs,
-)
+from vavl.config import ExperimentConfig
+from vavl.config_files import apply_overrides, load_config, save_config, shipped_configs
 from vavl.errors import ConfigError
+from vavl.types import CREMA_D_EMOTIONS
 
 
 def test_defaults_are_the_papers_recipe() -> None:
@@ -109,7 +104,7 @@ def test_overrides_are_validated() -> None:
 
 
 def test_every_shipped_config_loads_and_takes_every_method() -> None:
-    from vavl.models import METHODS
+    from vavl.methods import METHODS
 
     for name in shipped_configs():
         config = load_config(name)

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from helpers import require_shared_data, write_media
-from vavl.config import CREMA_D_EMOTIONS, CorpusConfig, SplitConfig
+from vavl.config import CorpusConfig, SplitConfig
 from vavl.corpora import (
     Corpus,
     check_clips,
@@ -23,6 +23,7 @@ from vavl.corpora.base import speaker_folds
 from vavl.corpora.crema_d import read_partitions, read_votes, vote_label
 from vavl.corpora.msp_improv import attribute_ranges, flip, min_max_scaled, read_msp_partitions
 from vavl.errors import DataError
+from vavl.types import CREMA_D_EMOTIONS
 
 
 def partitions_dir(corpus: str) -> Path:
@@ -296,7 +297,8 @@ def test_bad_corpora_fail_before_training(tmp_path: Path) -> None:
 
 
 def test_shipped_configs_load_and_carry_the_authors_speaker_lists() -> None:
-    from vavl.config import CorporaDataConfig, load_config
+    from vavl.config import CorporaDataConfig
+    from vavl.config_files import load_config
 
     for name in ("crema-d", "msp-improv", "ravdess"):
         assert isinstance(load_config(name).data, CorporaDataConfig)

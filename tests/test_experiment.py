@@ -18,7 +18,7 @@ import yaml
 
 from helpers import SHARED_DATA, demo_config, require_shared_data
 from vavl.cli import main
-from vavl.config import apply_overrides
+from vavl.config_files import apply_overrides
 from vavl.demo import demo_config as mixed_demo_config
 from vavl.experiment import evaluate_run, run_experiment
 

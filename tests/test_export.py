@@ -12,7 +12,7 @@ import torch
 from helpers import require_shared_data
 from vavl.checkpoint import load_checkpoint, model_from_checkpoint
 from vavl.cli import main
-from vavl.data import Collator
+from vavl.data import Collator, Item
 from vavl.features.store import FeatureStore
 from vavl.predict import DEFAULT_MODEL, Predictor
 
@@ -37,7 +37,9 @@ def test_onnx_paths_agree_with_pytorch_on_real_features(
     data = require_shared_data()
     uncropped = data / "mead-samples/M030_sad_3_001.mp4"
     clips = [*sorted((data / "crema-d-samples/VideoFlash").glob("*.flv")), uncropped]
-    items = [store.item(clip, keys["audio"], keys["visual"], id=clip.stem) for clip in clips]
+    items = [
+        Item.from_store(store, clip, keys["audio"], keys["visual"], id=clip.stem) for clip in clips
+    ]
     checkpoint = load_checkpoint(DEFAULT_MODEL)
     batch = Collator(checkpoint.config.task, checkpoint.normalizer)(items)  # padded, masked
     assert batch.audio_mask is not None and not bool(batch.audio_mask.all())  # real padding

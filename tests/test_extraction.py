@@ -26,11 +26,14 @@ from helpers import (
 from vavl.checkpoint import load_checkpoint
 from vavl.cli import main
 from vavl.config import ExperimentConfig, FaceSettings, TaskConfig, TrainingConfig
+from vavl.data import Item
 from vavl.errors import DataError, FeatureMismatchError
 from vavl.features import create_extractor
+from vavl.features.base import feature_key
 from vavl.features.extraction import ExtractionSettings, ExtractorSpec, run_extraction
-from vavl.features.pipeline import FeaturePipeline, ModalityFeatures
-from vavl.features.store import FeatureStore, feature_key
+from vavl.features.pipeline import FeaturePipeline
+from vavl.features.records import ModalityFeatures
+from vavl.features.store import FeatureStore
 from vavl.training import Trainer
 
 HARD_CASES = {
@@ -74,9 +77,11 @@ def test_store_round_trip_and_damage_detection(tmp_path: Path) -> None:
 
 def test_keys_cover_extractor_settings_and_face_settings() -> None:
     fer = create_extractor("fer")
-    assert feature_key(fer, FaceSettings()) != feature_key(fer, FaceSettings(margin=0.4))
-    assert feature_key(fer, FaceSettings()) != feature_key(create_extractor("fer", frame_rate=10))
+    faces = FaceSettings().model_dump()
+    assert feature_key(fer, faces) != feature_key(fer, FaceSettings(margin=0.4).model_dump())
+    assert feature_key(fer, faces) != feature_key(create_extractor("fer", frame_rate=10), faces)
     assert feature_key(create_extractor("logmel")) == feature_key(create_extractor("logmel"))
+    assert fer.describe(faces).key == feature_key(fer, faces)
 
 
 def test_every_shared_file_gets_a_report_row(
@@ -203,7 +208,7 @@ def test_models_remember_their_extractors_and_refuse_others(
     audio_key, visual_key = store.resolve_key("whisper-base"), store.resolve_key("fer")
     clips = sorted((SHARED_DATA / "crema-d-samples" / "VideoFlash").glob("*.flv"))
     items = [
-        store.item(clip, audio_key, visual_key, id=clip.stem, label=i % 2)
+        Item.from_store(store, clip, audio_key, visual_key, id=clip.stem, label=i % 2)
         for i, clip in enumerate(clips)
     ]
     assert items[0].audio is not None and items[0].audio.shape[1] == 512
@@ -227,4 +232,6 @@ def test_models_remember_their_extractors_and_refuse_others(
     with pytest.raises(DataError, match="holds no 'facemesh' features"):
         store.resolve_key("facemesh")
     with pytest.raises(DataError, match="run `vavl extract` on it"):
-        store.item(SHARED_DATA / "mead-samples/crops256/sad.mp4", "logmel-000000000000", None)
+        Item.from_store(
+            store, SHARED_DATA / "mead-samples/crops256/sad.mp4", "logmel-000000000000", None
+        )

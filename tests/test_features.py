@@ -201,10 +201,10 @@ def test_features_from_another_extractor_are_refused() -> None:
         check_extractors(trained, {"audio": create_extractor("logmel", n_mels=64).describe()})
 
 
-def test_known_dims_in_config_match_the_extractors(tmp_path: Path) -> None:
-    from vavl.config import KNOWN_DIMS
-
+def test_the_sizes_declared_at_registration_are_the_extractors(tmp_path: Path) -> None:
     torch.save(EfficientNetB2().state_dict(), tmp_path / "enet.pth")
     options = {"enet_b2": {"weights": tmp_path / "enet.pth"}}
-    for name, dim in KNOWN_DIMS.items():
+    declared = {name: r.dim for name, r in EXTRACTORS.items() if r.dim is not None}
+    assert set(declared) == {"whisper-base", "whisper-tiny", "fer", "facemesh", "enet_b2"}
+    for name, dim in declared.items():
         assert create_extractor(name, **options.get(name, {})).dim == dim, name

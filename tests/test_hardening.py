@@ -20,7 +20,7 @@ import yaml
 from helpers import demo_config, require_shared_data, write_media
 from vavl.checkpoint import load_checkpoint
 from vavl.cli import main
-from vavl.config import load_config
+from vavl.config_files import load_config
 from vavl.errors import CheckpointError, ConfigError
 from vavl.experiment import run_cv, run_experiment
 from vavl.features.extraction import ExtractionSettings, ExtractorSpec, run_extraction

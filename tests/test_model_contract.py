@@ -14,7 +14,8 @@ from vavl.checkpoint import load_checkpoint, model_from_checkpoint
 from vavl.config import ExperimentConfig
 from vavl.evaluation import evaluate_predictions, predict_items
 from vavl.experiment import run_experiment
-from vavl.models import METHODS, MODELS, build_model
+from vavl.methods import METHODS
+from vavl.models import MODELS, build_model
 from vavl.preparation import prepare
 
 SMALL = (

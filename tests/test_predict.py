@@ -11,7 +11,7 @@ import pytest
 
 from helpers import require_shared_data
 from vavl.cli import main
-from vavl.config import apply_overrides
+from vavl.config_files import apply_overrides
 from vavl.demo import demo_config
 from vavl.errors import FeatureMismatchError, MediaError
 from vavl.experiment import run_experiment

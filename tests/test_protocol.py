@@ -16,12 +16,14 @@ from torch import nn
 
 from helpers import demo_config, require_shared_data, small_model_config
 from vavl.cli import main
-from vavl.config import CorpusConfig, apply_overrides, config_from_dict, load_config
+from vavl.config import CorpusConfig, config_from_dict
+from vavl.config_files import apply_overrides, load_config
 from vavl.corpora import load_corpus
 from vavl.corpora.base import Clip, check_clips
 from vavl.data import Collator, FeatureNormalizer
 from vavl.experiment import partition_overlap
-from vavl.models import METHODS, build_model
+from vavl.methods import METHODS
+from vavl.models import build_model
 from vavl.models.auxformer import AuxFormer, TransformerStack
 from vavl.models.conformer import (
     RelativeMultiHeadAttention,

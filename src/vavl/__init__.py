@@ -13,8 +13,9 @@ __version__ = "0.1.0"
 
 _API = {
     "ExperimentConfig": "vavl.config",
-    "load_config": "vavl.config",
-    "apply_overrides": "vavl.config",
+    "load_config": "vavl.config_files",
+    "apply_overrides": "vavl.config_files",
+    "with_method": "vavl.methods",
     "Item": "vavl.data",
     "Trainer": "vavl.training",
     "run_experiment": "vavl.experiment",
@@ -37,11 +38,8 @@ if TYPE_CHECKING:
         load_checkpoint as load_checkpoint,
         model_from_checkpoint as model_from_checkpoint,
     )
-    from vavl.config import (
-        ExperimentConfig as ExperimentConfig,
-        apply_overrides as apply_overrides,
-        load_config as load_config,
-    )
+    from vavl.config import ExperimentConfig as ExperimentConfig
+    from vavl.config_files import apply_overrides as apply_overrides, load_config as load_config
     from vavl.data import Item as Item
     from vavl.demo import run_demo as run_demo
     from vavl.experiment import (
@@ -53,6 +51,7 @@ if TYPE_CHECKING:
     from vavl.features.extraction import run_extraction as run_extraction
     from vavl.features.pipeline import FeaturePipeline as FeaturePipeline
     from vavl.features.store import FeatureStore as FeatureStore
+    from vavl.methods import with_method as with_method
     from vavl.models import build_model as build_model
     from vavl.predict import Predictor as Predictor
     from vavl.preparation import prepare as prepare

@@ -16,8 +16,9 @@ from dataclasses import replace
 import torch
 from torch import Tensor
 
-from vavl.config import MODALITIES, TrainingConfig
+from vavl.config import TrainingConfig
 from vavl.data import Batch
+from vavl.types import MODALITIES
 
 
 def random_crop(mask: Tensor, min_share: float) -> Tensor:

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from vavl.config import PATHS, PathName
+from vavl.types import PATHS, PathName
 
 TEMPERATURE_RANGE = (0.05, 20.0)
 ECE_BINS = 10

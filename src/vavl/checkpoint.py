@@ -25,9 +25,10 @@ from vavl.calibration import PathReliability
 from vavl.config import ExperimentConfig, config_from_dict
 from vavl.data import FeatureNormalizer
 from vavl.errors import CheckpointError, ConfigError
-from vavl.features.base import check_extractors
+from vavl.features.base import Descriptions, ExtractorDescription, check_extractors
 from vavl.files import write_atomically
 from vavl.models import EmotionModel, build_model
+from vavl.records import EpochRecord
 
 FORMAT_VERSION = 1
 
@@ -37,10 +38,11 @@ class Checkpoint:
     config: ExperimentConfig
     model_state: dict[str, Tensor]
     normalizer: FeatureNormalizer
-    extractors: dict[str, Any]  # modality -> extractor description (or just its id)
+    # modality -> what made the features it was trained on (None: a modality it never saw)
+    extractors: dict[str, ExtractorDescription | None]
     optimizer_states: dict[str, Any] | None = None
     trainer_state: dict[str, Any] | None = None
-    history: list[dict[str, Any]] = field(default_factory=list)
+    history: list[EpochRecord] = field(default_factory=list)
     vavl_version: str = __version__
     # Per path: temperature and development figures (empty before calibration).
     calibration: dict[str, PathReliability] = field(default_factory=dict)
@@ -49,7 +51,32 @@ class Checkpoint:
     def labels(self) -> tuple[str, ...]:
         return self.config.task.labels
 
-    def check_features(self, given: dict[str, Any], model_name: str = "the model") -> None:
+    def summary_lines(self) -> list[str]:
+        """What ``vavl info`` says of a checkpoint: its model, task, extractors, training state
+        and each path's calibration."""
+        values = sum(v.numel() for v in self.model_state.values())
+        extractors = ", ".join(
+            f"{modality}={described.key if described else None}"
+            for modality, described in self.extractors.items()
+        )
+        resumable = "yes" if self.trainer_state else "no (inference checkpoint)"
+        lines = [
+            f"written by: vavl {self.vavl_version}",
+            f"model: {self.config.model.name}, {values:,} values",
+            f"task: {self.config.task.kind}, labels: {', '.join(self.labels)}",
+            f"extractors: {extractors}",
+            f"epochs recorded: {len(self.history)}",
+            f"resumable: {resumable}",
+        ]
+        for path, figures in self.calibration.items():
+            lines.append(
+                f"calibration, {path}: temperature {figures.temperature:.2f}, development UA "
+                f"{figures.unweighted_accuracy:.3f} ({figures.dev_clips} clips), expected "
+                f"calibration error {figures.ece_before:.3f} -> {figures.ece:.3f}"
+            )
+        return lines
+
+    def check_features(self, given: Descriptions, model_name: str = "the model") -> None:
         """Refuse features from other extractors than those this model was trained on."""
         check_extractors(self.extractors, given, model_name)
 
@@ -59,7 +86,7 @@ class Checkpoint:
             "vavl_version": self.vavl_version,
             "config": self.config.to_dict(),
             "labels": list(self.labels),
-            "extractors": dict(self.extractors),
+            "extractors": {m: d and d.to_dict() for m, d in self.extractors.items()},
             "normalizer": self.normalizer.state_dict(),
             "model_state": self.model_state,
             "optimizer_states": self.optimizer_states,
@@ -131,7 +158,10 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         config=config,
         model_state=payload["model_state"],
         normalizer=FeatureNormalizer.from_state_dict(payload["normalizer"]),
-        extractors=payload["extractors"],
+        extractors={
+            modality: None if saved is None else ExtractorDescription.from_saved(saved)
+            for modality, saved in payload["extractors"].items()
+        },
         optimizer_states=payload["optimizer_states"],
         trainer_state=payload["trainer_state"],
         history=payload["history"],

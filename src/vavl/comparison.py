@@ -15,10 +15,12 @@ from typing import Any
 import numpy as np
 from matplotlib.figure import Figure
 
-from vavl.config import PATHS, ExperimentConfig, TaskConfig, config_from_dict
+from vavl.config import ExperimentConfig, TaskConfig, config_from_dict
 from vavl.errors import ConfigError, VavlError
 from vavl.files import read_json, write_json_atomically, write_text_atomically
+from vavl.records import CVTable
 from vavl.reports import PATH_TITLES, cv_metrics, cv_table, embedded_figure, table_html, write_page
+from vavl.types import PATHS
 
 
 @dataclass
@@ -26,7 +28,7 @@ class MethodRuns:
     name: str
     run_dir: Path
     config: ExperimentConfig
-    table: dict[str, dict[str, dict[str, Any]]]  # path -> metric -> mean, std, folds
+    table: CVTable  # path -> metric -> mean, std, n, folds
 
     @property
     def folds(self) -> int:

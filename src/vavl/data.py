@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -18,10 +19,13 @@ from numpy.typing import NDArray
 from torch import Tensor
 from torch.utils.data import Dataset, Sampler
 
-from vavl.config import MODALITIES, ExperimentConfig, Modality, TaskConfig
+from vavl.config import ExperimentConfig, TaskConfig
 from vavl.errors import DataError
-from vavl.features.pipeline import FileFeatures
+from vavl.features.records import FileFeatures, ModalityFeatures
+from vavl.features.store import FeatureStore
+from vavl.files import sha256_file
 from vavl.masks import trim_to_valid
+from vavl.types import MODALITIES, Modality
 
 FloatArray = NDArray[np.float32]
 
@@ -43,9 +47,15 @@ class Item:
     metadata: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def from_features(cls, id: str, features: FileFeatures, **fields: Any) -> Item:
-        """The item of what the feature pipeline (or the store) gave for one file or window."""
-        audio, visual = features.audio, features.visual
+    def from_modalities(
+        cls,
+        id: str,
+        audio: ModalityFeatures | None,
+        visual: ModalityFeatures | None,
+        **fields: Any,
+    ) -> Item:
+        """The item of one clip's features (labels etc. in ``fields``): the one place where
+        features become an item."""
         return cls(
             id=id,
             audio=None if audio is None else audio.features,
@@ -53,6 +63,38 @@ class Item:
             visual_valid=None if visual is None else visual.valid,
             **fields,
         )
+
+    @classmethod
+    def from_features(cls, id: str, features: FileFeatures, **fields: Any) -> Item:
+        """The item of what the feature pipeline gave for one file or window."""
+        return cls.from_modalities(id, features.audio, features.visual, **fields)
+
+    @classmethod
+    def from_store(
+        cls,
+        store: FeatureStore,
+        media: str | Path,
+        audio_key: str | None,
+        visual_key: str | None,
+        **fields: Any,
+    ) -> Item:
+        """The item of ``media``'s features in ``store`` (labels etc. in ``fields``; ``id``
+        defaults to the media path)."""
+        media = Path(media)
+        content_hash = sha256_file(media)
+        found: dict[str, ModalityFeatures | None] = {"audio": None, "visual": None}
+        for modality, key in (("audio", audio_key), ("visual", visual_key)):
+            if key is None:
+                continue
+            entry = store.load(key, content_hash)
+            if entry is None:
+                raise DataError(
+                    f"{media}: has no '{key}' features in {store.root} (or they are damaged); "
+                    "run `vavl extract` on it"
+                )
+            found[modality] = entry.features
+        item_id = fields.pop("id", str(media))
+        return cls.from_modalities(item_id, found["audio"], found["visual"], **fields)
 
     def features(self, modality: Modality) -> FloatArray | None:
         return self.audio if modality == "audio" else self.visual

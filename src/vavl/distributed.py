@@ -34,10 +34,11 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
-from vavl.config import MODALITIES, ExperimentConfig
+from vavl.config import ExperimentConfig
 from vavl.data import Batch
 from vavl.devices import resolve_device
 from vavl.errors import VavlError
+from vavl.types import MODALITIES
 
 logger = logging.getLogger("vavl")
 

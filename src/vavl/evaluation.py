@@ -13,11 +13,13 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from vavl.calibration import softmax
-from vavl.config import PATHS, PathName, TaskConfig
+from vavl.config import TaskConfig
 from vavl.data import BucketBatchSampler, Collator, FeatureNormalizer, Item, ItemDataset
 from vavl.losses import task_loss
 from vavl.metrics import classification_metrics, regression_metrics
 from vavl.models import EmotionModel
+from vavl.records import PathMetrics
+from vavl.types import PATHS, PathName
 
 
 @dataclass
@@ -132,7 +134,7 @@ def evaluate_predictions(
     task: TaskConfig,
     predictions: dict[PathName, PathPredictions],
     class_weights: torch.Tensor | None = None,
-) -> dict[str, dict[str, Any]]:
+) -> dict[str, PathMetrics]:
     """Loss and metrics of every path that has predictions."""
     return {
         path: {"loss": path_loss(task, result, class_weights), **path_metrics(task, result)}
@@ -154,7 +156,7 @@ def headline(task: TaskConfig) -> list[tuple[str, str]]:
     return [("ccc_mean", "CCC mean")]
 
 
-def format_table(task: TaskConfig, results: dict[str, dict[str, Any]]) -> str:
+def format_table(task: TaskConfig, results: dict[str, PathMetrics]) -> str:
     """A plain-text table with one row per path."""
     columns = headline(task)
     extra = [] if task.kind == "classification" else [(f"ccc:{a}", a) for a in task.labels]

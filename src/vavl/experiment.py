@@ -10,37 +10,30 @@ same command again resumes: finished folds are kept, an interrupted one continue
 
 from __future__ import annotations
 
-import csv
-import io
 import logging
 import shutil
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import torch
 
 from vavl import distributed
 from vavl.checkpoint import load_checkpoint, model_from_checkpoint
-from vavl.config import (
-    ExperimentConfig,
-    PathName,
-    apply_overrides,
-    config_from_dict,
-    load_config,
-    save_config,
-)
+from vavl.config import ExperimentConfig, config_from_dict
+from vavl.config_files import apply_overrides, load_config, save_config
 from vavl.corpora import Split
 from vavl.data import FeatureNormalizer, Item
 from vavl.devices import resolve_device
 from vavl.evaluation import PathPredictions, evaluate_predictions, hard_labels, predict_items
-from vavl.files import read_json, write_json_atomically, write_text_atomically
+from vavl.files import csv_text, read_json, write_json_atomically, write_text_atomically
 from vavl.models import EmotionModel
 from vavl.preparation import ExperimentData, prepare
+from vavl.records import CVSummary, EpochRecord, PathMetrics
 from vavl.reports import cv_markdown, cv_table, write_cv_report, write_run_report
 from vavl.training import Trainer, check_same_run, class_weights_for
+from vavl.types import PathName
 
 logger = logging.getLogger("vavl")
 
@@ -50,8 +43,8 @@ class ExperimentResult:
     config: ExperimentConfig
     run_dir: Path
     best_epoch: int
-    dev: dict[str, dict[str, Any]]
-    test: dict[str, dict[str, Any]]
+    dev: dict[str, PathMetrics]
+    test: dict[str, PathMetrics]
 
 
 def _fold_of(config: ExperimentConfig) -> int:
@@ -69,12 +62,9 @@ def _prediction_rows(
     predictions: dict[PathName, PathPredictions],
     items: dict[str, Item],
 ) -> str:
+    """``predictions/<split>.csv``: every path's output for every clip, with its target."""
     task = config.task
-    outputs = [f"p_{label}" for label in task.labels] if task.kind == "classification" else []
-    header = ["id", "split", "path", "corpus", "speaker", "target", "prediction", *outputs]
-    buffer = io.StringIO()
-    writer = csv.writer(buffer)
-    writer.writerow(header)
+    rows = []
     for path, result in predictions.items():
         probabilities = result.probabilities() if task.kind == "classification" else None
         targets = None
@@ -82,24 +72,27 @@ def _prediction_rows(
             targets = hard_labels(result.targets)
         for row, clip_id in enumerate(result.ids):
             item = items[clip_id]
-            if task.kind == "classification":
-                assert probabilities is not None
-                target = "" if targets is None else task.labels[targets[row]]
-                predicted = task.labels[int(probabilities[row].argmax())]
-                extra = [f"{p:.5f}" for p in probabilities[row]]
+            entry: dict[str, object] = {
+                "id": clip_id,
+                "split": split,
+                "path": path,
+                "corpus": item.metadata.get("corpus", ""),
+                "speaker": item.speaker or "",
+            }
+            if probabilities is not None:
+                shares = probabilities[row]
+                entry["target"] = "" if targets is None else task.labels[targets[row]]
+                entry["prediction"] = task.labels[int(shares.argmax())]
+                entry |= {f"p_{c}": f"{p:.5f}" for c, p in zip(task.labels, shares, strict=True)}
             else:
-                target = (
-                    ""
-                    if result.targets is None
-                    else " ".join(f"{v:.4f}" for v in result.targets[row])
-                )
-                predicted = " ".join(f"{v:.4f}" for v in result.outputs[row])
-                extra = []
-            corpus = item.metadata.get("corpus", "")
-            writer.writerow(
-                [clip_id, split, path, corpus, item.speaker or "", target, predicted, *extra]
-            )
-    return buffer.getvalue()
+                truth = result.targets
+                entry["target"] = "" if truth is None else " ".join(f"{v:.4f}" for v in truth[row])
+                entry["prediction"] = " ".join(f"{v:.4f}" for v in result.outputs[row])
+            rows.append(entry)
+    header = ["id", "split", "path", "corpus", "speaker", "target", "prediction"]
+    if task.kind == "classification":
+        header += [f"p_{label}" for label in task.labels]
+    return csv_text(rows, header)
 
 
 def score_run(
@@ -108,7 +101,7 @@ def score_run(
     model: EmotionModel,
     normalizer: FeatureNormalizer,
     data: ExperimentData,
-    history: list[dict[str, Any]],
+    history: list[EpochRecord],
     device: torch.device,
     progress: bool = False,
 ) -> ExperimentResult:
@@ -116,7 +109,7 @@ def score_run(
     fold = _fold_of(config)
     splits = _splits(config, data)
     weights = class_weights_for(config.task, splits["train"])
-    results: dict[str, dict[str, dict[str, Any]]] = {}
+    results: dict[str, dict[str, PathMetrics]] = {}
     all_predictions: dict[str, dict[PathName, PathPredictions]] = {}
     split: Split
     for split in ("train", "dev", "test"):
@@ -143,7 +136,7 @@ def score_run(
             "dev": results.get("dev", {}),
             "test": results["test"],
             "train": results["train"],
-            "extractors": data.extractors,
+            "extractors": {m: d and d.to_dict() for m, d in data.extractors.items()},
             "config": config.to_dict(),
         },
     )
@@ -237,7 +230,7 @@ def partition_overlap(folds: Sequence[Mapping[str, str]]) -> str | None:
 
 def run_cv(
     config: ExperimentConfig, run_dir: str | Path, progress: bool = True, force: bool = False
-) -> dict[str, Any]:
+) -> CVSummary:
     """Every fold in ``run_dir/fold-<k>`` (finished folds of the same config are kept; another
     config is refused, or replaced with ``force``), then the paper's table."""
     run_dir = Path(run_dir)
@@ -264,7 +257,12 @@ def run_cv(
         test_results.append(run_experiment(fold_config, fold_dir, data, progress).test)
     table = cv_table(config.task, test_results)
     overlap = partition_overlap(data.folds)
-    summary = {"folds": folds, "table": table, "overlap": overlap, "config": config.to_dict()}
+    summary: CVSummary = {
+        "folds": folds,
+        "table": table,
+        "overlap": overlap,
+        "config": config.to_dict(),
+    }
     if overlap:
         logger.warning("%s", overlap)
     if distributed.is_main():

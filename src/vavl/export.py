@@ -18,10 +18,10 @@ import torch
 from torch import Tensor, nn
 
 from vavl.checkpoint import Checkpoint, load_checkpoint, model_from_checkpoint
-from vavl.config import PATHS, Modality
 from vavl.errors import CheckpointError, VavlError
 from vavl.files import write_json_atomically
 from vavl.models.base import ThreeStepModel
+from vavl.types import PATH_MODALITIES, PATHS, Modality
 
 OPSET = 17
 
@@ -54,10 +54,10 @@ class AudioVisualPath(nn.Module):
         )
 
 
+# Each graph's inputs: the features and mask of every modality its path reads.
 INPUTS = {
-    "audio": ["audio", "audio_mask"],
-    "visual": ["visual", "visual_mask"],
-    "audiovisual": ["audio", "audio_mask", "visual", "visual_mask"],
+    path: [name for m in modalities for name in (m, f"{m}_mask")]
+    for path, modalities in PATH_MODALITIES.items()
 }
 
 
@@ -117,7 +117,7 @@ def export_onnx(checkpoint_path: str | Path, out_dir: str | Path) -> dict[str, P
         "format": 1,
         "paths": {path: {"file": f"{path}.onnx", "inputs": INPUTS[path]} for path in PATHS},
         "task": checkpoint.config.task.model_dump(mode="json"),
-        "extractors": checkpoint.extractors,
+        "extractors": {m: d and d.to_dict() for m, d in checkpoint.extractors.items()},
         "normalizer": {
             kind: {m: v.tolist() for m, v in values.items()}
             for kind, values in (

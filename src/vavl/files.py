@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import csv
 import hashlib
+import io
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -65,3 +67,14 @@ def sha256_file(path: str | Path) -> str:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def csv_text(rows: Sequence[Mapping[str, Any]], fields: Sequence[str] | None = None) -> str:
+    """Rows as CSV text with a header: ``fields``, or every key of the rows in order of first
+    appearance (a row without one gets an empty cell). The one CSV writer of vavl's outputs."""
+    names = list(fields) if fields is not None else list(dict.fromkeys(k for r in rows for k in r))
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=names, restval="")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buffer.getvalue()

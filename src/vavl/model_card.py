@@ -21,9 +21,11 @@ def preload_default_extractors() -> None:
     """Start loading the default model's extractors (named in its card) in the background, so
     that their weights load while torch is imported and the checkpoint read."""
     from vavl.features import preload_extractor
+    from vavl.features.base import ExtractorDescription
 
-    for modality, extractor in default_model_card()["extractors"].items():
-        preload_extractor(extractor["id"], modality, **extractor["options"])
+    for modality, saved in default_model_card()["extractors"].items():
+        description = ExtractorDescription.from_saved(saved)
+        preload_extractor(description.id, modality, **(description.options or {}))
 
 
 def card_lines(card: dict[str, Any]) -> list[str]:

@@ -22,19 +22,20 @@ from numpy.typing import NDArray
 
 from vavl.calibration import best_path, softmax
 from vavl.checkpoint import Checkpoint, load_checkpoint, model_from_checkpoint
-from vavl.config import MODALITIES, PATHS, FaceSettings, Modality
+from vavl.config import FaceSettings
 from vavl.data import Batch, Collator, Item
 from vavl.devices import resolve_device
 from vavl.errors import CheckpointError, MediaError
-from vavl.features.base import create_extractor
-from vavl.features.pipeline import FaceSummary, FeaturePipeline, FileFeatures
-from vavl.features.store import FeatureStore, describe, feature_key
+from vavl.features.pipeline import FeaturePipeline
+from vavl.features.records import FaceSummary, FileFeatures
+from vavl.features.store import FeatureStore
 from vavl.files import cache_dir, sha256_file
 from vavl.media import probe
 from vavl.model_card import DEFAULT_MODEL, default_model_card
 from vavl.models import EmotionModel
 from vavl.results import PathPrediction, Prediction
 from vavl.timeline import Timeline, predict_timeline
+from vavl.types import MODALITIES, PATH_MODALITIES, PATHS, Modality
 
 logger = logging.getLogger("vavl")
 
@@ -63,34 +64,32 @@ class Predictor:
         built: dict[str, Any] = {}
         for modality in MODALITIES:
             trained = checkpoint.extractors.get(modality)
-            if not isinstance(trained, dict):
-                if trained is not None:
-                    raise CheckpointError(
-                        f"{name}: was trained on '{trained}' {modality} features, which cannot "
-                        "be computed from media (only extractor descriptions can)"
-                    )
-                built[modality] = None
-                continue
-            if modality == "visual" and "faces" in trained:
-                faces = FaceSettings.model_validate(trained["faces"])
-            options = {**trained.get("options", {}), **(extractor_options or {}).get(modality, {})}
-            built[modality] = create_extractor(trained["id"], modality, **options)
+            if trained is not None and not trained.rebuildable:
+                raise CheckpointError(
+                    f"{name}: was trained on '{trained.id}' {modality} features, which cannot "
+                    "be computed from media (only full extractor descriptions can)"
+                )
+            if trained is not None and trained.faces is not None:
+                faces = FaceSettings.model_validate(trained.faces)
+            changes = (extractor_options or {}).get(modality, {})
+            built[modality] = None if trained is None else trained.build(**changes)
+        descriptions = {m: e and e.describe(faces.model_dump()) for m, e in built.items()}
         # The rebuilt extractors must produce what the model was trained on.
-        checkpoint.check_features(
-            {m: describe(e, faces) if e is not None else None for m, e in built.items()}, name
-        )
+        checkpoint.check_features(descriptions, name)
         if faces_override:
             # How faces are found is the user's choice; what is made of a face stays the model's.
             faces = FaceSettings.model_validate(faces.model_dump() | faces_override)
         self.pipeline = FeaturePipeline(built["audio"], built["visual"], faces, preview_crops, face)
         self.extractors = {m: (e.id if e is not None else None) for m, e in built.items()}
-        self.keys = {m: feature_key(e, faces) for m, e in built.items() if e is not None}
+        # Store keys of the features this predictor makes (with the faces found the user's way).
+        self.keys = {m: e.describe(faces.model_dump()).key for m, e in built.items() if e}
         self.onnx = None
         if onnx_dir is not None:
             from vavl.export import OnnxModel
 
             self.onnx = OnnxModel(onnx_dir)
-            if self.onnx.card["extractors"] != checkpoint.extractors:
+            saved = {m: d and d.to_dict() for m, d in checkpoint.extractors.items()}
+            if self.onnx.card["extractors"] != saved:
                 raise CheckpointError(f"{onnx_dir}: was exported from another model than {name}")
 
     @classmethod
@@ -254,13 +253,8 @@ class Predictor:
                 for path, present in output.present.items()
             }
         has: dict[Modality, NDArray[np.bool_]] = {m: batch.present(m).numpy() for m in MODALITIES}
-        needs: dict[str, tuple[Modality, ...]] = {
-            "audio": ("audio",),
-            "visual": ("visual",),
-            "audiovisual": MODALITIES,
-        }
-        results = {}
-        for path, modalities in needs.items():
+        results: dict[str, tuple[NDArray[np.float32], NDArray[np.bool_]]] = {}
+        for path, modalities in PATH_MODALITIES.items():
             rows = np.logical_and.reduce([has[m] for m in modalities])
             if not rows.any():
                 continue

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from vavl.config import MODALITIES, CorporaDataConfig, ExperimentConfig, SyntheticDataConfig
+from vavl.config import CorporaDataConfig, ExperimentConfig, SyntheticDataConfig
 from vavl.corpora import (
     SPLITS,
     Clip,
@@ -31,9 +31,11 @@ from vavl.corpora.base import speaker_folds
 from vavl.corpora.msp_improv import min_max_scaled
 from vavl.data import Item
 from vavl.errors import ConfigError, DataError
+from vavl.features.base import ExtractorDescription
 from vavl.features.extraction import ExtractionSettings, ExtractorSpec, run_extraction
-from vavl.features.store import FeatureStore, describe, feature_key
+from vavl.features.store import FeatureStore
 from vavl.synthetic import synthetic_items
+from vavl.types import MODALITIES
 
 logger = logging.getLogger("vavl")
 
@@ -42,7 +44,7 @@ logger = logging.getLogger("vavl")
 class ExperimentData:
     items: dict[str, Item]
     folds: list[dict[str, Split]]
-    extractors: dict[str, Any]  # modality -> description of the extractor that made its features
+    extractors: dict[str, ExtractorDescription | None]  # what made each modality's features
     scale_attributes: bool = False
     notes: list[str] = field(default_factory=list)
 
@@ -115,14 +117,16 @@ def _label_fields(clip: Clip, config: ExperimentConfig) -> dict[str, Any]:
 
 def _extract(
     clips: list[Clip], config: ExperimentConfig, data: CorporaDataConfig, progress: bool
-) -> tuple[dict[str, str | None], dict[tuple[str, Path], str], dict[str, Any]]:
+) -> tuple[
+    dict[str, str | None], dict[tuple[str, Path], str], dict[str, ExtractorDescription | None]
+]:
     """Extract what the store lacks; return the keys, (modality, file) -> content hash, and the
     extractors' descriptions."""
     store = FeatureStore(data.store)
     features = config.features
     keys: dict[str, str | None] = {}
     hashes: dict[tuple[str, Path], str] = {}
-    descriptions: dict[str, Any] = {}
+    descriptions: dict[str, ExtractorDescription | None] = {}
     for modality in MODALITIES:
         files = sorted({clip.media[modality] for clip in clips if modality in clip.media})
         name = getattr(features, modality)
@@ -135,8 +139,8 @@ def _extract(
             )
         spec = ExtractorSpec(name, dict(getattr(features, f"{modality}_options")))
         extractor = spec.build()
-        keys[modality] = feature_key(extractor, features.faces)
-        descriptions[modality] = describe(extractor, features.faces, spec.options)
+        description = extractor.describe(features.faces.model_dump(), spec.options)
+        keys[modality], descriptions[modality] = description.key, description
         settings = ExtractionSettings(
             audio=spec if modality == "audio" else None,
             visual=spec if modality == "visual" else None,
@@ -169,7 +173,11 @@ def prepare(config: ExperimentConfig, progress: bool = True) -> ExperimentData:
     if isinstance(data, SyntheticDataConfig):
         splits = synthetic_items(data, config.task)
         items = {item.id: item for items in splits.values() for item in items}
-        described: dict[str, Any] = {m: getattr(config.features, m) for m in MODALITIES}
+        described: dict[str, ExtractorDescription | None] = {
+            m: None if name is None else ExtractorDescription.from_saved(name)
+            for m in MODALITIES
+            for name in [getattr(config.features, m)]
+        }
         if data.folds > 1:
             by_speaker = speaker_folds(
                 [i.speaker or i.id for i in items.values()], data.folds, data.seed
@@ -221,11 +229,10 @@ def _prepare_corpora(
         audio, visual = found["audio"], found["visual"]
         if audio is not None and data.max_audio_seconds is not None:
             audio = replace(audio, features=audio.features[audio.times < data.max_audio_seconds])
-        items[clip.id] = Item(
-            id=clip.id,
-            audio=None if audio is None else audio.features,
-            visual=None if visual is None else visual.features,
-            visual_valid=None if visual is None else visual.valid,
+        items[clip.id] = Item.from_modalities(
+            clip.id,
+            audio,
+            visual,
             speaker=clip.speaker,
             metadata={"corpus": clip.corpus},
             **_label_fields(clip, config),

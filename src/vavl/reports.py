@@ -19,9 +19,11 @@ from typing import Any
 import numpy as np
 from matplotlib.figure import Figure  # the object API: no pyplot state, no display needed
 
-from vavl.config import PATHS, ExperimentConfig, TaskConfig
+from vavl.config import ExperimentConfig, TaskConfig
 from vavl.evaluation import PathPredictions, headline
 from vavl.files import write_text_atomically
+from vavl.records import CVTable, PathMetrics
+from vavl.types import PATHS
 
 PATH_TITLES = {"audio": "audio only", "visual": "visual only", "audiovisual": "audio-visual"}
 STYLE = """
@@ -237,12 +239,10 @@ def metric_value(metrics: Mapping[str, Any], key: str) -> float:
     return float(metrics[key])
 
 
-def cv_table(
-    task: TaskConfig, folds: Sequence[Mapping[str, Mapping[str, Any]]]
-) -> dict[str, dict[str, dict[str, Any]]]:
+def cv_table(task: TaskConfig, folds: Sequence[Mapping[str, PathMetrics]]) -> CVTable:
     """table[path][metric] = mean, sample standard deviation over the folds (ddof 1; 0 for a
     single fold), the number of folds and the per-fold values."""
-    table: dict[str, dict[str, dict[str, Any]]] = {}
+    table: CVTable = {}
     for path_name in PATHS:
         path: str = path_name
         if not all(path in fold for fold in folds):

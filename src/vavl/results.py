@@ -3,11 +3,15 @@ the predictor, timelines, the CLI and the web page)."""
 
 from __future__ import annotations
 
+import json
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
+
+from vavl.files import csv_text
 
 
 @dataclass
@@ -43,3 +47,99 @@ class Prediction:
         result = asdict(self)
         result.pop("face_crops")
         return result
+
+    def to_text(self) -> str:
+        """A few lines per file: the label (or values) of every path, and what was missing."""
+        lines = [f"{self.source}:"]
+        for path, result in self.paths.items():
+            best = "  <- best" if path == self.best_path and len(self.paths) > 1 else ""
+            if result.label is not None:
+                top = sorted(result.probabilities.items(), key=lambda kv: -kv[1])[:3]
+                shares = ", ".join(f"{label} {share:.2f}" for label, share in top)
+                lines.append(f"  {path:<12} {result.label:<10} ({shares}){best}")
+            else:
+                values = ", ".join(f"{name} {value:.3f}" for name, value in result.values.items())
+                lines.append(f"  {path:<12} {values}{best}")
+        if len(self.paths) > 1:
+            lines.append(f"  (best: {self.best_reason})")
+        if self.frames_sampled:
+            lines.append(
+                f"  (faces: {self.faces_tracked} tracked, {self.frames_with_face} of "
+                f"{self.frames_sampled} sampled frames with the one used: {self.face_used})"
+            )
+        if self.aggregated:
+            windows = self.aggregated
+            lines.append(
+                f"  (long file: the mean over {windows['windows']} windows of "
+                f"{windows['window_seconds']:g} s)"
+            )
+        if self.fallback:
+            lines.append(f"  ({self.fallback})")
+        lines += [f"  (note: {note})" for note in self.notes]
+        return "\n".join(lines)
+
+    def to_rows(self) -> list[dict[str, object]]:
+        """CSV rows: one per path (or one saying why there is none)."""
+        if not self.paths:
+            return [
+                {
+                    "file": self.source,
+                    "status": "nothing to predict from",
+                    "error": self.fallback or "",
+                }
+            ]
+        rows = []
+        for path, result in self.paths.items():
+            row: dict[str, object] = {
+                "file": self.source,
+                "status": "predicted",
+                "path": path,
+                "best": path == self.best_path,
+                "label": result.label or "",
+            }
+            row |= {f"p_{name}": round(value, 5) for name, value in result.probabilities.items()}
+            row |= {name: round(value, 5) for name, value in result.values.items()}
+            row |= {"audio": self.modalities["audio"], "visual": self.modalities["visual"]}
+            row |= {
+                "frames_with_face": self.frames_with_face,
+                "faces_tracked": self.faces_tracked,
+                "face_used": self.face_used,
+                "windows": self.aggregated["windows"] if self.aggregated else 1,
+                "fallback": self.fallback or "",
+            }
+            rows.append(row)
+        return rows
+
+
+def render_predictions(
+    predictions: Sequence[Prediction],
+    failures: Sequence[dict[str, str]],
+    output_format: str,
+    model: str,
+) -> str:
+    """What ``vavl predict`` writes: ``table`` (a few lines per file), ``json`` or ``csv``
+    (failed files included, with their one-line error)."""
+    if output_format == "json":
+        payload = {
+            "model": model,
+            "predictions": [p.to_dict() for p in predictions],
+            "failed": list(failures),
+        }
+        return json.dumps(payload, indent=2)
+    if output_format == "csv":
+        rows = [row for p in predictions for row in p.to_rows()]
+        rows += [{"file": f["file"], "status": "failed", "error": f["error"]} for f in failures]
+        return csv_text(rows) if rows else ""
+    return "\n".join(p.to_text() for p in predictions)
+
+
+def prediction_summary(predictions: Sequence[Prediction], failures: int, total: int) -> str:
+    """``N of M files predicted``, with what the others lacked or how many failed."""
+    empty = [p for p in predictions if not p.paths]
+    summary = f"{len(predictions) - len(empty)} of {total} files predicted"
+    if empty:
+        reasons = sorted(
+            {s.removeprefix("missing: ") for p in empty for s in p.modalities.values()}
+        )
+        summary += f"; {len(empty)} had nothing to predict from: {'; '.join(reasons)}"
+    return summary + (f"; {failures} failed" if failures else "")

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from vavl.config import MODALITIES, Modality, SyntheticDataConfig, TaskConfig
+from vavl.config import SyntheticDataConfig, TaskConfig
 from vavl.data import Item
+from vavl.types import MODALITIES, Modality
 
 SPLITS = ("train", "dev", "test")
 CLIPS_PER_SPEAKER = 20

@@ -8,7 +8,6 @@ model and written out. A window without a face has no visual path, one in silenc
 
 from __future__ import annotations
 
-import csv
 import io
 import json
 import math
@@ -21,16 +20,17 @@ import numpy as np
 from matplotlib.figure import Figure
 from tqdm.auto import tqdm
 
-from vavl.config import PATHS
 from vavl.data import Item
 from vavl.errors import ConfigError
-from vavl.files import write_atomically, write_text_atomically
+from vavl.files import csv_text, write_atomically, write_text_atomically
 from vavl.media import probe
 from vavl.results import PathPrediction
+from vavl.types import PATHS
 
 if TYPE_CHECKING:
     from vavl.config import TaskConfig
-    from vavl.features.pipeline import FeaturePipeline, FileFeatures
+    from vavl.features.pipeline import FeaturePipeline
+    from vavl.features.records import FileFeatures
 
 # Every path's prediction for each item: what the predictor's ``predict_items`` gives.
 PredictItems = Callable[[Sequence[Item]], list[dict[str, PathPrediction]]]
@@ -115,7 +115,8 @@ class Timeline:
         else:
             axes_list[-1].set_xlabel("time (s), window centres")
         handles, names = axes_list[0].get_legend_handles_labels()
-        figure.legend(handles, names, loc="outside upper center", ncol=len(self.labels))
+        # Below the panels: above them it would run into the title.
+        figure.legend(handles, names, loc="outside lower center", ncol=len(self.labels))
         figure.suptitle(
             f"{Path(self.source).name}: window {self.window:g} s, hop {self.hop:g} s", fontsize=10
         )
@@ -127,15 +128,11 @@ class Timeline:
         directory = Path(directory)
         name = name or Path(self.source).name
         rows = self.rows()
-        buffer = io.StringIO()
-        fields = list(dict.fromkeys(key for row in rows for key in row)) or ["start", "end", "path"]
-        writer = csv.DictWriter(buffer, fieldnames=fields)
-        writer.writeheader()
-        writer.writerows(rows)
+        table = csv_text(rows, None if rows else ["start", "end", "path"])
         picture = io.BytesIO()
         self.figure().savefig(picture, format="png", dpi=100)
         return {
-            "csv": write_text_atomically(directory / f"{name}.timeline.csv", buffer.getvalue()),
+            "csv": write_text_atomically(directory / f"{name}.timeline.csv", table),
             "json": write_text_atomically(
                 directory / f"{name}.timeline.json", json.dumps(self.to_dict(), indent=1)
             ),

@@ -17,8 +17,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
-from vavl.config import Modality
 from vavl.errors import DataError
+from vavl.types import Modality
 
 Split = Literal["train", "dev", "test"]
 SPLITS: tuple[Split, Split, Split] = ("train", "dev", "test")

@@ -18,7 +18,6 @@ from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Literal
 
-from vavl.config import CREMA_D_EMOTIONS, Modality
 from vavl.corpora.base import (
     Clip,
     Corpus,
@@ -28,6 +27,7 @@ from vavl.corpora.base import (
     require_folder,
 )
 from vavl.errors import DataError
+from vavl.types import CREMA_D_EMOTIONS, Modality
 
 CremaLabels = Literal[
     "intended", "votes-audio", "votes-video", "votes-audiovisual", "votes-all", "authors"

@@ -13,10 +13,10 @@ import csv
 from collections.abc import Sequence
 from pathlib import Path
 
-from vavl.config import Modality
 from vavl.corpora.base import Clip, Corpus, Split, require_folder, split_name
 from vavl.errors import DataError
 from vavl.media import AUDIO_SUFFIXES, IMAGE_SUFFIXES
+from vavl.types import Modality
 
 
 def _media(path: Path) -> dict[Modality, Path]:

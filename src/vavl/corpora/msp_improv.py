@@ -15,7 +15,6 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from vavl.config import Modality
 from vavl.corpora.base import (
     Clip,
     Corpus,
@@ -25,6 +24,7 @@ from vavl.corpora.base import (
     require_folder,
 )
 from vavl.errors import DataError
+from vavl.types import Modality
 
 ATTRIBUTE_COLUMNS = {"arousal": "EmoAct", "valence": "EmoVal", "dominance": "EmoDom"}
 SCALE = (1.0, 5.0)

@@ -18,9 +18,9 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 
-from vavl.config import Modality
 from vavl.corpora.base import Clip, Corpus, media_by_stem, require_folder
 from vavl.errors import DataError
+from vavl.types import Modality
 
 RAVDESS_EMOTIONS = {
     "01": "neutral",

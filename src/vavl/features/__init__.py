@@ -10,6 +10,7 @@ from vavl.features.base import (
     VisualExtractor,
     create_extractor,
     preload_extractor,
+    registered_dim,
 )
 
 __all__ = [
@@ -19,4 +20,5 @@ __all__ = [
     "VisualExtractor",
     "create_extractor",
     "preload_extractor",
+    "registered_dim",
 ]

@@ -4,7 +4,6 @@ log-mel (no weights) and the reference's wav2vec2 (weights the user has locally)
 from __future__ import annotations
 
 import math
-import os
 import shutil
 from functools import cache
 from pathlib import Path
@@ -192,13 +191,13 @@ class WhisperEncoderExtractor(AudioExtractor):
         return np.asarray(encoded, dtype=np.float32)[0, :frames]
 
 
-@register("whisper-base", "audio", "Whisper base encoder, 512-d at 50 frames/s (CTranslate2)")
+@register("whisper-base", "audio", "Whisper base encoder, 512-d at 50 frames/s (CTranslate2)", dim=512)
 class WhisperBaseExtractor(WhisperEncoderExtractor):
     id = "whisper-base"
     variant = "base"
 
 
-@register("whisper-tiny", "audio", "Whisper tiny.en encoder, 384-d at 50 frames/s (CTranslate2)")
+@register("whisper-tiny", "audio", "Whisper tiny.en encoder, 384-d at 50 frames/s (CTranslate2)", dim=384)
 class WhisperTinyExtractor(WhisperEncoderExtractor):
     id = "whisper-tiny"
     variant = "tiny.en"

@@ -12,15 +12,16 @@ from __future__ import annotations
 import hashlib
 import json
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
 from numpy.typing import NDArray
 
-from vavl.config import Modality
 from vavl.errors import ConfigError, FeatureMismatchError
+from vavl.types import Modality
 
 FloatArray = NDArray[np.float32]
 
@@ -43,16 +44,87 @@ class FeatureExtractor(ABC):
         )
         return f"{self.id}-{hashlib.sha256(description.encode()).hexdigest()[:12]}"
 
-    def describe(self) -> dict[str, Any]:
+    def describe(
+        self, faces: Mapping[str, Any] | None = None, options: Mapping[str, Any] | None = None
+    ) -> ExtractorDescription:
+        """What this extractor makes (with the face settings, for a visual one), and the
+        ``options`` that rebuild it."""
+        return ExtractorDescription(
+            id=self.id,
+            key=feature_key(self, faces),
+            version=self.version,
+            modality=self.modality,
+            dim=self.dim,
+            frame_rate=self.frame_rate,
+            settings=self.settings(),
+            faces=dict(faces) if faces is not None and self.modality == "visual" else None,
+            options=None if options is None else dict(options),
+        )
+
+
+def feature_key(extractor: FeatureExtractor, faces: Mapping[str, Any] | None = None) -> str:
+    """The store key of an extractor's features; a visual key also covers how faces were found
+    and cropped (``faces``: the face settings as a dict)."""
+    if extractor.modality != "visual" or faces is None:
+        return extractor.key()
+    description = json.dumps({"extractor": extractor.key(), "faces": dict(faces)}, sort_keys=True)
+    return f"{extractor.id}-{hashlib.sha256(description.encode()).hexdigest()[:12]}"
+
+
+@dataclass(frozen=True)
+class ExtractorDescription:
+    """What made some features, in one record: filed with them in the store, listed in the
+    extraction report, kept in checkpoints, and compared before features meet a model.
+
+    ``key`` is what must match (the extractor, its version and every setting; for visual
+    features the face settings too); ``id`` and ``options`` rebuild the extractor. A description
+    saved as a bare id (synthetic features, features given as arrays) has only ``id`` and ``key``
+    and cannot be rebuilt.
+    """
+
+    id: str
+    key: str
+    version: str | None = None
+    modality: Modality | None = None
+    dim: int | None = None
+    frame_rate: float | None = None
+    settings: dict[str, Any] = field(default_factory=dict)
+    faces: dict[str, Any] | None = None
+    options: dict[str, Any] | None = None
+
+    @classmethod
+    def from_saved(cls, saved: Mapping[str, Any] | str) -> ExtractorDescription:
+        """A description as :meth:`to_dict` wrote it, or a bare extractor id."""
+        if isinstance(saved, str):
+            return cls(id=saved, key=saved)
+        known = {name: saved[name] for name in cls.__dataclass_fields__ if name in saved}
+        # A full description without options was made with the extractor's defaults.
+        return cls(**{"key": saved.get("id", ""), "options": {}, **known})
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form: unknown fields left out, but ``options`` always there (null: the
+        extractor cannot be rebuilt), so that :meth:`from_saved` reads back the same record."""
         return {
-            "id": self.id,
-            "version": self.version,
-            "modality": self.modality,
-            "dim": self.dim,
-            "frame_rate": self.frame_rate,
-            "settings": self.settings(),
-            "key": self.key(),
+            name: value
+            for name, value in asdict(self).items()
+            if value is not None or name == "options"
         }
+
+    @property
+    def rebuildable(self) -> bool:
+        return self.options is not None
+
+    def build(self, **changes: Any) -> FeatureExtractor:
+        """The extractor again, with ``changes`` to its options (e.g. threads)."""
+        if self.options is None:
+            raise ConfigError(
+                f"'{self.id}' features are named by their id only: the extractor's options are "
+                "unknown, so it cannot be rebuilt"
+            )
+        return _build(self.id, self.modality, {**self.options, **changes})
+
+
+Descriptions = Mapping[str, ExtractorDescription | None]  # modality -> what made its features
 
 
 class AudioExtractor(FeatureExtractor):
@@ -77,19 +149,37 @@ class VisualExtractor(FeatureExtractor):
 
 
 ExtractorFactory = Callable[..., FeatureExtractor]
-EXTRACTORS: dict[str, tuple[Modality, ExtractorFactory, str]] = {}
+
+
+@dataclass(frozen=True)
+class Registration:
+    modality: Modality
+    factory: ExtractorFactory
+    description: str
+    dim: int | None  # output size per frame; None when the options decide it
+
+
+EXTRACTORS: dict[str, Registration] = {}
 
 
 def register(
-    name: str, modality: Modality, description: str
+    name: str, modality: Modality, description: str, dim: int | None = None
 ) -> Callable[[ExtractorFactory], ExtractorFactory]:
-    """Class decorator adding an extractor to the registry under ``name``."""
+    """Class decorator adding an extractor to the registry under ``name``; ``dim`` is its
+    output size when no option changes it (configs are checked against it at load)."""
 
     def add(factory: ExtractorFactory) -> ExtractorFactory:
-        EXTRACTORS[name] = (modality, factory, description)
+        EXTRACTORS[name] = Registration(modality, factory, description, dim)
         return factory
 
     return add
+
+
+def registered_dim(name: str) -> int | None:
+    """The output size ``name`` declared at registration (None: unknown name, or it depends on
+    the options)."""
+    registration = EXTRACTORS.get(name)
+    return registration.dim if registration else None
 
 
 _PRELOADED: dict[str, Future[Any]] = {}
@@ -122,30 +212,26 @@ def _build(name: str, modality: Modality | None, options: dict[str, Any]) -> Any
     if name not in EXTRACTORS:
         known = ", ".join(sorted(EXTRACTORS))
         raise ConfigError(f"unknown feature extractor '{name}' (known: {known})")
-    registered_modality, factory, _ = EXTRACTORS[name]
-    if modality is not None and registered_modality != modality:
-        raise ConfigError(f"'{name}' is a {registered_modality} extractor, not a {modality} one")
-    return factory(**options)
+    registration = EXTRACTORS[name]
+    if modality is not None and registration.modality != modality:
+        raise ConfigError(
+            f"'{name}' is a {registration.modality} extractor, not a {modality} one"
+        )
+    return registration.factory(**options)
 
 
 def check_extractors(
-    expected: dict[str, Any], given: dict[str, Any], model_name: str = "the model"
+    expected: Descriptions, given: Descriptions, model_name: str = "the model"
 ) -> None:
-    """Refuse features that do not come from the extractors a model was trained on.
-
-    Both arguments map a modality to an extractor description (``FeatureExtractor.describe()``,
-    or just an id); a modality the model never saw (None) is not checked.
-    """
+    """Refuse features that do not come from the extractors a model was trained on; a modality
+    the model never saw (None) is not checked."""
     for modality, wanted in expected.items():
-        if wanted is None or given.get(modality) is None:
+        have = given.get(modality)
+        if wanted is None or have is None:
             continue
-        have = given[modality]
-        wanted_key = wanted.get("key", wanted.get("id")) if isinstance(wanted, dict) else wanted
-        have_key = have.get("key", have.get("id")) if isinstance(have, dict) else have
-        if wanted_key != have_key:
-            wanted_id = wanted.get("id", wanted_key) if isinstance(wanted, dict) else wanted
+        if wanted.key != have.key:
             raise FeatureMismatchError(
-                f"{model_name} was trained on {modality} features from '{wanted_key}' but these "
-                f"come from '{have_key}'; extract them with the '{wanted_id}' extractor and the "
+                f"{model_name} was trained on {modality} features from '{wanted.key}' but these "
+                f"come from '{have.key}'; extract them with the '{wanted.id}' extractor and the "
                 "same settings"
             )

@@ -14,11 +14,9 @@ one, in input order.
 from __future__ import annotations
 
 import csv
-import hashlib
-import io
-import json
-import logging
 import ctypes
+import hashlib
+import logging
 import multiprocessing
 import os
 import signal
@@ -32,13 +30,21 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from vavl.config import MODALITIES, FaceSettings
+from vavl.config import FaceSettings
 from vavl.errors import DataError, VavlError
 from vavl.features.base import AudioExtractor, VisualExtractor, create_extractor
-from vavl.features.pipeline import FeaturePipeline, FileFeatures
-from vavl.features.store import FeatureStore, describe, feature_key
-from vavl.files import read_json, sha256_file, write_json_atomically, write_text_atomically
+from vavl.features.pipeline import FeaturePipeline
+from vavl.features.records import FileFeatures
+from vavl.features.store import FeatureStore
+from vavl.files import (
+    csv_text,
+    read_json,
+    sha256_file,
+    write_json_atomically,
+    write_text_atomically,
+)
 from vavl.media import MEDIA_SUFFIXES, check_readable
+from vavl.types import MODALITIES
 
 logger = logging.getLogger("vavl")
 
@@ -63,11 +69,11 @@ REPORT_FIELDS = [
 class ExtractorSpec:
     """A registered extractor's name and options (picklable, unlike the extractor itself)."""
 
-    name: str
+    id: str
     options: dict[str, Any] = field(default_factory=dict)
 
     def build(self) -> Any:
-        return create_extractor(self.name, **self.options)
+        return create_extractor(self.id, **self.options)
 
 
 @dataclass(frozen=True)
@@ -142,10 +148,9 @@ class _Extractor:
         for modality, extractor in (("audio", audio), ("visual", visual)):
             spec = specs[modality]
             if extractor is not None and spec is not None:
-                key = feature_key(extractor, settings.faces)
-                self.keys[modality] = key
-                description = describe(extractor, settings.faces, spec.options)
-                self.store.register_extractor(key, description)
+                description = extractor.describe(settings.faces.model_dump(), spec.options)
+                self.keys[modality] = description.key
+                self.store.register_extractor(description)
 
     def process(self, path: Path) -> dict[str, Any]:
         started = time.perf_counter()
@@ -299,11 +304,7 @@ def write_report(
     name: str,
     inputs_sha256: str = "",
 ) -> tuple[Path, Path]:
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=REPORT_FIELDS)
-    writer.writeheader()
-    writer.writerows(rows)
-    csv_path = write_text_atomically(store.root / f"{name}.csv", buffer.getvalue())
+    csv_path = write_text_atomically(store.root / f"{name}.csv", csv_text(rows, REPORT_FIELDS))
     counts = Counter(row["status"] for row in rows)
     json_path = write_json_atomically(
         store.root / f"{name}.json",
@@ -383,7 +384,7 @@ def run_extraction(
     paths = every_input if shard is None else every_input[shard[0] :: shard[1]]
     rows: list[dict[str, Any] | None] = [None] * len(paths)
     extractors: dict[str, Any] = {
-        modality: None if spec is None else {"name": spec.name, "options": spec.options}
+        modality: None if spec is None else {"id": spec.id, "options": spec.options}
         for modality, spec in zip(MODALITIES, (settings.audio, settings.visual), strict=True)
     }
     extractors["faces"] = settings.faces.model_dump()

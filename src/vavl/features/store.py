@@ -22,39 +22,10 @@ from typing import Any
 
 import numpy as np
 
-from vavl.config import FaceSettings
-from vavl.data import Item
 from vavl.errors import DataError
-from vavl.features.base import FeatureExtractor, VisualExtractor
-from vavl.features.pipeline import ModalityFeatures
-from vavl.files import sha256_file, write_atomically, write_json_atomically
-
-
-def feature_key(extractor: FeatureExtractor, faces: FaceSettings | None = None) -> str:
-    """The store key of an extractor; visual keys also cover how faces were found and cropped."""
-    if not isinstance(extractor, VisualExtractor) or faces is None:
-        return extractor.key()
-    description = json.dumps(
-        {"extractor": extractor.key(), "faces": faces.model_dump()}, sort_keys=True
-    )
-    return f"{extractor.id}-{hashlib.sha256(description.encode()).hexdigest()[:12]}"
-
-
-def describe(
-    extractor: FeatureExtractor,
-    faces: FaceSettings | None = None,
-    options: dict[str, Any] | None = None,
-) -> dict[str, Any]:
-    """What made some features: recorded in the store and in checkpoints, compared at prediction.
-
-    ``key`` identifies the output (see :func:`feature_key`); ``options`` rebuild the extractor.
-    """
-    description = {**extractor.describe(), "key": feature_key(extractor, faces)}
-    if isinstance(extractor, VisualExtractor) and faces is not None:
-        description["faces"] = faces.model_dump()
-    if options is not None:
-        description["options"] = dict(options)
-    return description
+from vavl.features.base import ExtractorDescription
+from vavl.features.records import ModalityFeatures
+from vavl.files import read_json, write_atomically, write_json_atomically
 
 
 def _checksum(features: ModalityFeatures) -> str:
@@ -111,15 +82,15 @@ class FeatureStore:
     def entry_path(self, key: str, content_hash: str) -> Path:
         return self.root / "features" / key / content_hash[:2] / f"{content_hash}.npz"
 
-    def register_extractor(self, key: str, description: dict[str, Any]) -> None:
-        """Record what produced the features filed under ``key`` (read by training later)."""
-        path = self.root / "extractors" / f"{key}.json"
+    def register_extractor(self, description: ExtractorDescription) -> None:
+        """Record what produced the features filed under its key (read by training later)."""
+        path = self.root / "extractors" / f"{description.key}.json"
         if not path.exists():
-            write_json_atomically(path, description)
+            write_json_atomically(path, description.to_dict())
 
-    def extractor_description(self, key: str) -> dict[str, Any] | None:
+    def extractor_description(self, key: str) -> ExtractorDescription | None:
         path = self.root / "extractors" / f"{key}.json"
-        return json.loads(path.read_text()) if path.exists() else None
+        return ExtractorDescription.from_saved(read_json(path)) if path.exists() else None
 
     def resolve_key(self, extractor_id: str) -> str:
         """The key of the features ``extractor_id`` wrote here (there must be exactly one)."""
@@ -139,32 +110,6 @@ class FeatureStore:
                 f"({', '.join(keys)}); name the one you want by its key"
             )
         return keys[0]
-
-    def item(
-        self, media: str | Path, audio_key: str | None, visual_key: str | None, **fields: Any
-    ) -> Item:
-        """An :class:`Item` with the stored features of ``media`` (labels etc. in ``fields``)."""
-        media = Path(media)
-        content_hash = sha256_file(media)
-        found: dict[str, ModalityFeatures | None] = {"audio": None, "visual": None}
-        for modality, key in (("audio", audio_key), ("visual", visual_key)):
-            if key is None:
-                continue
-            entry = self.load(key, content_hash)
-            if entry is None:
-                raise DataError(
-                    f"{media}: has no '{key}' features in {self.root} (or they are damaged); "
-                    "run `vavl extract` on it"
-                )
-            found[modality] = entry.features
-        audio, visual = found["audio"], found["visual"]
-        return Item(
-            id=fields.pop("id", str(media)),
-            audio=None if audio is None else audio.features,
-            visual=None if visual is None else visual.features,
-            visual_valid=None if visual is None else visual.valid,
-            **fields,
-        )
 
     def save(
         self,

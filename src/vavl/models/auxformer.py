@@ -24,9 +24,10 @@ import math
 import torch
 from torch import Tensor, nn
 
-from vavl.config import MODALITIES, Modality, ModelConfig
+from vavl.config import ModelConfig
 from vavl.models.base import EmotionModel, ModelOutput, fill_absent, given_modalities
 from vavl.models.layers import MLP, sinusoidal_positions
+from vavl.types import MODALITIES, Modality
 
 
 def last_real_frame(x: Tensor, mask: Tensor) -> Tensor:

@@ -8,8 +8,9 @@ from typing import Literal, Protocol, runtime_checkable
 import torch
 from torch import Tensor, nn
 
-from vavl.config import Modality, ModelConfig, PathName
+from vavl.config import ModelConfig
 from vavl.masks import full_mask
+from vavl.types import Modality, PathName
 
 
 @dataclass

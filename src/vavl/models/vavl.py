@@ -14,7 +14,7 @@ from functools import partial
 import torch
 from torch import Tensor, nn
 
-from vavl.config import Modality, ModelConfig
+from vavl.config import ModelConfig
 from vavl.models.base import (
     EmotionModel,
     ModelOutput,
@@ -24,6 +24,7 @@ from vavl.models.base import (
 )
 from vavl.models.conformer import ConformerEncoder
 from vavl.models.layers import MLP, masked_mean, run_on_present
+from vavl.types import Modality
 
 
 class VAVL(EmotionModel):

@@ -182,7 +182,11 @@ class App:
                 # Name the file as the user knows it, not by its upload name.
                 message = str(error).replace(str(upload), display_name)
                 raise RequestError(422, message) from None
-        result = prediction.to_dict() | {"source": display_name}
+        # The user's name for the file, and the model's name only: no server paths leave.
+        result = prediction.to_dict() | {
+            "source": display_name,
+            "model": Path(prediction.model).name,
+        }
         answer = {
             "file": display_name,
             "prediction": result,

@@ -27,12 +27,13 @@ import torch
 from torch import Tensor
 
 from vavl import distributed
-from vavl.config import MODALITIES, ExperimentConfig, Modality, TaskConfig
+from vavl.config import ExperimentConfig, TaskConfig
 from vavl.data import Batch, Item
 from vavl.errors import ConfigError
 from vavl.losses import balanced_class_weights, reconstruction_loss, task_loss
 from vavl.models import EmotionModel
 from vavl.models.base import RecipeStep, ThreeStepModel
+from vavl.types import MODALITIES, Modality
 
 logger = logging.getLogger("vavl")
 

@@ -26,7 +26,7 @@ from vavl import distributed
 from vavl.augmentation import augment
 from vavl.calibration import DevOutputs, PathReliability, calibrate
 from vavl.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
-from vavl.config import MODALITIES, ExperimentConfig, PathName
+from vavl.config import ExperimentConfig
 from vavl.data import (
     BucketBatchSampler,
     Collator,
@@ -45,9 +45,12 @@ from vavl.evaluation import (
     merge_predictions,
     predict_items,
 )
+from vavl.features.base import Descriptions, ExtractorDescription
 from vavl.files import write_json_atomically
 from vavl.models import build_model
+from vavl.records import EpochRecord, PathMetrics
 from vavl.training.recipes import build_recipe, class_weights_for
+from vavl.types import MODALITIES, PathName
 
 logger = logging.getLogger("vavl")
 
@@ -83,7 +86,7 @@ class TrainerState:
 class TrainingResult:
     best_epoch: int
     best_loss: float
-    history: list[dict[str, Any]]
+    history: list[EpochRecord]
     best_checkpoint: Path
     last_checkpoint: Path
 
@@ -134,7 +137,7 @@ class Trainer:
         train: Sequence[Item],
         dev: Sequence[Item],
         run_dir: str | Path,
-        extractors: dict[str, Any] | None = None,
+        extractors: Descriptions | None = None,
     ) -> None:
         check_items(train, config, "training set")
         if dev or config.training.selection_path != "last":
@@ -146,7 +149,11 @@ class Trainer:
         self.run_dir = Path(run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.device = resolve_device(config.training.device)
-        self.extractors = extractors or {m: getattr(config.features, m) for m in MODALITIES}
+        self.extractors = dict(extractors or {}) or {
+            m: None if name is None else ExtractorDescription.from_saved(name)
+            for m in MODALITIES
+            for name in [getattr(config.features, m)]
+        }
         torch.manual_seed(config.training.seed)
         self.model = build_model(config.model, config.task.output_dim).to(self.device)
         if config.training.compile:
@@ -155,7 +162,7 @@ class Trainer:
         self.recipe = build_recipe(self.model, config, self.device, self.class_weights)
         self.normalizer = FeatureNormalizer.fit(self.train_items)
         self.state = TrainerState()
-        self.history: list[dict[str, Any]] = []
+        self.history: list[EpochRecord] = []
         self.calibration: dict[str, PathReliability] = {}
         if self.last_path.exists() or self.previous_path.exists():
             self._resume()
@@ -283,7 +290,7 @@ class Trainer:
         ) if share else {}  # fmt: skip
         return merge_predictions(distributed.all_gather_objects(predictions))
 
-    def evaluate_dev(self) -> dict[str, dict[str, Any]]:
+    def evaluate_dev(self) -> dict[str, PathMetrics]:
         """Development metrics over the whole set."""
         predictions = self._dev_predictions()
         return evaluate_predictions(self.config.task, predictions, self.class_weights)
@@ -300,7 +307,7 @@ class Trainer:
         }
         return calibrate(dev)
 
-    def _selection_loss(self, dev: dict[str, dict[str, Any]]) -> float:
+    def _selection_loss(self, dev: dict[str, PathMetrics]) -> float:
         choice = self.config.training.selection_path
         if choice == "last":
             return -float(self.state.epoch + 1)  # later epochs always win
@@ -329,7 +336,7 @@ class Trainer:
             name: total / self.state.loss_counts[name]
             for name, total in self.state.loss_sums.items()
         }
-        record = {
+        record: EpochRecord = {
             "epoch": self.state.epoch + 1,
             "steps": self.state.global_step,
             "train": train_losses,
@@ -356,7 +363,8 @@ class Trainer:
             summary = "dev loss " + ", ".join(f"{p} {r['loss']:.4f}" for p, r in dev.items())
         else:
             summary = "train loss " + ", ".join(f"{n} {v:.4f}" for n, v in train_losses.items())
-        logger.info("epoch %d: %s%s", record["epoch"], summary, " (best)" if improved else "")
+        best = " (best)" if improved and self.config.training.selection_path != "last" else ""
+        logger.info("epoch %d: %s%s", record["epoch"], summary, best)
 
     def fit(self) -> TrainingResult:
         """Train to the configured number of epochs (or finish a resumed run)."""

@@ -1,0 +1,197 @@
+"""Commands that use a trained model: predict, export, info."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from vavl.commands.base import Subcommands
+from vavl.errors import VavlError
+
+
+def _unique(name: str, taken: set[str]) -> str:
+    """``name``, or ``name-2``, ``name-3``... when this command already wrote one so called."""
+    candidate, number = name, 1
+    while candidate in taken:
+        number += 1
+        candidate = f"{name}-{number}"
+    taken.add(candidate)
+    return candidate
+
+
+def _command_predict(args: argparse.Namespace) -> int:
+    if args.out is not None and args.out.is_dir():
+        raise VavlError(
+            f"--out {args.out}: is a folder; name a file in it, e.g. {args.out}/predictions.json"
+        )
+    if args.timeline and args.timeline_dir.exists() and not args.timeline_dir.is_dir():
+        raise VavlError(f"--timeline-dir {args.timeline_dir}: is a file, not a folder")
+    if args.model is None:
+        from vavl.model_card import preload_default_extractors
+
+        preload_default_extractors()  # before torch is imported: the two overlap
+
+    from vavl.features.store import FeatureStore
+    from vavl.media import check_readable
+    from vavl.model_card import DEFAULT_MODEL
+    from vavl.predict import Predictor
+    from vavl.results import prediction_summary, render_predictions
+
+    predictions, failures = [], []
+
+    def failed(media: str, error: VavlError | OSError) -> None:
+        message = str(error) if isinstance(error, VavlError) else f"{media}: {error.strerror}"
+        failures.append({"file": str(media), "error": message})
+        print(f"vavl: {message}", file=sys.stderr)
+
+    readable = []
+    for media in args.media:  # files that cannot be opened fail before the model loads
+        try:
+            check_readable(media)
+            readable.append(media)
+        except VavlError as error:
+            failed(media, error)
+    predictor = None
+    if readable:
+        faces = {"detector": args.detector} if args.detector else None
+        predictor = Predictor.load(
+            args.model, args.device, backend=args.backend, onnx_dir=args.onnx_dir,
+            faces=faces, face=args.face,
+        )  # fmt: skip
+    store = FeatureStore(args.store) if args.store else None
+    names: set[str] = set()
+    for media in tqdm(readable, desc="predict", unit="file", disable=len(readable) < 2):
+        assert predictor is not None
+        try:
+            predictions.append(predictor.predict(media, store=store))
+            if args.timeline:
+                timeline = predictor.timeline(media, args.window, args.hop, progress=True)
+                written = timeline.write(args.timeline_dir, _unique(Path(media).name, names))
+                print(f"timeline: {', '.join(str(p) for p in written.values())}", file=sys.stderr)
+        except (VavlError, OSError) as error:
+            failed(media, error)
+    empty = [p for p in predictions if not p.paths]
+    for prediction in empty:
+        print(f"vavl: {prediction.source}: {prediction.fallback}", file=sys.stderr)
+    model = predictor.name if predictor else str(args.model or DEFAULT_MODEL)
+    text = render_predictions(predictions, failures, args.format, model)
+    if args.out:
+        from vavl.files import write_text_atomically
+
+        write_text_atomically(args.out, text + "\n")
+    else:
+        print(text)
+    print(prediction_summary(predictions, len(failures), len(args.media)), file=sys.stderr)
+    return 0 if len(predictions) > len(empty) else 1
+
+
+def _command_export(args: argparse.Namespace) -> int:
+    from vavl.checkpoint import load_checkpoint, release_checkpoint, save_checkpoint
+    from vavl.export import export_onnx
+    from vavl.model_card import DEFAULT_MODEL
+
+    if not args.onnx and args.release is None:
+        raise VavlError("say what to export: --onnx and/or --release FILE")
+    model = args.model or DEFAULT_MODEL
+    if args.release is not None:
+        released = save_checkpoint(release_checkpoint(load_checkpoint(model)), args.release)
+        print(f"release: {released} ({released.stat().st_size / 2**20:.1f} MiB)")
+    if args.onnx:
+        for name, path in export_onnx(model, args.out).items():
+            print(f"{name}: {path}")
+    return 0
+
+
+def _command_info(args: argparse.Namespace) -> int:
+    from vavl.checkpoint import load_checkpoint
+    from vavl.model_card import DEFAULT_MODEL, card_lines, default_model_card
+
+    path = args.checkpoint or DEFAULT_MODEL
+    lines = [f"checkpoint: {path}", *load_checkpoint(path).summary_lines()]
+    if Path(path) == DEFAULT_MODEL:
+        lines += card_lines(default_model_card())
+    print("\n".join(lines))
+    return 0
+
+
+def add_parsers(commands: Subcommands, overrides: argparse.ArgumentParser) -> None:
+    """Declare this group's subcommands (``overrides``: --set, --force, --model)."""
+    predict = commands.add_parser(
+        "predict",
+        help="predict emotions of media files with a trained model",
+        description="Predict every path each file allows (audio, visual, audio-visual); a file "
+        "that cannot be read gets one line on stderr and the others go on.",
+    )
+    predict.add_argument("media", nargs="+", type=Path)
+    predict.add_argument(
+        "--model",
+        type=Path,
+        help="a checkpoint (run/best.pt); default: vavl's default model (for non-commercial "
+        "research use)",
+    )
+    predict.add_argument(
+        "--store", type=Path, help="a feature store: reuse the features already extracted there"
+    )
+    predict.add_argument("--format", choices=["table", "json", "csv"], default="table")
+    predict.add_argument("--out", type=Path, help="write here instead of standard output")
+    predict.add_argument("--device", default="auto")
+    predict.add_argument(
+        "--detector",
+        choices=["auto", "short", "full", "none"],
+        help="how faces are found (default: as the model was trained); 'none': the whole image "
+        "is the face, for pre-cropped face photos",
+    )
+    predict.add_argument(
+        "--face",
+        type=int,
+        default=0,
+        metavar="N",
+        help="in videos with several faces, use the N-th most prominent (0, the default: the "
+        "largest and most persistent; the output lists how many were tracked)",
+    )
+    predict.add_argument(
+        "--backend",
+        choices=["torch", "onnx"],
+        default="torch",
+        help="run the model with PyTorch or onnxruntime (same features, same outputs)",
+    )
+    predict.add_argument(
+        "--onnx-dir", type=Path, help="an export of `vavl export --onnx` (default: export once)"
+    )
+    predict.add_argument(
+        "--timeline",
+        action="store_true",
+        help="also predict sliding windows: <file name>.timeline.csv/.json/.png per file, in "
+        "--timeline-dir",
+    )
+    predict.add_argument("--window", type=float, default=3.0, help="timeline window, seconds")
+    predict.add_argument("--hop", type=float, default=1.0, help="timeline hop, seconds")
+    predict.add_argument(
+        "--timeline-dir",
+        type=Path,
+        default=Path("timelines"),
+        help="where timelines are written (default: ./timelines)",
+    )
+    predict.set_defaults(handler=_command_predict)
+
+    export = commands.add_parser(
+        "export",
+        help="export a model's three paths to ONNX (dynamic batch and time axes)",
+    )
+    export.add_argument("--model", type=Path, help="a checkpoint (default: the default model)")
+    export.add_argument("--onnx", action="store_true", help="write ONNX graphs")
+    export.add_argument("--out", type=Path, default=Path("onnx"), help="ONNX output folder")
+    export.add_argument(
+        "--release",
+        type=Path,
+        metavar="FILE",
+        help="write an inference-only checkpoint (float16 weights, no optimizer state)",
+    )
+    export.set_defaults(handler=_command_export)
+
+    info = commands.add_parser("info", help="describe a checkpoint (default: the default model)")
+    info.add_argument("checkpoint", type=Path, nargs="?")
+    info.set_defaults(handler=_command_info)
