@@ -207,3 +207,15 @@ def test_the_notice_names_every_corpus_once_per_command(
     assert len(notices) == 1
     for corpus in ("RAVDESS", "TESS", "MEAD", "CREMA-D", "FER2013"):
         assert corpus in notices[0], corpus
+
+
+def test_the_default_models_extractors_are_built_once() -> None:
+    """`vavl predict` starts loading the default model's extractors while torch imports; the
+    predictor must take those, not build a second copy (a second Whisper: +0.9 s, +500 MB)."""
+    from vavl.features import base
+    from vavl.model_card import preload_default_extractors
+
+    preload_default_extractors()
+    assert len(base._PRELOADED) == 2
+    Predictor.load()
+    assert base._PRELOADED == {}

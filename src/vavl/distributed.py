@@ -28,17 +28,19 @@ import os
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.distributed as dist
 from torch import Tensor
 
-from vavl.config import ExperimentConfig
-from vavl.data import Batch
 from vavl.devices import resolve_device
 from vavl.errors import VavlError
 from vavl.types import MODALITIES
+
+if TYPE_CHECKING:  # only for annotations: `vavl` imports this module before any command runs
+    from vavl.config import ExperimentConfig
+    from vavl.data import Batch
 
 logger = logging.getLogger("vavl")
 

@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from matplotlib.figure import Figure
 from tqdm.auto import tqdm
 
 from vavl.data import Item
@@ -28,6 +27,8 @@ from vavl.results import PathPrediction
 from vavl.types import PATHS
 
 if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
     from vavl.config import TaskConfig
     from vavl.features.pipeline import FeaturePipeline
     from vavl.features.records import FileFeatures
@@ -85,6 +86,8 @@ class Timeline:
     def figure(self) -> Figure:
         """One panel per path: each class's probability (or each attribute) over time, as lines;
         a clip with a single window gets bars instead (a line needs two points)."""
+        from matplotlib.figure import Figure  # only when drawing: it takes 0.4 s to import
+
         paths = [p for p in PATHS if any(p in w.paths for w in self.windows)] or ["audio"]
         figure = Figure(figsize=(10, 2.2 * len(paths) + 0.6), layout="constrained")
         axes_list = np.atleast_1d(figure.subplots(len(paths), 1, sharex=True))

@@ -121,7 +121,7 @@ class ExtractorDescription:
                 f"'{self.id}' features are named by their id only: the extractor's options are "
                 "unknown, so it cannot be rebuilt"
             )
-        return _build(self.id, self.modality, {**self.options, **changes})
+        return create_extractor(self.id, self.modality, **{**self.options, **changes})
 
 
 Descriptions = Mapping[str, ExtractorDescription | None]  # modality -> what made its features
