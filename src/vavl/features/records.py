@@ -1,0 +1,63 @@
+"""What the feature pipeline gives: a modality's frame features, the faces a video tracked,
+and everything one file (or window) gave."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from numpy.typing import NDArray
+
+from vavl.features.base import FloatArray
+
+
+@dataclass
+class ModalityFeatures:
+    features: FloatArray  # (frames, dim)
+    times: NDArray[np.float32]  # (frames,) start of each frame, seconds
+    valid: NDArray[np.bool_]  # (frames,) False where the frame has no usable content (no face)
+
+
+@dataclass(frozen=True)
+class FaceSummary:
+    """One tracked face: its rank (0: most prominent), in how many sampled frames it was found,
+    and its mean share of the picture."""
+
+    index: int
+    frames: int
+    area: float
+
+    def describe(self) -> str:
+        frames = "1 frame" if self.frames == 1 else f"{self.frames} frames"
+        return f"in {frames}, {self.area:.1%} of the picture"
+
+
+@dataclass
+class FileFeatures:
+    """What one file (or one window of it) gave. A missing modality is None, with the reason in
+    ``missing``."""
+
+    path: Path
+    duration: float | None
+    audio: ModalityFeatures | None = None
+    visual: ModalityFeatures | None = None
+    audio_seconds: float = 0.0
+    frames_sampled: int = 0
+    frames_with_face: int = 0
+    faces: list[FaceSummary] = field(default_factory=list)  # tracked faces, most prominent first
+    face_used: int | None = None  # the index (in ``faces``) of the face whose features are used
+    missing: dict[str, str] = field(default_factory=dict)  # modality -> why it has no features
+    notes: list[str] = field(default_factory=list)  # other problems (e.g. a truncated file)
+    seconds: dict[str, float] = field(default_factory=dict)  # compute time per stage
+    preview: list[NDArray[np.uint8]] = field(default_factory=list)  # a few face crops
+    start: float = 0.0  # where a window begins in its file, seconds (0 for a whole file)
+
+    @property
+    def face_reason(self) -> str:
+        """Which face was used and why, in words."""
+        if self.face_used is None:
+            return "no face"
+        chosen = self.faces[self.face_used]
+        why = "the most prominent" if self.face_used == 0 else "as asked"
+        return f"face {chosen.index}, {why} ({chosen.describe()})"
