@@ -191,13 +191,17 @@ class WhisperEncoderExtractor(AudioExtractor):
         return np.asarray(encoded, dtype=np.float32)[0, :frames]
 
 
-@register("whisper-base", "audio", "Whisper base encoder, 512-d at 50 frames/s (CTranslate2)", dim=512)
+@register(
+    "whisper-base", "audio", "Whisper base encoder, 512-d at 50 frames/s (CTranslate2)", dim=512
+)
 class WhisperBaseExtractor(WhisperEncoderExtractor):
     id = "whisper-base"
     variant = "base"
 
 
-@register("whisper-tiny", "audio", "Whisper tiny.en encoder, 384-d at 50 frames/s (CTranslate2)", dim=384)
+@register(
+    "whisper-tiny", "audio", "Whisper tiny.en encoder, 384-d at 50 frames/s (CTranslate2)", dim=384
+)
 class WhisperTinyExtractor(WhisperEncoderExtractor):
     id = "whisper-tiny"
     variant = "tiny.en"

@@ -214,9 +214,7 @@ def _build(name: str, modality: Modality | None, options: dict[str, Any]) -> Any
         raise ConfigError(f"unknown feature extractor '{name}' (known: {known})")
     registration = EXTRACTORS[name]
     if modality is not None and registration.modality != modality:
-        raise ConfigError(
-            f"'{name}' is a {registration.modality} extractor, not a {modality} one"
-        )
+        raise ConfigError(f"'{name}' is a {registration.modality} extractor, not a {modality} one")
     return registration.factory(**options)
 
 

@@ -32,7 +32,7 @@ from vavl.config import FaceSettings
 from vavl.errors import MediaError
 from vavl.faces import FaceDetector
 from vavl.features.base import AudioExtractor, FloatArray, VisualExtractor
-from vavl.features.records import FaceSummary, FileFeatures, ModalityFeatures
+from vavl.features.records import FileFeatures
 from vavl.features.streams import AudioStream, VisualStream, is_silent
 from vavl.media import SAMPLE_RATE, VideoFrame, VideoReader, frames_from_arrays, iter_audio, probe
 

