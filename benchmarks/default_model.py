@@ -315,7 +315,13 @@ def main() -> None:
         )
     if args.card:
         existing = json.loads(args.card.read_text()) if args.card.is_file() else {}
-        existing |= {"held_out": rows, "calibration": calibration}
+        # What `vavl predict` preloads: the extractors exactly as the checkpoint rebuilds them.
+        extractors = {
+            modality: {"id": described.id, "options": described.options}
+            for modality, described in card.checkpoint.extractors.items()
+            if described is not None
+        }
+        existing |= {"held_out": rows, "calibration": calibration, "extractors": extractors}
         args.card.write_text(json.dumps(existing, indent=2, ensure_ascii=False) + "\n")
         print(f"\nwritten: {args.card}")
 

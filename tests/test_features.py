@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from helpers import real_face_frames, require_shared_data
+from vavl.data import Item
 from vavl.errors import ConfigError, FeatureMismatchError, WeightsError
 from vavl.features import EXTRACTORS, create_extractor
 from vavl.features.audio import (
@@ -22,6 +23,7 @@ from vavl.features.audio import (
 )
 from vavl.features.base import check_extractors
 from vavl.features.efficientnet import EfficientNetB2, load_efficientnet_b2
+from vavl.features.pipeline import FeaturePipeline
 from vavl.media import SAMPLE_RATE, read_audio
 from vavl.weights import PackagedWeights
 
@@ -208,3 +210,31 @@ def test_the_sizes_declared_at_registration_are_the_extractors(tmp_path: Path) -
     assert set(declared) == {"whisper-base", "whisper-tiny", "fer", "facemesh", "enet_b2"}
     for name, dim in declared.items():
         assert create_extractor(name, **options.get(name, {})).dim == dim, name
+
+
+def test_a_speech_floor_masks_the_silence_around_and_inside_speech() -> None:
+    """Quiet frames are masked like padding (what a corpus leaves around its sentences must not
+    be learnt as emotion); the mask reaches the item, and off is the old key and every frame."""
+    rng = np.random.default_rng(0)
+    second = SAMPLE_RATE
+    tone = 0.3 * np.sin(2 * np.pi * 220 * np.arange(second) / SAMPLE_RATE)
+    waveform = np.concatenate(
+        [np.zeros(second), tone, 1e-4 * rng.standard_normal(second), tone]
+    ).astype(np.float32)  # silence, speech, a quiet pause (-70 dB), speech
+    plain = create_extractor("logmel")
+    floored = create_extractor("logmel", speech_floor_db=40)
+    assert floored.key() != plain.key()
+    assert plain.key() == create_extractor("logmel", speech_floor_db=None).key()
+    with pytest.raises(ConfigError, match="speech_floor_db must be between 0 and 120"):
+        create_extractor("logmel", speech_floor_db=-3)
+
+    everything = FeaturePipeline(plain, None).extract_arrays(waveform=waveform)
+    assert everything.audio is not None and everything.audio.valid.all()
+    masked = FeaturePipeline(floored, None).extract_arrays(waveform=waveform).audio
+    assert masked is not None
+    seconds = masked.times.astype(int)
+    for part, expected in enumerate([False, True, False, True]):
+        inside = masked.valid[(seconds == part)][2:-2]  # frames across a boundary mix the two
+        assert inside.all() == expected and inside.any() == expected, part
+    item = Item.from_modalities("clip", masked, None, label=0)
+    assert np.array_equal(item.valid_frames("audio"), masked.valid)

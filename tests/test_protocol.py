@@ -318,7 +318,7 @@ def test_audio_can_be_capped_at_the_references_12_seconds(tmp_path: Path) -> Non
         {
             "model": {"audio_dim": 80, "visual_dim": 8},
             "task": {"labels": ["HAP", "SAD", "ANG"]},
-            "features": {"audio": "logmel"},
+            "features": {"audio": "logmel", "audio_options": {"speech_floor_db": 30}},
             "data": {
                 "source": "corpora",
                 "store": str(tmp_path / "store"),
@@ -332,3 +332,6 @@ def test_audio_can_be_capped_at_the_references_12_seconds(tmp_path: Path) -> Non
     for clip, item in whole.items():
         assert item.audio is not None and capped[clip].audio is not None
         assert len(item.audio) > 100 and len(capped[clip].audio) == 50  # logmel: 50 frames/s
+        # The speech mask is cut with the frames.
+        assert np.array_equal(capped[clip].valid_frames("audio"), item.valid_frames("audio")[:50])
+    assert any(not item.valid_frames("audio").all() for item in whole.values())  # pauses masked

@@ -33,12 +33,14 @@ FloatArray = NDArray[np.float32]
 @dataclass(eq=False)
 class Item:
     """One clip. Features are (frames, dim) float32 arrays; ``visual_valid`` (frames,) marks the
-    frames where a face was found (None: all frames are valid)."""
+    frames where a face was found and ``audio_valid`` the frames of speech (None: all frames are
+    valid)."""
 
     id: str
     audio: FloatArray | None = None
     visual: FloatArray | None = None
     visual_valid: NDArray[np.bool_] | None = None
+    audio_valid: NDArray[np.bool_] | None = None
     label: int | None = None
     soft_label: FloatArray | None = None
     attributes: FloatArray | None = None
@@ -61,6 +63,7 @@ class Item:
             audio=None if audio is None else audio.features,
             visual=None if visual is None else visual.features,
             visual_valid=None if visual is None else visual.valid,
+            audio_valid=None if audio is None else audio.valid,
             **fields,
         )
 
@@ -104,9 +107,10 @@ class Item:
         features = self.features(modality)
         if features is None or len(features) == 0:
             return None
-        valid = np.ones(len(features), dtype=bool)
-        if modality == "visual" and self.visual_valid is not None:
-            valid = np.asarray(self.visual_valid, dtype=bool)
+        marked = self.audio_valid if modality == "audio" else self.visual_valid
+        if marked is None:
+            return np.ones(len(features), dtype=bool)
+        valid = np.asarray(marked, dtype=bool)
         return valid if valid.any() else None
 
     def has(self, modality: Modality) -> bool:

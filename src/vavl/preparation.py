@@ -228,7 +228,13 @@ def _prepare_corpora(
             continue
         audio, visual = found["audio"], found["visual"]
         if audio is not None and data.max_audio_seconds is not None:
-            audio = replace(audio, features=audio.features[audio.times < data.max_audio_seconds])
+            kept = audio.times < data.max_audio_seconds
+            audio = replace(
+                audio,
+                features=audio.features[kept],
+                times=audio.times[kept],
+                valid=audio.valid[kept],
+            )
         items[clip.id] = Item.from_modalities(
             clip.id,
             audio,

@@ -74,13 +74,16 @@ class LogMelExtractor(AudioExtractor):
     id = "logmel"
     version = "1"
 
-    def __init__(self, n_mels: int = 80, frame_rate: float = 50.0) -> None:
+    def __init__(
+        self, n_mels: int = 80, frame_rate: float = 50.0, speech_floor_db: float | None = None
+    ) -> None:
+        self.set_speech_floor(speech_floor_db)
         self.dim = n_mels
         self.frame_rate = frame_rate
         self.hop = round(SAMPLE_RATE / frame_rate)
 
     def settings(self) -> dict[str, Any]:
-        return {"n_mels": self.dim, "frame_rate": self.frame_rate}
+        return {"n_mels": self.dim, "frame_rate": self.frame_rate, **self.speech_settings()}
 
     def extract(self, waveform: FloatArray) -> FloatArray:
         frames = math.ceil(len(waveform) / self.hop)
@@ -157,7 +160,9 @@ class WhisperEncoderExtractor(AudioExtractor):
         window: Literal["full", "fit"] = "fit",
         compute_type: str = "float32",
         threads: int = 1,
+        speech_floor_db: float | None = None,
     ) -> None:
+        self.set_speech_floor(speech_floor_db)
         if window not in ("full", "fit"):
             raise ConfigError(f"Whisper window must be 'full' or 'fit', not '{window}'")
         # "full": every chunk padded to Whisper's 30 s window (as in training); "fit": the window
@@ -180,7 +185,7 @@ class WhisperEncoderExtractor(AudioExtractor):
         )
 
     def settings(self) -> dict[str, Any]:
-        return {"window": self.window, "compute_type": self.compute_type}
+        return {"window": self.window, "compute_type": self.compute_type, **self.speech_settings()}
 
     def extract(self, waveform: FloatArray) -> FloatArray:
         frames = math.ceil(len(waveform) / WHISPER_FRAME_SAMPLES)
@@ -220,7 +225,14 @@ class Wav2Vec2Extractor(AudioExtractor):
     frame_rate = 50.0
     chunk_seconds = 20.0
 
-    def __init__(self, model_dir: str | Path, layers: int = 12, device: str = "cpu") -> None:
+    def __init__(
+        self,
+        model_dir: str | Path,
+        layers: int = 12,
+        device: str = "cpu",
+        speech_floor_db: float | None = None,
+    ) -> None:
+        self.set_speech_floor(speech_floor_db)
         model_dir = Path(model_dir)
         if not (model_dir / "config.json").is_file():
             raise WeightsError(
@@ -255,7 +267,11 @@ class Wav2Vec2Extractor(AudioExtractor):
         self.weights_sha256 = "+".join(sha256_file(p)[:16] for p in weight_files)
 
     def settings(self) -> dict[str, Any]:
-        return {"layers": self.layers, "weights_sha256": self.weights_sha256}
+        return {
+            "layers": self.layers,
+            "weights_sha256": self.weights_sha256,
+            **self.speech_settings(),
+        }
 
     def extract(self, waveform: FloatArray) -> FloatArray:
         torch = self._torch

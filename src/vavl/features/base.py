@@ -131,6 +131,29 @@ class AudioExtractor(FeatureExtractor):
     modality: ClassVar[Modality] = "audio"
     # The longest waveform ``extract`` takes at once; the pipeline feeds longer audio in chunks.
     chunk_seconds: float = 30.0
+    # Frames more than this many dB below the loudest frame of what is predicted at once (a clip,
+    # a window) are marked as not speech and masked like padding: pauses and the room around a
+    # sentence differ between corpora (digital silence in one, a noise floor in another) and
+    # would otherwise be learnt as emotion. None: every frame counts.
+    speech_floor_db: float | None = None
+
+    def set_speech_floor(self, speech_floor_db: float | None) -> None:
+        if speech_floor_db is not None and not 0 < speech_floor_db <= 120:
+            raise ConfigError(
+                f"speech_floor_db must be between 0 and 120 dB, not {speech_floor_db}"
+            )
+        self.speech_floor_db = None if speech_floor_db is None else float(speech_floor_db)
+
+    def speech_settings(self) -> dict[str, Any]:
+        """The speech floor as a setting (absent when off, so older features keep their key)."""
+        return {} if self.speech_floor_db is None else {"speech_floor_db": self.speech_floor_db}
+
+    def speech_frames(self, energy: NDArray[np.float64]) -> NDArray[np.bool_]:
+        """Which frames count, from each frame's mean square."""
+        if self.speech_floor_db is None or len(energy) == 0:
+            return np.ones(len(energy), bool)
+        level = 10 * np.log10(np.maximum(energy, 1e-12))
+        return np.asarray(level >= level.max() - self.speech_floor_db)
 
     @abstractmethod
     def extract(self, waveform: FloatArray) -> FloatArray:

@@ -92,7 +92,9 @@ class AudioStream:
         if not inside.any():
             return None
         taken = ModalityFeatures(
-            features[inside], times[inside].astype(np.float32), np.ones(int(inside.sum()), bool)
+            features[inside],
+            times[inside].astype(np.float32),
+            self.extractor.speech_frames(energy[inside]),
         )
         return taken, float(energy[inside].mean())
 
