@@ -1,9 +1,8 @@
 """Items -> padded batches with masks: the data interface every model and recipe reads.
 
 An :class:`Item` is one clip: its id, speaker, split, label, and frame-level features for each
-modality it has (None when the modality is missing). Batches pad each modality to the longest clip
-that has it and carry boolean masks, True on real frames; a clip that lacks a modality has an
-all-False mask row for it.
+modality it has (None when missing). Batches pad each modality to the longest clip that has it,
+with boolean masks True on real frames (a clip that lacks a modality: an all-False row).
 """
 
 from __future__ import annotations
@@ -33,8 +32,7 @@ FloatArray = NDArray[np.float32]
 @dataclass(eq=False)
 class Item:
     """One clip. Features are (frames, dim) float32 arrays; ``visual_valid`` (frames,) marks the
-    frames where a face was found and ``audio_valid`` the frames of speech (None: all frames are
-    valid)."""
+    frames with a face and ``audio_valid`` those of speech (None: all frames are valid)."""
 
     id: str
     audio: FloatArray | None = None
@@ -191,13 +189,13 @@ def pair_unpaired(items: Sequence[Item], seed: Sequence[int]) -> list[Item]:
             kept.append(item)
         else:
             (audio_only if has_audio else visual_only).setdefault(item.label, []).append(item)
+
+    def shuffled(group: dict[int, list[Item]], label: int) -> list[Item]:
+        clips = group.get(label, [])
+        return [clips[i] for i in rng.permutation(len(clips))]
+
     for label in sorted(set(audio_only) | set(visual_only)):
-        sounds = [
-            audio_only.get(label, [])[i] for i in rng.permutation(len(audio_only.get(label, [])))
-        ]
-        faces = [
-            visual_only.get(label, [])[i] for i in rng.permutation(len(visual_only.get(label, [])))
-        ]
+        sounds, faces = shuffled(audio_only, label), shuffled(visual_only, label)
         for sound, face in zip(sounds, faces, strict=False):
             kept.append(
                 replace(
