@@ -218,3 +218,5 @@ def test_every_bad_input_gets_its_row_and_one_line(
     statuses = [row["status"] for row in csv.DictReader(io.StringIO(text))]
     assert statuses.count("failed") == len(failed)
     assert "nothing to predict from" in statuses  # the silent file
+    rows_by_file = {Path(r["file"]).name: r for r in csv.DictReader(io.StringIO(text))}
+    assert rows_by_file["truncated-faststart.mp4"]["notes"].startswith("truncated")  # kept in CSV

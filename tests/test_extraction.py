@@ -27,7 +27,7 @@ from vavl.checkpoint import load_checkpoint
 from vavl.cli import main
 from vavl.config import ExperimentConfig, FaceSettings, TaskConfig, TrainingConfig
 from vavl.data import Item
-from vavl.errors import DataError, FeatureMismatchError
+from vavl.errors import ConfigError, DataError, FeatureMismatchError
 from vavl.features import create_extractor
 from vavl.features.base import feature_key
 from vavl.features.extraction import ExtractionSettings, ExtractorSpec, run_extraction
@@ -235,3 +235,12 @@ def test_models_remember_their_extractors_and_refuse_others(
         Item.from_store(
             store, SHARED_DATA / "mead-samples/crops256/sad.mp4", "logmel-000000000000", None
         )
+
+
+def test_bad_extractor_options_fail_before_any_report(tmp_path: Path) -> None:
+    clip = write_media(tmp_path / "clip.mp4", audio=np.zeros(16_000, np.float32))
+    for workers, options in ((1, {"speech_floor_db": 0}), (2, {"speech_flor_db": 30})):
+        settings = ExtractionSettings(audio=ExtractorSpec("logmel", options), visual=None)
+        with pytest.raises(ConfigError, match="speech_flo"):
+            run_extraction([clip], tmp_path / "store", settings, workers=workers, progress=False)
+        assert not (tmp_path / "store" / "report.csv").exists()

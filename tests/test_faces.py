@@ -160,4 +160,5 @@ def test_videos_with_two_faces_list_both_and_use_the_one_asked_for() -> None:
     single = FeaturePipeline(None, fer, face=1).extract(
         require_shared_data() / "mead-samples/front256/W009_front_happy_level3_001.mp4"
     )
-    assert len(single.faces) == 1 and single.face_used == 0  # only one face: that one
+    assert len(single.faces) == 1 and single.face_used == 0  # only one face: that one, said so
+    assert "face 1 was asked for but only 1 tracked" in single.face_reason

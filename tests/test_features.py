@@ -196,6 +196,15 @@ def test_weight_files_are_located_and_checked() -> None:
         absent.locate()
 
 
+def test_unknown_or_ill_typed_extractor_options_are_one_line_errors() -> None:
+    with pytest.raises(
+        ConfigError, match=r"'logmel' has no option speech_flor_db \(its options: n_mels"
+    ):
+        create_extractor("logmel", speech_flor_db=30)
+    with pytest.raises(ConfigError, match=r"'logmel' cannot be built with frame_rate='fast'"):
+        create_extractor("logmel", frame_rate="fast")
+
+
 def test_features_from_another_extractor_are_refused() -> None:
     trained = {"audio": create_extractor("logmel").describe(), "visual": None}
     check_extractors(trained, {"audio": create_extractor("logmel").describe()})
@@ -225,8 +234,9 @@ def test_a_speech_floor_masks_the_silence_around_and_inside_speech() -> None:
     floored = create_extractor("logmel", speech_floor_db=40)
     assert floored.key() != plain.key()
     assert plain.key() == create_extractor("logmel", speech_floor_db=None).key()
-    with pytest.raises(ConfigError, match="speech_floor_db must be between 0 and 120"):
-        create_extractor("logmel", speech_floor_db=-3)
+    for bad in (-3, 0, "abc"):
+        with pytest.raises(ConfigError, match="speech_floor_db must be a number of dB above 0"):
+            create_extractor("logmel", speech_floor_db=bad)
 
     everything = FeaturePipeline(plain, None).extract_arrays(waveform=waveform)
     assert everything.audio is not None and everything.audio.valid.all()

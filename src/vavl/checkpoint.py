@@ -56,7 +56,7 @@ class Checkpoint:
         and each path's calibration."""
         values = sum(v.numel() for v in self.model_state.values())
         extractors = ", ".join(
-            f"{modality}={described.key if described else None}"
+            f"{modality}={described.key if described else 'none'}"
             for modality, described in self.extractors.items()
         )
         resumable = "yes" if self.trainer_state else "no (inference checkpoint)"

@@ -193,8 +193,14 @@ class Predictor:
             "windows_per_path": counts,
             "method": "mean of the calibrated probabilities (values) of consecutive windows",
         }
-        rank = "most prominent" if self.pipeline.face == 0 else f"number {self.pipeline.face}"
-        face = f"the {rank} face of each 30 s block"
+        asked = self.pipeline.face
+        rank = "most prominent" if asked == 0 else f"number {asked}"
+        face = f"the {rank} face of each {window:g} s window"
+        if asked >= totals["faces"] > 0:
+            face = (
+                f"the last face tracked in each {window:g} s window (face {asked} was asked for "
+                f"but at most {totals['faces']} were tracked in one)"
+            )
         return self._prediction(whole, paths, totals["faces"], face, aggregated)
 
     def timeline(

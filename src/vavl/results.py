@@ -106,6 +106,8 @@ class Prediction:
                 "face_used": self.face_used,
                 "windows": self.aggregated["windows"] if self.aggregated else 1,
                 "fallback": self.fallback or "",
+                "notes": "; ".join(self.notes),
+                "error": "",  # the column failed files fill, there in every file's CSV
             }
             rows.append(row)
         return rows

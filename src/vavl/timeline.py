@@ -157,8 +157,10 @@ def predict_timeline(
 ) -> Timeline:
     """Predictions of every ``window``-second window, one every ``hop`` seconds: the pipeline
     reads the file once and cuts the windows' features; they are predicted in batches."""
-    if window <= 0 or hop <= 0 or block < window:
-        raise ConfigError("timeline: window and hop must be positive and block at least a window")
+    if not (window > 0 and hop > 0):
+        raise ConfigError(f"timeline: window and hop must be above 0 s, not {window} and {hop}")
+    if block < window:  # the rolling span the windows are cut from
+        raise ConfigError(f"timeline: a {window} s window is longer than the {block} s read span")
     path = Path(path)
     duration = probe(path).duration or 0.0
     expected = max(1, math.floor(max(duration - window, 0.0) / hop + 1e-9) + 1)

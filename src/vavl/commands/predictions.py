@@ -8,7 +8,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from vavl.commands.base import Subcommands
+from vavl.commands.base import Subcommands, face_rank, positive_seconds
 from vavl.errors import VavlError
 
 
@@ -146,7 +146,7 @@ def add_parsers(commands: Subcommands, overrides: argparse.ArgumentParser) -> No
     )
     predict.add_argument(
         "--face",
-        type=int,
+        type=face_rank,
         default=0,
         metavar="N",
         help="in videos with several faces, use the N-th most prominent (0, the default: the "
@@ -167,8 +167,10 @@ def add_parsers(commands: Subcommands, overrides: argparse.ArgumentParser) -> No
         help="also predict sliding windows: <file name>.timeline.csv/.json/.png per file, in "
         "--timeline-dir",
     )
-    predict.add_argument("--window", type=float, default=3.0, help="timeline window, seconds")
-    predict.add_argument("--hop", type=float, default=1.0, help="timeline hop, seconds")
+    predict.add_argument(
+        "--window", type=positive_seconds, default=3.0, help="timeline window, seconds"
+    )
+    predict.add_argument("--hop", type=positive_seconds, default=1.0, help="timeline hop, seconds")
     predict.add_argument(
         "--timeline-dir",
         type=Path,

@@ -7,7 +7,7 @@ import gc
 import sys
 from pathlib import Path
 
-from vavl.commands.base import Subcommands
+from vavl.commands.base import Subcommands, positive_seconds
 
 
 def _command_serve(args: argparse.Namespace) -> int:
@@ -86,8 +86,10 @@ def add_parsers(commands: Subcommands, overrides: argparse.ArgumentParser) -> No
         default=32,
         help="open connections at most; beyond, requests get 503 (default: 32)",
     )
-    serve.add_argument("--window", type=float, default=2.0, help="timeline window, seconds")
-    serve.add_argument("--hop", type=float, default=0.5, help="timeline hop, seconds")
+    serve.add_argument(
+        "--window", type=positive_seconds, default=2.0, help="timeline window, seconds"
+    )
+    serve.add_argument("--hop", type=positive_seconds, default=0.5, help="timeline hop, seconds")
     serve.add_argument("--face-crops", type=int, default=8, help="face crops shown per clip")
     serve.add_argument("--device", default="auto")
     serve.add_argument("--backend", choices=["torch", "onnx"], default="torch")

@@ -10,7 +10,9 @@ or a different configuration are never mixed up.
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
+import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -137,12 +139,17 @@ class AudioExtractor(FeatureExtractor):
     # would otherwise be learnt as emotion. None: every frame counts.
     speech_floor_db: float | None = None
 
-    def set_speech_floor(self, speech_floor_db: float | None) -> None:
-        if speech_floor_db is not None and not 0 < speech_floor_db <= 120:
+    def set_speech_floor(self, speech_floor_db: float | str | None) -> None:
+        try:
+            floor = None if speech_floor_db is None else float(speech_floor_db)
+        except ValueError:
+            floor = math.nan
+        if floor is not None and not 0 < floor <= 120:
             raise ConfigError(
-                f"speech_floor_db must be between 0 and 120 dB, not {speech_floor_db}"
+                f"speech_floor_db must be a number of dB above 0 and at most 120, "
+                f"not {speech_floor_db!r}"
             )
-        self.speech_floor_db = None if speech_floor_db is None else float(speech_floor_db)
+        self.speech_floor_db = floor
 
     def speech_settings(self) -> dict[str, Any]:
         """The speech floor as a setting (absent when off, so older features keep their key)."""
@@ -231,14 +238,32 @@ def create_extractor(name: str, modality: Modality | None = None, **options: Any
     return _build(name, modality, options)
 
 
-def _build(name: str, modality: Modality | None, options: dict[str, Any]) -> Any:
+def check_options(
+    name: str, options: Mapping[str, Any], modality: Modality | None = None
+) -> Registration:
+    """The registration of extractor ``name``, once its option names are known to fit (without
+    building it: no weights are loaded)."""
     if name not in EXTRACTORS:
         known = ", ".join(sorted(EXTRACTORS))
         raise ConfigError(f"unknown feature extractor '{name}' (known: {known})")
     registration = EXTRACTORS[name]
     if modality is not None and registration.modality != modality:
         raise ConfigError(f"'{name}' is a {registration.modality} extractor, not a {modality} one")
-    return registration.factory(**options)
+    accepted = inspect.signature(registration.factory).parameters
+    unknown = sorted(set(options) - set(accepted))
+    if unknown and all(p.kind != p.VAR_KEYWORD for p in accepted.values()):
+        known = ", ".join(accepted) or "none"
+        raise ConfigError(f"'{name}' has no option {', '.join(unknown)} (its options: {known})")
+    return registration
+
+
+def _build(name: str, modality: Modality | None, options: dict[str, Any]) -> Any:
+    registration = check_options(name, options, modality)
+    try:
+        return registration.factory(**options)
+    except (TypeError, ValueError) as error:  # a value of the wrong kind, e.g. a word for a number
+        given = ", ".join(f"{key}={value!r}" for key, value in options.items())
+        raise ConfigError(f"'{name}' cannot be built with {given}: {error}") from None
 
 
 def check_extractors(

@@ -32,7 +32,12 @@ from tqdm.auto import tqdm
 
 from vavl.config import FaceSettings
 from vavl.errors import DataError, VavlError
-from vavl.features.base import AudioExtractor, VisualExtractor, create_extractor
+from vavl.features.base import (
+    AudioExtractor,
+    VisualExtractor,
+    check_options,
+    create_extractor,
+)
 from vavl.features.pipeline import FeaturePipeline
 from vavl.features.records import FileFeatures
 from vavl.features.store import FeatureStore
@@ -269,10 +274,13 @@ class ExtractionReport:
 
 
 def _results(
-    inputs: Sequence[Path], settings: ExtractionSettings, store: FeatureStore, workers: int
+    inputs: Sequence[Path],
+    settings: ExtractionSettings,
+    store: FeatureStore,
+    workers: int,
+    extractor: _Extractor | None,
 ) -> Iterator[tuple[int, dict[str, Any]]]:
-    if workers <= 1:
-        extractor = _Extractor(settings, str(store.root))
+    if extractor is not None:
         for index, path in enumerate(inputs):
             yield index, extractor.process(path)
         return
@@ -388,9 +396,14 @@ def run_extraction(
         for modality, spec in zip(MODALITIES, (settings.audio, settings.visual), strict=True)
     }
     extractors["faces"] = settings.faces.model_dump()
+    # Bad extractor options fail here, before the report is written: nothing was interrupted.
+    local = _Extractor(settings, str(store.root)) if workers <= 1 else None
+    for spec in (settings.audio, settings.visual):
+        if spec is not None and local is None:
+            check_options(spec.id, spec.options)
     try:
         with tqdm(total=len(paths), desc="extract", unit="file", disable=not progress) as bar:
-            for index, row in _results(paths, settings, store, workers):
+            for index, row in _results(paths, settings, store, workers, local):
                 rows[index] = row
                 bar.update()
                 bar.set_postfix(Counter(r["status"] for r in rows if r), refresh=False)

@@ -201,7 +201,7 @@ class FeaturePipeline:
                     f"no face found in {result.frames_sampled} sampled frames"
                 )
                 return
-            result.face_used = min(self.face, len(ranking) - 1)
+            result.face_used, result.face_asked = min(self.face, len(ranking) - 1), self.face
             track = ranking[result.face_used]
             result.visual = visual.take(start, end, track)
             if result.visual is None:

@@ -47,6 +47,7 @@ class FileFeatures:
     frames_with_face: int = 0
     faces: list[FaceSummary] = field(default_factory=list)  # tracked faces, most prominent first
     face_used: int | None = None  # the index (in ``faces``) of the face whose features are used
+    face_asked: int = 0  # the rank asked for (``--face``); the last one tracked when fewer
     missing: dict[str, str] = field(default_factory=dict)  # modality -> why it has no features
     notes: list[str] = field(default_factory=list)  # other problems (e.g. a truncated file)
     seconds: dict[str, float] = field(default_factory=dict)  # compute time per stage
@@ -59,5 +60,9 @@ class FileFeatures:
         if self.face_used is None:
             return "no face"
         chosen = self.faces[self.face_used]
-        why = "the most prominent" if self.face_used == 0 else "as asked"
+        if self.face_used != self.face_asked:
+            tracked = f"{len(self.faces)} tracked"
+            why = f"face {self.face_asked} was asked for but only {tracked}"
+        else:
+            why = "the most prominent" if self.face_used == 0 else "as asked"
         return f"face {chosen.index}, {why} ({chosen.describe()})"
