@@ -80,6 +80,19 @@ def test_posed_stills_and_tight_face_crops_have_a_face() -> None:
     assert sum(found) >= 0.9 * len(crops)
 
 
+def test_a_group_photo_gives_several_faces() -> None:
+    """Faces too small for the short-range detector are added from the full-range one (five
+    people: the three most prominent are kept, as in a video frame); each can be asked for."""
+    photo = require_shared_data() / "face-video-samples" / "pyfeat" / "multi_face.jpg"
+    fer = create_extractor("fer")
+    first = FeaturePipeline(None, fer).extract(photo)
+    assert len(first.faces) == 3 and first.face_used == 0
+    third = FeaturePipeline(None, fer, face=2).extract(photo)
+    assert third.face_used == 2 and "as asked" in third.face_reason
+    assert first.visual is not None and third.visual is not None
+    assert not np.allclose(first.visual.features, third.visual.features)  # another person
+
+
 def test_whole_image_as_the_face_for_pre_cropped_datasets() -> None:
     extractor = create_extractor("fer")
     whole = FeaturePipeline(None, extractor, FaceSettings(detector="none"))

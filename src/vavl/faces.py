@@ -194,7 +194,7 @@ class FaceTrack:
         )
 
 
-def _same_face(track: Detection, candidate: Detection, min_iou: float) -> bool:
+def same_face(track: Detection, candidate: Detection, min_iou: float) -> bool:
     if box_iou(track.box[None], candidate.box[None])[0, 0] >= min_iou:
         return True
     # Fast head motion at a low frame rate: accept a nearby face of similar size.
@@ -221,7 +221,7 @@ class FaceTracker:
                 for index, track in enumerate(self.tracks)
                 if index not in taken
                 and frame - track.last_frame <= self.max_gap
-                and _same_face(track.last, detection, self.min_iou)
+                and same_face(track.last, detection, self.min_iou)
             ]
             if candidates:
                 index, track = max(

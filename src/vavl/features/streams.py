@@ -14,7 +14,14 @@ import numpy as np
 from numpy.typing import NDArray
 
 from vavl.config import FaceSettings
-from vavl.faces import Detection, FaceDetector, FaceTracker, aligned_crop, whole_image_crop
+from vavl.faces import (
+    Detection,
+    FaceDetector,
+    FaceTracker,
+    aligned_crop,
+    same_face,
+    whole_image_crop,
+)
 from vavl.features.base import AudioExtractor, FloatArray, VisualExtractor
 from vavl.features.records import FaceSummary, ModalityFeatures
 from vavl.media import SAMPLE_RATE, VideoFrame
@@ -152,12 +159,7 @@ class VisualStream:
             self._keep(0, index, whole_image_crop(frame.image, self.settings.crop_size), 1.0)
             return
         found = sorted(self._detect(frame.image), key=lambda d: -d.area * d.score)
-        height, width = frame.image.shape[:2]
-        for track, detection in self.tracker.update(index, found[:FACES_PER_FRAME]):
-            crop = aligned_crop(
-                frame.image, detection, self.settings.crop_size, self.settings.margin
-            )
-            self._keep(track, index, crop, detection.area / (height * width))
+        self._keep_faces(frame.image, index, found[:FACES_PER_FRAME])
 
     def _keep(self, track: int, index: int, crop: NDArray[np.uint8], area: float) -> None:
         self.pending.append((track, index, crop))
@@ -195,21 +197,39 @@ class VisualStream:
         self.seconds += time.perf_counter() - started
 
     def _finish_still(self) -> None:
-        """A one-frame video without a face found: look again on padded canvases."""
+        """A one-frame video (a photo): with the automatic detector, the faces too small for the
+        short-range model (a group photo) are added from the full-range one; a photo without
+        any face found is searched again on padded canvases."""
         image = self.first_image
-        if self.sampled != 1 or image is None or self.tracker.tracks:
+        if self.sampled != 1 or image is None or self.settings.detector == "none":
             return
-        if self.settings.detector == "none":
+        if self.tracker.tracks:
+            if self.settings.detector == "auto":
+                self._add_far_faces(image)
             return
         name = "full" if self.settings.detector == "full" else "short"
         for padding in STILL_PADDINGS:
             found = self.pipeline.detector(name).detect(image, padding)
             if found:
-                (track, detection), *_ = self.tracker.update(0, found[:1])
-                crop = aligned_crop(image, detection, self.settings.crop_size, self.settings.margin)
-                height, width = image.shape[:2]
-                self._keep(track, 0, crop, detection.area / (height * width))
+                self._keep_faces(image, 0, found[:1])
                 return
+
+    def _add_far_faces(self, image: NDArray[np.uint8]) -> None:
+        known = [track.last for track in self.tracker.tracks]
+        far = [
+            detection
+            for detection in self.pipeline.detector("full").detect(image)
+            if not any(same_face(face, detection, self.tracker.min_iou) for face in known)
+        ]
+        room = FACES_PER_FRAME - len(known)
+        self._keep_faces(image, 0, sorted(far, key=lambda d: -d.area * d.score)[: max(room, 0)])
+
+    def _keep_faces(self, image: NDArray[np.uint8], index: int, found: list[Detection]) -> None:
+        """Track a frame's detections and keep each one's aligned crop."""
+        height, width = image.shape[:2]
+        for track, detection in self.tracker.update(index, found):
+            crop = aligned_crop(image, detection, self.settings.crop_size, self.settings.margin)
+            self._keep(track, index, crop, detection.area / (height * width))
 
     def summaries(self, frames: range | None = None) -> tuple[list[int], list[FaceSummary]]:
         """Track ids from the most prominent down (over ``frames``), and their summaries; tracks
