@@ -397,10 +397,12 @@ def run_extraction(
     }
     extractors["faces"] = settings.faces.model_dump()
     # Bad extractor options fail here, before the report is written: nothing was interrupted.
+    # Worker processes build their own extractors; here their option names are checked.
     local = _Extractor(settings, str(store.root)) if workers <= 1 else None
-    for spec in (settings.audio, settings.visual):
-        if spec is not None and local is None:
-            check_options(spec.id, spec.options)
+    if local is None:
+        for spec in (settings.audio, settings.visual):
+            if spec is not None:
+                check_options(spec.id, spec.options)
     try:
         with tqdm(total=len(paths), desc="extract", unit="file", disable=not progress) as bar:
             for index, row in _results(paths, settings, store, workers, local):

@@ -114,6 +114,11 @@ class AudioStream:
         self.first += drop
 
 
+def _most_prominent(found: list[Detection], count: int = FACES_PER_FRAME) -> list[Detection]:
+    """The ``count`` detections with the largest area x confidence."""
+    return sorted(found, key=lambda d: -d.area * d.score)[: max(count, 0)]
+
+
 class VisualStream:
     """Faces of the sampled frames as they arrive: tracks, and each track's features per frame."""
 
@@ -131,6 +136,7 @@ class VisualStream:
         self.sampled = 0
         self.last_time = -math.inf
         self.first_image: NDArray[np.uint8] | None = None  # kept until a second frame comes
+        self.full_range_searched = False  # whether the last frame went through the full range
         self.done = False
         self.seconds = 0.0
 
@@ -145,8 +151,10 @@ class VisualStream:
     def _detect(self, image: NDArray[np.uint8]) -> list[Detection]:
         detector = self.settings.detector
         found = self.pipeline.detector("full" if detector == "full" else "short").detect(image)
+        self.full_range_searched = detector == "full"
         if not found and detector == "auto":  # nothing close to the camera: small, far faces
             found = self.pipeline.detector("full").detect(image)
+            self.full_range_searched = True
         return found
 
     def _add(self, frame: VideoFrame) -> None:
@@ -158,8 +166,7 @@ class VisualStream:
         if self.settings.detector == "none":
             self._keep(0, index, whole_image_crop(frame.image, self.settings.crop_size), 1.0)
             return
-        found = sorted(self._detect(frame.image), key=lambda d: -d.area * d.score)
-        self._keep_faces(frame.image, index, found[:FACES_PER_FRAME])
+        self._keep_faces(frame.image, index, _most_prominent(self._detect(frame.image)))
 
     def _keep(self, track: int, index: int, crop: NDArray[np.uint8], area: float) -> None:
         self.pending.append((track, index, crop))
@@ -204,7 +211,7 @@ class VisualStream:
         if self.sampled != 1 or image is None or self.settings.detector == "none":
             return
         if self.tracker.tracks:
-            if self.settings.detector == "auto":
+            if self.settings.detector == "auto" and not self.full_range_searched:
                 self._add_far_faces(image)
             return
         name = "full" if self.settings.detector == "full" else "short"
@@ -221,8 +228,7 @@ class VisualStream:
             for detection in self.pipeline.detector("full").detect(image)
             if not any(same_face(face, detection, self.tracker.min_iou) for face in known)
         ]
-        room = FACES_PER_FRAME - len(known)
-        self._keep_faces(image, 0, sorted(far, key=lambda d: -d.area * d.score)[: max(room, 0)])
+        self._keep_faces(image, 0, _most_prominent(far, FACES_PER_FRAME - len(known)))
 
     def _keep_faces(self, image: NDArray[np.uint8], index: int, found: list[Detection]) -> None:
         """Track a frame's detections and keep each one's aligned crop."""
