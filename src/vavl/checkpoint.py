@@ -27,7 +27,7 @@ from vavl.data import FeatureNormalizer
 from vavl.errors import CheckpointError, ConfigError
 from vavl.features.base import Descriptions, ExtractorDescription, check_extractors
 from vavl.files import write_atomically
-from vavl.models import EmotionModel, build_model
+from vavl.models import EmotionModel, Ensemble, build_model
 from vavl.records import EpochRecord
 
 FORMAT_VERSION = 1
@@ -59,10 +59,12 @@ class Checkpoint:
             f"{modality}={described.key if described else 'none'}"
             for modality, described in self.extractors.items()
         )
+        count = self.config.training.ensemble
+        members = f" (ensemble of {count} members)" if count > 1 else ""
         resumable = "yes" if self.trainer_state else "no (inference checkpoint)"
         lines = [
             f"written by: vavl {self.vavl_version}",
-            f"model: {self.config.model.name}, {values:,} values",
+            f"model: {self.config.model.name}{members}, {values:,} values",
             f"task: {self.config.task.kind}, labels: {', '.join(self.labels)}",
             f"extractors: {extractors}",
             f"epochs recorded: {len(self.history)}",
@@ -191,7 +193,12 @@ def release_checkpoint(checkpoint: Checkpoint) -> Checkpoint:
 
 
 def model_from_checkpoint(checkpoint: Checkpoint) -> EmotionModel:
-    """The checkpoint's model with its weights, in eval mode."""
-    model = build_model(checkpoint.config.model, checkpoint.config.task.output_dim)
+    """The checkpoint's model (an :class:`~vavl.models.Ensemble` of ``training.ensemble``
+    members when that is above 1) with its weights, in eval mode."""
+    config = checkpoint.config
+    members = [
+        build_model(config.model, config.task.output_dim) for _ in range(config.training.ensemble)
+    ]
+    model = members[0] if len(members) == 1 else Ensemble(members, config.task.kind)
     model.load_state_dict(checkpoint.model_state)
     return model.eval()

@@ -211,6 +211,13 @@ class TrainingConfig(_Strict):
         "for data too small to set speakers aside for development)",
     )
     seed: int = 0
+    ensemble: int = Field(
+        1,
+        ge=1,
+        description="train this many members (seeds seed, seed+1, ...; each a run of its own in "
+        "run_dir/member-K) and predict with the mean of their probabilities (of their values "
+        "for attributes)",
+    )
     amp: bool | Literal["bfloat16", "float16"] = Field(
         True,
         description="mixed precision: true on CUDA only (bfloat16 where the GPU has it, else "

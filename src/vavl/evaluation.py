@@ -12,7 +12,7 @@ from numpy.typing import NDArray
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from vavl.calibration import softmax
+from vavl.calibration import PathReliability, calibrate, softmax
 from vavl.config import TaskConfig
 from vavl.data import BucketBatchSampler, Collator, FeatureNormalizer, Item, ItemDataset
 from vavl.losses import task_loss
@@ -102,6 +102,22 @@ def predict_items(
 def hard_labels(targets: NDArray[Any]) -> NDArray[np.int64]:
     """Class indices from indices or from class proportions (their argmax)."""
     return (targets.argmax(axis=1) if targets.ndim == 2 else targets).astype(np.int64)
+
+
+def calibrate_predictions(
+    task: TaskConfig, predictions: dict[PathName, PathPredictions]
+) -> dict[str, PathReliability]:
+    """Each path's temperature and development figures from its development outputs
+    (classification only; nothing for attributes)."""
+    if task.kind != "classification":
+        return {}
+    return calibrate(
+        {
+            path: (result.ids, result.outputs, hard_labels(result.targets))
+            for path, result in predictions.items()
+            if result.targets is not None
+        }
+    )
 
 
 def path_loss(

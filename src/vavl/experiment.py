@@ -20,19 +20,26 @@ from pathlib import Path
 import torch
 
 from vavl import distributed
-from vavl.checkpoint import load_checkpoint, model_from_checkpoint
+from vavl.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
 from vavl.config import ExperimentConfig, config_from_dict
 from vavl.config_files import apply_overrides, load_config, save_config
 from vavl.corpora import Split
 from vavl.data import FeatureNormalizer, Item
 from vavl.devices import resolve_device
-from vavl.evaluation import PathPredictions, evaluate_predictions, hard_labels, predict_items
+from vavl.evaluation import (
+    PathPredictions,
+    evaluate_predictions,
+    hard_labels,
+    headline,
+    predict_items,
+)
 from vavl.files import csv_text, read_json, write_json_atomically, write_text_atomically
 from vavl.models import EmotionModel
 from vavl.preparation import ExperimentData, prepare
 from vavl.records import CVSummary, EpochRecord, PathMetrics
 from vavl.reports import cv_markdown, cv_table, write_cv_report, write_run_report
-from vavl.training import Trainer, check_same_run, class_weights_for
+from vavl.training import BEST_CHECKPOINT, Trainer, check_same_run, class_weights_for
+from vavl.training.ensemble import combine_members, member_config, member_dir
 from vavl.types import PathName
 
 logger = logging.getLogger("vavl")
@@ -104,8 +111,10 @@ def score_run(
     history: list[EpochRecord],
     device: torch.device,
     progress: bool = False,
+    notes: Sequence[str] = (),
 ) -> ExperimentResult:
-    """Predict every split with the selected model; write predictions, metrics and the report."""
+    """Predict every split with the selected model; write predictions, metrics and the report
+    (``notes``: more lines for it)."""
     fold = _fold_of(config)
     splits = _splits(config, data)
     weights = class_weights_for(config.task, splits["train"])
@@ -141,7 +150,8 @@ def score_run(
         },
     )
     counts = data.modality_counts(fold)
-    write_run_report(run_dir, config, history, results, all_predictions, counts, data.notes)
+    notes = [*data.notes, *notes]
+    write_run_report(run_dir, config, history, results, all_predictions, counts, notes)
     return ExperimentResult(config, run_dir, best, results.get("dev", {}), results["test"])
 
 
@@ -160,9 +170,9 @@ def clear_run(run_dir: Path) -> None:
             shutil.rmtree(target)
         else:
             target.unlink(missing_ok=True)
-    for fold in sorted(run_dir.glob("fold-*")):
-        if fold.is_dir():
-            clear_run(fold)
+    for part in sorted([*run_dir.glob("fold-*"), *run_dir.glob("member-*")]):
+        if part.is_dir():
+            clear_run(part)
 
 
 def run_experiment(
@@ -183,6 +193,14 @@ def run_experiment(
     if data is None:
         with distributed.main_first():  # the main process extracts what the store lacks
             data = prepare(config, progress and distributed.is_main())
+    if config.training.ensemble > 1:
+        return _run_ensemble(config, run_dir, data)
+    return _train_and_score(config, run_dir, data)
+
+
+def _train_and_score(
+    config: ExperimentConfig, run_dir: Path, data: ExperimentData
+) -> ExperimentResult:
     splits = _splits(config, data)
     trainer = Trainer(config, splits["train"], splits["dev"], run_dir, data.extractors)
     if distributed.is_main():
@@ -196,6 +214,51 @@ def run_experiment(
         )  # fmt: skip
     shared: ExperimentResult = distributed.all_gather_objects(result)[0]
     return shared
+
+
+def _run_ensemble(
+    config: ExperimentConfig, run_dir: Path, data: ExperimentData
+) -> ExperimentResult:
+    """Train (or resume, or reuse) each member in its own directory, then combine, calibrate and
+    score them as one model in ``run_dir``."""
+    best_file = run_dir / BEST_CHECKPOINT
+    if best_file.exists():  # a finished ensemble is never replaced by another config's
+        check_same_run(run_dir, load_checkpoint(best_file).config, config)
+    members = range(config.training.ensemble)
+    scores = []
+    for index in members:
+        logger.info("ensemble member %d of %d", index + 1, config.training.ensemble)
+        member = _train_and_score(member_config(config, index), member_dir(run_dir, index), data)
+        scores.append(member)
+    result = None
+    if distributed.is_main():
+        save_config(config, run_dir / "config.yaml")
+        device = resolve_device(config.training.device)
+        checkpoint = combine_members(
+            config, [member_dir(run_dir, i) for i in members], _splits(config, data)["dev"],
+            data.extractors, device,
+        )  # fmt: skip
+        save_checkpoint(checkpoint, best_file)
+        result = score_run(
+            run_dir, config, model_from_checkpoint(checkpoint).to(device), checkpoint.normalizer,
+            data, [], device, notes=[_members_note(scores)],
+        )  # fmt: skip
+    shared: ExperimentResult = distributed.all_gather_objects(result)[0]
+    return shared
+
+
+def _members_note(members: Sequence[ExperimentResult]) -> str:
+    """What the report says of an ensemble's members: each one's test figures alone."""
+    task = members[0].config.task
+    key, title = headline(task)[1 if task.kind == "classification" else 0]
+    parts = []
+    for member in members:
+        figures = ", ".join(f"{path} {m[key]:.3f}" for path, m in member.test.items())
+        parts.append(f"{member.run_dir.name} (seed {member.config.training.seed}): {figures}")
+    return (
+        f"An ensemble of {len(members)} members, each trained alone in its own folder (with its "
+        f"own report); test {title} of each member alone: {'; '.join(parts)}"
+    )
 
 
 def evaluate_run(run_dir: str | Path, progress: bool = True) -> ExperimentResult:

@@ -20,7 +20,9 @@ from torch import Tensor, nn
 from vavl.checkpoint import Checkpoint, load_checkpoint, model_from_checkpoint
 from vavl.errors import CheckpointError, VavlError
 from vavl.files import write_json_atomically
+from vavl.models import Ensemble
 from vavl.models.base import ThreeStepModel
+from vavl.models.ensemble import TaskKind, combine_outputs
 from vavl.types import PATH_MODALITIES, PATHS, Modality
 
 OPSET = 17
@@ -54,6 +56,26 @@ class AudioVisualPath(nn.Module):
         )
 
 
+class CombinedPath(nn.Module):
+    """One path of an ensemble: the members' own path graphs, combined as the ensemble does."""
+
+    def __init__(self, paths: list[nn.Module], kind: TaskKind) -> None:
+        super().__init__()
+        self.paths = nn.ModuleList(paths)
+        self.kind: TaskKind = kind
+
+    def forward(self, *inputs: Tensor) -> Tensor:
+        return combine_outputs([path(*inputs) for path in self.paths], self.kind)
+
+
+def _path_graphs(model: ThreeStepModel) -> dict[str, nn.Module]:
+    return {
+        "audio": UnimodalPath(model, "audio"),
+        "visual": UnimodalPath(model, "visual"),
+        "audiovisual": AudioVisualPath(model),
+    }
+
+
 # Each graph's inputs: the features and mask of every modality its path reads.
 INPUTS = {
     path: [name for m in modalities for name in (m, f"{m}_mask")]
@@ -82,17 +104,21 @@ def export_onnx(checkpoint_path: str | Path, out_dir: str | Path) -> dict[str, P
     """Write ``audio.onnx``, ``visual.onnx``, ``audiovisual.onnx`` and ``onnx.json``."""
     checkpoint = load_checkpoint(checkpoint_path)
     model = model_from_checkpoint(checkpoint)
-    if not isinstance(model, ThreeStepModel):
+    members = list(model.members) if isinstance(model, Ensemble) else [model]
+    graphs = [_path_graphs(member) for member in members if isinstance(member, ThreeStepModel)]
+    if len(graphs) != len(members):
         raise CheckpointError(
             f"{checkpoint_path}: ONNX export handles models with per-modality encoders and a "
             f"fusion head (VAVL), not '{checkpoint.config.model.name}'"
         )
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    kind = checkpoint.config.task.kind
     wrappers = {
-        "audio": UnimodalPath(model, "audio"),
-        "visual": UnimodalPath(model, "visual"),
-        "audiovisual": AudioVisualPath(model),
+        path: graphs[0][path]
+        if len(graphs) == 1
+        else CombinedPath([member[path] for member in graphs], kind)
+        for path in PATHS
     }
     written: dict[str, Path] = {}
     for path in PATHS:

@@ -162,11 +162,13 @@ def write_run_report(
     """``results[split][path]`` are metrics, ``predictions[split][path]`` the outputs."""
     task = config.task
     parts = [f"<h1>vavl run: {html.escape(run_dir.name)}</h1>"]
-    best = min(history, key=lambda r: r["selection_loss"])["epoch"] if history else "-"
+    selected = ""
+    if history:  # an ensemble's report has none: its members' reports have theirs
+        best = min(history, key=lambda r: r["selection_loss"])["epoch"]
+        selected = f" &middot; selected epoch {best} of {len(history)} (lowest development loss)"
     parts.append(
         f"<p>{config.model.name.upper()} &middot; {task.kind} of {', '.join(task.labels)} &middot; "
-        f"features: audio {config.features.audio}, visual {config.features.visual} &middot; "
-        f"selected epoch {best} of {len(history)} (lowest development loss)</p>"
+        f"features: audio {config.features.audio}, visual {config.features.visual}{selected}</p>"
     )
     parts.append("<h2>Data</h2>")
     parts.append(

@@ -6,6 +6,7 @@ from vavl.config import ModelConfig
 from vavl.models.auxformer import AuxFormer, MulT
 from vavl.models.base import EmotionModel, ModelOutput
 from vavl.models.baselines import EarlyFusion, LateFusion, UnimodalConformers
+from vavl.models.ensemble import Ensemble
 from vavl.models.vavl import VAVL
 
 MODELS: dict[str, type[EmotionModel]] = {
@@ -29,6 +30,7 @@ __all__ = [
     "AuxFormer",
     "EarlyFusion",
     "EmotionModel",
+    "Ensemble",
     "LateFusion",
     "ModelOutput",
     "MulT",

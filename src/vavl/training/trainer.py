@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 
 from vavl import distributed
 from vavl.augmentation import augment
-from vavl.calibration import DevOutputs, PathReliability, calibrate
+from vavl.calibration import PathReliability
 from vavl.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from vavl.config import ExperimentConfig
 from vavl.data import (
@@ -40,8 +40,8 @@ from vavl.devices import compile_model, resolve_device
 from vavl.errors import CheckpointError, ConfigError, TrainingError
 from vavl.evaluation import (
     PathPredictions,
+    calibrate_predictions,
     evaluate_predictions,
-    hard_labels,
     merge_predictions,
     predict_items,
 )
@@ -123,6 +123,15 @@ def _differences(saved: dict[str, Any], current: dict[str, Any], prefix: str = "
     return changed
 
 
+def development_items(config: ExperimentConfig, dev: Sequence[Item]) -> list[Item]:
+    """The development set as selection and calibration see it: with
+    ``training.pair_unpaired``, plus fixed pairs of audio-only and visual-only clips of one
+    class, so that the audio-visual path is selected and calibrated too."""
+    if not config.training.pair_unpaired:
+        return list(dev)
+    return pair_unpaired(dev, (config.training.seed, DEV_PAIRING))
+
+
 class Trainer:
     """Trains a model on ``train`` items, selecting the epoch with the lowest development loss.
 
@@ -143,9 +152,8 @@ class Trainer:
         if dev or config.training.selection_path != "last":
             check_items(dev, config, "development set")
         self.config = config
-        self.train_items, self.dev_items = list(train), list(dev)
-        if config.training.pair_unpaired:  # the audio-visual path is selected and calibrated too
-            self.dev_items = pair_unpaired(self.dev_items, (config.training.seed, DEV_PAIRING))
+        self.train_items = list(train)
+        self.dev_items = development_items(config, dev)
         self.run_dir = Path(run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.device = resolve_device(config.training.device)
@@ -298,14 +306,7 @@ class Trainer:
     def _calibrate(self) -> dict[str, PathReliability]:
         """Each path's temperature and development figures (classification; none without a
         development set)."""
-        if self.config.task.kind != "classification":
-            return {}
-        dev: dict[str, DevOutputs] = {
-            path: (result.ids, result.outputs, hard_labels(result.targets))
-            for path, result in self._dev_predictions().items()
-            if result.targets is not None
-        }
-        return calibrate(dev)
+        return calibrate_predictions(self.config.task, self._dev_predictions())
 
     def _selection_loss(self, dev: dict[str, PathMetrics]) -> float:
         choice = self.config.training.selection_path
