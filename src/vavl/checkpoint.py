@@ -67,7 +67,8 @@ class Checkpoint:
             f"model: {self.config.model.name}{members}, {values:,} values",
             f"task: {self.config.task.kind}, labels: {', '.join(self.labels)}",
             f"extractors: {extractors}",
-            f"epochs recorded: {len(self.history)}",
+            f"epochs recorded: {len(self.history)}"
+            + (" (an ensemble: its members' runs hold theirs)" if count > 1 else ""),
             f"resumable: {resumable}",
         ]
         for path, figures in self.calibration.items():

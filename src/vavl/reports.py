@@ -181,9 +181,7 @@ def write_run_report(
     for split in ("test", "dev"):
         if split in results:
             title = (
-                "Test set (scored once, for the selected epoch)"
-                if split == "test"
-                else "Development set"
+                "Test set (scored once, after training)" if split == "test" else "Development set"
             )
             parts.append(f"<h2>{title}</h2>")
             parts.append(table_html(_metrics_header(task), _metrics_rows(task, results[split])))

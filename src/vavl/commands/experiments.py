@@ -18,7 +18,9 @@ if TYPE_CHECKING:
 def _print_results(result: ExperimentResult) -> None:
     from vavl.evaluation import format_table
 
-    print(f"\nTest set (speakers unseen in training), selected epoch {result.best_epoch}:")
+    members = result.config.training.ensemble
+    chosen = f"an ensemble of {members}" if members > 1 else f"selected epoch {result.best_epoch}"
+    print(f"\nTest set (speakers unseen in training), {chosen}:")
     print(format_table(result.config.task, result.test))
     print(f"\nRun directory: {result.run_dir} (report: {result.run_dir / 'report.html'})")
 
