@@ -12,8 +12,9 @@ import torch
 from helpers import demo_config, small_model_config
 from vavl.checkpoint import load_checkpoint, model_from_checkpoint
 from vavl.cli import main
+from vavl.config_files import apply_overrides
 from vavl.errors import ConfigError
-from vavl.experiment import run_experiment
+from vavl.experiment import evaluate_run, run_experiment
 from vavl.models import VAVL, Ensemble
 
 
@@ -86,7 +87,11 @@ def test_training_an_ensemble_trains_each_member_alone_and_combines_them(
     checkpoint = load_checkpoint(run_dir / "best.pt")
     assert checkpoint.config.training.ensemble == 2
     assert isinstance(model_from_checkpoint(checkpoint), Ensemble)
-    assert set(checkpoint.calibration) == {"audio", "visual", "audiovisual"}  # calibrated as one
+    # Calibrated as one model: its development figures are the ensemble's own.
+    assert set(checkpoint.calibration) == {"audio", "visual", "audiovisual"}
+    for path, figures in checkpoint.calibration.items():
+        own = _unweighted_accuracy(run_dir / "predictions" / "dev.csv", path)
+        assert figures.unweighted_accuracy == pytest.approx(own, abs=1e-3)
     # Its test probabilities are the mean of its members' (before calibration, as they are).
     combined = _probabilities(run_dir)
     members = [_probabilities(run_dir / f"member-{k}") for k in (1, 2)]
@@ -99,23 +104,39 @@ def test_training_an_ensemble_trains_each_member_alone_and_combines_them(
     # vavl info says what it is.
     assert main(["info", str(run_dir / "best.pt")]) == 0
     assert "model: vavl (ensemble of 2 members)" in capsys.readouterr().out
-    # Running it again reuses the members (nothing retrained) and gives the same model.
-    histories = [len(load_checkpoint(run_dir / f"member-{k}" / "last.pt").history) for k in (1, 2)]
-    again = run_experiment(config, run_dir, progress=False)
+    # Re-scored from its directory alone, the report still lists the members.
+    again = evaluate_run(run_dir, progress=False)
     assert again.test == result.test
-    assert [len(load_checkpoint(run_dir / f"member-{k}" / "last.pt").history) for k in (1, 2)] == (
-        histories
-    )
-    # A finished ensemble is not replaced by one of another size without --force.
+    assert "member-2 (seed 1)" in (run_dir / "report.html").read_text()
+    # Running it again keeps the members (nothing trained or rewritten), the same model.
+    written = {k: (run_dir / f"member-{k}" / "best.pt").stat().st_mtime_ns for k in (1, 2)}
+    assert run_experiment(config, run_dir, progress=False).test == result.test
+    assert {k: (run_dir / f"member-{k}" / "best.pt").stat().st_mtime_ns for k in (1, 2)} == written
+    # One more member: the two finished ones are kept, the third is trained.
     bigger = config.model_copy(
         update={"training": config.training.model_copy(update={"ensemble": 3})}
     )
-    with pytest.raises(ConfigError, match=r"training\.ensemble"):
-        run_experiment(bigger, run_dir, progress=False)
-    assert load_checkpoint(run_dir / "best.pt").config.training.ensemble == 2
-    run_experiment(bigger, run_dir, progress=False, force=True)
-    assert (run_dir / "member-3" / "best.pt").is_file()
+    run_experiment(bigger, run_dir, progress=False)
+    assert {k: (run_dir / f"member-{k}" / "best.pt").stat().st_mtime_ns for k in (1, 2)} == written
+    assert load_checkpoint(run_dir / "member-3" / "best.pt").config.training.seed == 2
     assert load_checkpoint(run_dir / "best.pt").config.training.ensemble == 3
+    # Another config (not only another size) is refused, and so is a single run's directory.
+    other = apply_overrides(bigger, ["training.learning_rate=0.01"])
+    with pytest.raises(ConfigError, match=r"training\.learning_rate"):
+        run_experiment(other, run_dir, progress=False)
+    with pytest.raises(ConfigError, match=r"training\.ensemble"):
+        run_experiment(config, run_dir / "member-1", progress=False)
+
+
+def _unweighted_accuracy(csv_path: Path, path: str) -> float:
+    with open(csv_path, newline="") as handle:
+        rows = [row for row in csv.DictReader(handle) if row["path"] == path]
+    classes = sorted({row["target"] for row in rows})
+    recalls = [
+        np.mean([row["prediction"] == label for row in rows if row["target"] == label])
+        for label in classes
+    ]
+    return float(np.mean(recalls))
 
 
 def test_an_ensemble_exports_to_onnx_and_agrees_with_pytorch(tmp_path: Path) -> None:

@@ -5,7 +5,9 @@ A run directory holds the resolved ``config.yaml``, the checkpoints (``last.pt``
 every clip), ``metrics.json`` (development and test metrics of the selected epoch: the test set
 is scored once, after training) and ``report.html``. A cross-validation directory holds one run
 directory per fold, ``cv.json``, ``cv.md`` (the paper's table) and ``report.html``. Running the
-same command again resumes: finished folds are kept, an interrupted one continues.
+same command again resumes: finished folds are kept, an interrupted one continues. An ensemble's
+run directory (``training.ensemble``) also holds one run directory per member, ``member-K``,
+kept or resumed in the same way; its ``best.pt`` combines them.
 """
 
 from __future__ import annotations
@@ -38,8 +40,14 @@ from vavl.models import EmotionModel
 from vavl.preparation import ExperimentData, prepare
 from vavl.records import CVSummary, EpochRecord, PathMetrics
 from vavl.reports import cv_markdown, cv_table, write_cv_report, write_run_report
-from vavl.training import BEST_CHECKPOINT, Trainer, check_same_run, class_weights_for
-from vavl.training.ensemble import combine_members, member_config, member_dir
+from vavl.training import (
+    BEST_CHECKPOINT,
+    LAST_CHECKPOINT,
+    Trainer,
+    check_same_run,
+    class_weights_for,
+)
+from vavl.training.ensemble import combine_members, member_config, member_dir, with_members
 from vavl.types import PathName
 
 logger = logging.getLogger("vavl")
@@ -150,8 +158,8 @@ def score_run(
         },
     )
     counts = data.modality_counts(fold)
-    notes = [*data.notes, *notes]
-    write_run_report(run_dir, config, history, results, all_predictions, counts, notes)
+    report_notes = [*data.notes, *notes]
+    write_run_report(run_dir, config, history, results, all_predictions, counts, report_notes)
     return ExperimentResult(config, run_dir, best, results.get("dev", {}), results["test"])
 
 
@@ -216,34 +224,64 @@ def _train_and_score(
     return shared
 
 
+def _finished_run(run_dir: Path, config: ExperimentConfig) -> ExperimentResult | None:
+    """The result of a finished run of this very config in ``run_dir``; None when there is none
+    or it is to be continued (more epochs asked for). Another config's run is refused."""
+    metrics = run_dir / "metrics.json"
+    if not metrics.exists():
+        return None
+    finished = read_json(metrics)
+    saved = config_from_dict(finished["config"], source=str(metrics))
+    check_same_run(run_dir, saved, config)
+    if saved.training.epochs != config.training.epochs:
+        return None  # the trainer continues it, or refuses fewer epochs
+    return ExperimentResult(
+        config, run_dir, finished["best_epoch"], finished.get("dev", {}), finished["test"]
+    )
+
+
+def _check_ensemble_dir(run_dir: Path, config: ExperimentConfig) -> None:
+    """Refuse a directory that holds another config's ensemble or a single run; the number of
+    members may change (the finished ones are kept)."""
+    for name in (BEST_CHECKPOINT, LAST_CHECKPOINT):
+        if (run_dir / name).exists():
+            saved = load_checkpoint(run_dir / name).config
+            if saved.training.ensemble > 1:
+                saved = with_members(saved, config.training.ensemble)
+            check_same_run(run_dir, saved, config)
+
+
 def _run_ensemble(
     config: ExperimentConfig, run_dir: Path, data: ExperimentData
 ) -> ExperimentResult:
-    """Train (or resume, or reuse) each member in its own directory, then combine, calibrate and
+    """Train (or resume, or keep) each member in its own directory, then combine, calibrate and
     score them as one model in ``run_dir``."""
-    best_file = run_dir / BEST_CHECKPOINT
-    if best_file.exists():  # a finished ensemble is never replaced by another config's
-        check_same_run(run_dir, load_checkpoint(best_file).config, config)
-    members = range(config.training.ensemble)
-    scores = []
-    for index in members:
-        logger.info("ensemble member %d of %d", index + 1, config.training.ensemble)
-        member = _train_and_score(member_config(config, index), member_dir(run_dir, index), data)
-        scores.append(member)
-    result = None
+    _check_ensemble_dir(run_dir, config)
+    count = config.training.ensemble
+    member_results = []
+    for index in range(count):
+        folder, member = member_dir(run_dir, index), member_config(config, index)
+        result = _finished_run(folder, member)
+        if result is None:
+            logger.info("ensemble member %d of %d", index + 1, count)
+            result = _train_and_score(member, folder, data)
+        else:
+            logger.info("ensemble member %d of %d: finished earlier, kept", index + 1, count)
+        member_results.append(result)
+    combined = None
     if distributed.is_main():
         save_config(config, run_dir / "config.yaml")
         device = resolve_device(config.training.device)
         checkpoint = combine_members(
-            config, [member_dir(run_dir, i) for i in members], _splits(config, data)["dev"],
+            config, [member_dir(run_dir, i) for i in range(count)], _splits(config, data)["dev"],
             data.extractors, device,
         )  # fmt: skip
-        save_checkpoint(checkpoint, best_file)
-        result = score_run(
+        save_checkpoint(checkpoint, run_dir / BEST_CHECKPOINT)
+        combined = score_run(
             run_dir, config, model_from_checkpoint(checkpoint).to(device), checkpoint.normalizer,
-            data, [], device, notes=[_members_note(scores)],
+            data, [], device, notes=[_members_note(member_results)],
         )  # fmt: skip
-    shared: ExperimentResult = distributed.all_gather_objects(result)[0]
+    shared: ExperimentResult = distributed.all_gather_objects(combined)[0]
     return shared
 
 
@@ -273,7 +311,15 @@ def evaluate_run(run_dir: str | Path, progress: bool = True) -> ExperimentResult
     # best.pt's history stops at the selected epoch; the run's own file has every epoch.
     history_file = run_dir / "history.json"
     history = read_json(history_file) if history_file.exists() else checkpoint.history
-    return score_run(run_dir, config, model, checkpoint.normalizer, data, history, device, progress)
+    members = [
+        _finished_run(member_dir(run_dir, index), member_config(config, index))
+        for index in range(config.training.ensemble if config.training.ensemble > 1 else 0)
+    ]
+    found = [member for member in members if member is not None]
+    notes = [_members_note(found)] if found else []
+    return score_run(
+        run_dir, config, model, checkpoint.normalizer, data, history, device, progress, notes
+    )
 
 
 def partition_overlap(folds: Sequence[Mapping[str, str]]) -> str | None:
@@ -307,14 +353,11 @@ def run_cv(
     test_results = []
     for fold in range(1, folds + 1):
         fold_dir = run_dir / f"fold-{fold}"
-        metrics = fold_dir / "metrics.json"
         fold_config = apply_overrides(config, [f"data.fold={fold}"])
-        if metrics.exists():
-            finished = read_json(metrics)
-            saved = config_from_dict(finished["config"], source=str(metrics))
-            check_same_run(fold_dir, saved, fold_config)
+        finished = _finished_run(fold_dir, fold_config)
+        if finished is not None:
             logger.info("fold %d/%d: finished earlier with the same config, kept", fold, folds)
-            test_results.append(finished["test"])
+            test_results.append(finished.test)
             continue
         logger.info("fold %d/%d", fold, folds)
         test_results.append(run_experiment(fold_config, fold_dir, data, progress).test)

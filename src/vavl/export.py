@@ -113,11 +113,11 @@ def export_onnx(checkpoint_path: str | Path, out_dir: str | Path) -> dict[str, P
         )
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    kind = checkpoint.config.task.kind
+    task_kind = checkpoint.config.task.kind
     wrappers = {
         path: graphs[0][path]
         if len(graphs) == 1
-        else CombinedPath([member[path] for member in graphs], kind)
+        else CombinedPath([member[path] for member in graphs], task_kind)
         for path in PATHS
     }
     written: dict[str, Path] = {}

@@ -19,7 +19,7 @@ from torch import Tensor, nn
 from vavl.config import ModelConfig
 from vavl.models.base import EmotionModel, ModelOutput
 
-TaskKind = Literal["classification", "regression"]
+TaskKind = Literal["classification", "regression"]  # TaskConfig.kind
 
 
 def combine_outputs(outputs: Sequence[Tensor], kind: TaskKind) -> Tensor:
@@ -37,6 +37,10 @@ class Ensemble(EmotionModel):
         super().__init__()
         if not members:
             raise ValueError("an ensemble needs at least one member")
+        if any(
+            m.config != members[0].config or m.output_dim != members[0].output_dim for m in members
+        ):
+            raise ValueError("an ensemble's members must share one architecture")
         self.members = nn.ModuleList(members)
         self.kind = kind
         self.config: ModelConfig = members[0].config

@@ -20,15 +20,23 @@ from vavl.models import Ensemble
 from vavl.training.trainer import BEST_CHECKPOINT, development_items
 
 
+def with_members(
+    config: ExperimentConfig, members: int, seed: int | None = None
+) -> ExperimentConfig:
+    """``config`` with ``training.ensemble`` (and, if given, ``training.seed``) replaced."""
+    changes: dict[str, int] = {"ensemble": members}
+    if seed is not None:
+        changes["seed"] = seed
+    return config.model_copy(update={"training": config.training.model_copy(update=changes)})
+
+
 def member_config(config: ExperimentConfig, index: int) -> ExperimentConfig:
     """The config of member ``index`` (from 0): the ensemble's, with its own seed, alone."""
-    training = config.training.model_copy(
-        update={"seed": config.training.seed + index, "ensemble": 1}
-    )
-    return config.model_copy(update={"training": training})
+    return with_members(config, 1, seed=config.training.seed + index)
 
 
 def member_dir(run_dir: Path, index: int) -> Path:
+    """Where member ``index`` (from 0) of the ensemble in ``run_dir`` is trained."""
     return run_dir / f"member-{index + 1}"
 
 
