@@ -14,7 +14,7 @@ from typing import Any, Literal, get_args
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from vavl.errors import ConfigError
-from vavl.types import CREMA_D_EMOTIONS, MODALITIES, Modality
+from vavl.types import CREMA_D_EMOTIONS, MODALITIES, Modality, TaskKind
 
 
 def _accepts_bool(annotation: Any) -> bool:
@@ -125,7 +125,7 @@ class ModelConfig(_Strict):
 class TaskConfig(_Strict):
     """What is predicted: emotion classes (classification) or attributes (regression)."""
 
-    kind: Literal["classification", "regression"] = "classification"
+    kind: TaskKind = "classification"
     labels: tuple[str, ...] = CREMA_D_EMOTIONS
     soft_labels: bool = Field(
         False, description="train on annotator proportions when items carry them"

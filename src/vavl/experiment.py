@@ -272,14 +272,14 @@ def _run_ensemble(
     if distributed.is_main():
         save_config(config, run_dir / "config.yaml")
         device = resolve_device(config.training.device)
-        checkpoint = combine_members(
+        checkpoint, ensemble = combine_members(
             config, [member_dir(run_dir, i) for i in range(count)], _splits(config, data)["dev"],
             data.extractors, device,
         )  # fmt: skip
         save_checkpoint(checkpoint, run_dir / BEST_CHECKPOINT)
         combined = score_run(
-            run_dir, config, model_from_checkpoint(checkpoint).to(device), checkpoint.normalizer,
-            data, [], device, notes=[_members_note(member_results)],
+            run_dir, config, ensemble, checkpoint.normalizer, data, [], device,
+            notes=[_members_note(member_results)],
         )  # fmt: skip
     shared: ExperimentResult = distributed.all_gather_objects(combined)[0]
     return shared
@@ -311,12 +311,14 @@ def evaluate_run(run_dir: str | Path, progress: bool = True) -> ExperimentResult
     # best.pt's history stops at the selected epoch; the run's own file has every epoch.
     history_file = run_dir / "history.json"
     history = read_json(history_file) if history_file.exists() else checkpoint.history
-    members = [
-        _finished_run(member_dir(run_dir, index), member_config(config, index))
-        for index in range(config.training.ensemble if config.training.ensemble > 1 else 0)
-    ]
-    found = [member for member in members if member is not None]
-    notes = [_members_note(found)] if found else []
+    notes = []
+    if config.training.ensemble > 1:  # the report lists the members' own figures
+        members = [
+            _finished_run(member_dir(run_dir, index), member_config(config, index))
+            for index in range(config.training.ensemble)
+        ]
+        found = [member for member in members if member is not None]
+        notes = [_members_note(found)] if found else []
     return score_run(
         run_dir, config, model, checkpoint.normalizer, data, history, device, progress, notes
     )

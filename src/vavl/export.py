@@ -22,8 +22,8 @@ from vavl.errors import CheckpointError, VavlError
 from vavl.files import write_json_atomically
 from vavl.models import Ensemble
 from vavl.models.base import ThreeStepModel
-from vavl.models.ensemble import TaskKind, combine_outputs
-from vavl.types import PATH_MODALITIES, PATHS, Modality
+from vavl.models.ensemble import combine_outputs
+from vavl.types import PATH_MODALITIES, PATHS, Modality, TaskKind
 
 OPSET = 17
 

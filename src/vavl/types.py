@@ -15,4 +15,5 @@ PATH_MODALITIES: dict[PathName, tuple[Modality, ...]] = {
     "visual": ("visual",),
     "audiovisual": MODALITIES,
 }
+TaskKind = Literal["classification", "regression"]  # emotion classes, or attributes
 CREMA_D_EMOTIONS = ("angry", "sad", "disgust", "fear", "neutral", "happy")

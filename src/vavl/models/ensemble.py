@@ -11,15 +11,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Literal
 
 import torch
 from torch import Tensor, nn
 
 from vavl.config import ModelConfig
 from vavl.models.base import EmotionModel, ModelOutput
-
-TaskKind = Literal["classification", "regression"]  # TaskConfig.kind
+from vavl.types import TaskKind
 
 
 def combine_outputs(outputs: Sequence[Tensor], kind: TaskKind) -> Tensor:

@@ -54,8 +54,9 @@ def combine_members(
     dev: Sequence[Item],
     extractors: Descriptions,
     device: torch.device,
-) -> Checkpoint:
-    """The members' selected checkpoints as one ensemble checkpoint, calibrated on ``dev``."""
+) -> tuple[Checkpoint, Ensemble]:
+    """The members' selected checkpoints as one ensemble checkpoint, calibrated on ``dev``, and
+    the ensemble itself (on ``device``, in eval mode)."""
     checkpoints = [load_checkpoint(folder / BEST_CHECKPOINT) for folder in member_dirs]
     normalizer = checkpoints[0].normalizer
     for folder, checkpoint in zip(member_dirs[1:], checkpoints[1:], strict=True):
@@ -70,10 +71,11 @@ def combine_members(
     predictions = predict_items(
         ensemble, items, config.task, normalizer, config.training.batch_size, device
     ) if items else {}  # fmt: skip
-    return Checkpoint(
+    checkpoint = Checkpoint(
         config=config,
         model_state={name: value.detach().cpu() for name, value in ensemble.state_dict().items()},
         normalizer=normalizer,
         extractors=dict(extractors),
         calibration=calibrate_predictions(config.task, predictions),
     )
+    return checkpoint, ensemble
