@@ -44,13 +44,13 @@ from vavl.config import ExperimentConfig
 from vavl.config_files import apply_overrides
 from vavl.corpora import load_corpus
 from vavl.data import Item, pair_unpaired
-from vavl.evaluation import predict_items
 from vavl.features import create_extractor
 from vavl.features.base import feature_key
 from vavl.features.extraction import ExtractionSettings, ExtractorSpec, run_extraction
 from vavl.features.store import FeatureStore
 from vavl.features.visual import FER_CLASSES
 from vavl.files import sha256_file
+from vavl.inference import InferenceEngine
 from vavl.model_card import DEFAULT_MODEL
 from vavl.preparation import prepare
 from vavl.types import MODALITIES, Modality
@@ -141,7 +141,8 @@ class Card:
 
     def predictions(self, items: Sequence[Item]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         """Per path: (labels, predicted classes) of the items that feed it, in their order."""
-        found = predict_items(self.model, items, self.config.task, self.checkpoint.normalizer)
+        engine = InferenceEngine.for_model(self.model, self.config.task, self.checkpoint.normalizer)
+        found = engine.outputs(items)
         results = {}
         for path, result in found.items():
             row_of = {clip: row for row, clip in enumerate(result.ids)}

@@ -126,9 +126,9 @@ def real_face_frames(
     return [frame.image for frame in VideoReader(clip)][:count]
 
 
-def logmel_checkpoint(path: Path) -> Path:
+def logmel_checkpoint(path: Path, *overrides: str) -> Path:
     """An untrained small VAVL on log-mel audio features (no weights to load, cheap to run):
-    for tests of prediction mechanics, not of accuracy."""
+    for tests of prediction mechanics, not of accuracy. ``overrides``: config ``KEY=VALUE``."""
     from vavl.checkpoint import Checkpoint, save_checkpoint
     from vavl.data import FeatureNormalizer
     from vavl.features import create_extractor
@@ -136,7 +136,13 @@ def logmel_checkpoint(path: Path) -> Path:
 
     config = apply_overrides(
         load_config("demo-synthetic"),
-        ["data=null", "features.audio=logmel", "model.audio_dim=80", "training.progress=false"],
+        [
+            "data=null",
+            "features.audio=logmel",
+            "model.audio_dim=80",
+            "training.progress=false",
+            *overrides,
+        ],
     )
     model = build_model(config.model, config.task.output_dim)
     extractor = create_extractor("logmel")
@@ -187,8 +193,14 @@ def vavl_peak_rss_mib(arguments: list[str]) -> float:
     torch's allocations included (VmHWM: this process image only, not what its parent held)."""
     import sys
 
+    # A fixed mmap threshold: glibc otherwise moves large buffers onto its heap after the first
+    # few are freed, and the peak then varies by tens of MiB from run to run.
+    environment = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "131072"}
     result = subprocess.run(
-        [sys.executable, "-c", PEAK_PROBE, *arguments], capture_output=True, text=True
+        [sys.executable, "-c", PEAK_PROBE, *arguments],
+        capture_output=True,
+        text=True,
+        env=environment,
     )
     assert result.returncode == 0, result.stderr[-2000:]
     line = next(line for line in result.stderr.splitlines() if line.startswith("peak-kib"))

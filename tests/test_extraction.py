@@ -33,7 +33,7 @@ from vavl.features.base import feature_key
 from vavl.features.extraction import ExtractionSettings, ExtractorSpec, run_extraction
 from vavl.features.pipeline import FeaturePipeline
 from vavl.features.records import ModalityFeatures
-from vavl.features.store import FeatureStore
+from vavl.features.store import EntryRecord, FeatureStore
 from vavl.training import Trainer
 
 HARD_CASES = {
@@ -55,12 +55,12 @@ def test_store_round_trip_and_damage_detection(tmp_path: Path) -> None:
         np.array([0.0, 0.1, 0.2], np.float32),
         np.array([True, False, True]),
     )
-    path = store.save("fer-abc", "ab" * 32, features, metadata={"duration_s": 1.5})
+    path = store.save("fer-abc", "ab" * 32, features, record=EntryRecord(duration_s=1.5))
     loaded = store.load("fer-abc", "ab" * 32)
     assert loaded is not None and loaded.features is not None
     assert np.array_equal(loaded.features.features, features.features)
     assert loaded.features.valid.tolist() == [True, False, True]
-    assert loaded.metadata["duration_s"] == 1.5
+    assert loaded.record.duration_s == 1.5
     store.save("fer-abc", "cd" * 32, None, "no face found in 20 sampled frames")
     missing = store.load("fer-abc", "cd" * 32)
     assert (

@@ -266,5 +266,5 @@ def test_an_entry_redone_alone_describes_only_itself(tmp_path: Path) -> None:
     assert row["video_frames_sampled"] > 0 and row["frames_with_face"] > 0
     store = FeatureStore(tmp_path)
     key = audio_entry.parent.parent.name
-    metadata = store.load(key, sha256_file(clip)).metadata  # type: ignore[union-attr]
-    assert "frames_sampled" not in metadata and metadata["audio_seconds"] > 1
+    record = store.load(key, sha256_file(clip)).record  # type: ignore[union-attr]
+    assert record.frames_sampled is None and record.audio_seconds > 1  # type: ignore[operator]

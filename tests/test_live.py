@@ -48,13 +48,19 @@ def test_a_session_keeps_a_bounded_buffer_and_drops_frames() -> None:
         for frame in range(30):  # a 30 frames/s camera
             session.add_frame(frame_message(k + frame / 30, face)[1:])
         due.append(session.due())
+    # Nothing was handed over yet: only the last window is held, the rest counted as skipped.
     assert len(session.audio) == 3 * SAMPLE_RATE and session.audio_samples == 20 * SAMPLE_RATE
     assert 14 <= len(session.frames) <= 16  # 3 s at 5 frames/s
     assert session.dropped_frames >= 20 * 30 - 20 * 6
     assert all(due)  # a second per message: every one is a hop past the last update
     assert not session.due()
     window = session.cut()
-    assert window.end == 20.0 and window.waveform is not None and len(window.waveform) == 48_000
+    assert window.end == 20.0 and len(window.new_audio) == 48_000
+    assert window.skipped_audio == 17 * SAMPLE_RATE and 14 <= len(window.new_frames) <= 16
+    # What was handed over is not handed over again.
+    session.add_audio(audio_message(second[:8000])[1:])
+    again = session.cut()
+    assert len(again.new_audio) == 8000 and again.skipped_audio == 0 and not again.new_frames
     with pytest.raises(ValueError, match="16-bit samples"):
         session.add_audio(b"\x00\x01\x02")
 

@@ -12,8 +12,9 @@ import torch
 from helpers import demo_config
 from vavl.checkpoint import load_checkpoint, model_from_checkpoint
 from vavl.config import ExperimentConfig
-from vavl.evaluation import evaluate_predictions, predict_items
+from vavl.evaluation import evaluate_predictions
 from vavl.experiment import run_experiment
+from vavl.inference import InferenceEngine
 from vavl.methods import METHODS
 from vavl.models import MODELS, build_model
 from vavl.preparation import prepare
@@ -127,7 +128,8 @@ def test_learns_the_synthetic_signal_and_survives_a_round_trip(method: str, tmp_
     model = model_from_checkpoint(checkpoint)
     test = prepare(config).split(1)["test"]
     again = evaluate_predictions(
-        config.task, predict_items(model, test, config.task, checkpoint.normalizer)
+        config.task,
+        InferenceEngine.for_model(model, config.task, checkpoint.normalizer).outputs(test),
     )
     saved = json.loads((tmp_path / "metrics.json").read_text())
     for path in result.test:

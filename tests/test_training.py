@@ -14,8 +14,9 @@ from helpers import demo_config, small_model_config
 from vavl.config import ExperimentConfig
 from vavl.data import Collator
 from vavl.errors import ConfigError
-from vavl.evaluation import evaluate_predictions, predict_items
+from vavl.evaluation import evaluate_predictions
 from vavl.experiment import run_experiment
+from vavl.inference import InferenceEngine
 from vavl.models.conformer import MaskedBatchNorm1d
 from vavl.preparation import prepare
 from vavl.synthetic import synthetic_items
@@ -36,7 +37,8 @@ def test_each_path_learns_the_signal_and_audio_works_without_video(tmp_path: Pat
     test = [item for item in splits["test"] if item.audio is not None]
     for item in test:
         item.visual = item.visual_valid = None
-    predictions = predict_items(trainer.model, test, config.task, trainer.normalizer, 64)
+    engine = InferenceEngine.for_model(trainer.model, config.task, trainer.normalizer, 64)
+    predictions = engine.outputs(test)
     assert set(predictions) == {"audio"} and len(predictions["audio"].ids) == len(test)
     assert evaluate_predictions(config.task, predictions)["audio"]["accuracy"] > 0.8
 

@@ -1,102 +1,21 @@
-"""Run a model over items and score each path (audio, visual, audio-visual)."""
+"""Score each path (audio, visual, audio-visual) from its outputs: losses, metrics, calibration
+and the summary table."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 from numpy.typing import NDArray
-from torch.utils.data import DataLoader
-from tqdm.auto import tqdm
 
-from vavl.calibration import PathReliability, calibrate, softmax
+from vavl.calibration import PathReliability, calibrate
 from vavl.config import TaskConfig
-from vavl.data import BucketBatchSampler, Collator, FeatureNormalizer, Item, ItemDataset
+from vavl.inference import PathOutputs
 from vavl.losses import task_loss
 from vavl.metrics import classification_metrics, regression_metrics
-from vavl.models import EmotionModel
 from vavl.records import PathMetrics
 from vavl.types import PATHS, PathName
-
-
-@dataclass
-class PathPredictions:
-    """Outputs of one path for the clips that could feed it, in the order of ``ids``."""
-
-    ids: list[str]
-    outputs: NDArray[np.float32]  # (clips, outputs): logits for classes, values for attributes
-    targets: NDArray[Any] | None  # class indices, class proportions or attribute values
-
-    def probabilities(self, temperature: float = 1.0) -> NDArray[np.float32]:
-        return softmax(self.outputs, temperature)
-
-
-def merge_predictions(
-    parts: Sequence[dict[PathName, PathPredictions]],
-) -> dict[PathName, PathPredictions]:
-    """Predictions of several shares of a set (e.g. one per process), as one set."""
-    merged: dict[PathName, PathPredictions] = {}
-    for path in PATHS:
-        pieces = [part[path] for part in parts if path in part]
-        if not pieces:
-            continue
-        targets = [p.targets for p in pieces if p.targets is not None]
-        merged[path] = PathPredictions(
-            ids=[i for p in pieces for i in p.ids],
-            outputs=np.concatenate([p.outputs for p in pieces]),
-            targets=np.concatenate(targets) if len(targets) == len(pieces) else None,
-        )
-    return merged
-
-
-@torch.no_grad()
-def predict_items(
-    model: EmotionModel,
-    items: Sequence[Item],
-    task: TaskConfig,
-    normalizer: FeatureNormalizer | None,
-    batch_size: int = 32,
-    device: torch.device | None = None,
-    progress: bool = False,
-    description: str = "predict",
-) -> dict[PathName, PathPredictions]:
-    """Every path's outputs for ``items`` (model in eval mode; clips batched by length)."""
-    device = device or next(model.parameters()).device
-    was_training = model.training
-    model.eval()
-    sampler = BucketBatchSampler([item.length() for item in items], batch_size, shuffle=False)
-    loader = DataLoader(
-        ItemDataset(items),
-        batch_sampler=sampler,
-        collate_fn=Collator(task, normalizer),
-        generator=torch.Generator(),  # leave the caller's random state untouched
-    )
-    collected: dict[PathName, tuple[list[str], list[NDArray[Any]], list[NDArray[Any]]]] = {
-        path: ([], [], []) for path in PATHS
-    }
-    for batch in tqdm(loader, desc=description, disable=not progress, leave=False):
-        batch = batch.to(device)
-        output = model(**batch.inputs())
-        for path in output.present:
-            values, rows = output.rows(path)
-            ids, outputs, targets = collected[path]
-            ids += [batch.ids[i] for i in rows.tolist()]
-            outputs.append(values.float().cpu().numpy())
-            if batch.target is not None:
-                targets.append(batch.target[rows].cpu().numpy())
-    model.train(was_training)
-    return {
-        path: PathPredictions(
-            ids=ids,
-            outputs=np.concatenate(outputs).astype(np.float32),
-            targets=np.concatenate(targets) if targets else None,
-        )
-        for path, (ids, outputs, targets) in collected.items()
-        if ids
-    }
 
 
 def hard_labels(targets: NDArray[Any]) -> NDArray[np.int64]:
@@ -105,7 +24,7 @@ def hard_labels(targets: NDArray[Any]) -> NDArray[np.int64]:
 
 
 def calibrate_predictions(
-    task: TaskConfig, predictions: dict[PathName, PathPredictions]
+    task: TaskConfig, predictions: dict[PathName, PathOutputs]
 ) -> dict[str, PathReliability]:
     """Each path's temperature and development figures from its development outputs
     (classification only; nothing for attributes)."""
@@ -121,7 +40,7 @@ def calibrate_predictions(
 
 
 def path_loss(
-    task: TaskConfig, predictions: PathPredictions, class_weights: torch.Tensor | None = None
+    task: TaskConfig, predictions: PathOutputs, class_weights: torch.Tensor | None = None
 ) -> float:
     """The task loss over a whole split (CCC is a corpus-level statistic, not a batch mean)."""
     if predictions.targets is None:
@@ -136,7 +55,7 @@ def path_loss(
     )
 
 
-def path_metrics(task: TaskConfig, predictions: PathPredictions) -> dict[str, Any]:
+def path_metrics(task: TaskConfig, predictions: PathOutputs) -> dict[str, Any]:
     if predictions.targets is None:
         raise ValueError("cannot score predictions without targets")
     if task.kind == "classification":
@@ -148,7 +67,7 @@ def path_metrics(task: TaskConfig, predictions: PathPredictions) -> dict[str, An
 
 def evaluate_predictions(
     task: TaskConfig,
-    predictions: dict[PathName, PathPredictions],
+    predictions: dict[PathName, PathOutputs],
     class_weights: torch.Tensor | None = None,
 ) -> dict[str, PathMetrics]:
     """Loss and metrics of every path that has predictions."""

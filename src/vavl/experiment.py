@@ -28,14 +28,9 @@ from vavl.config_files import apply_overrides, load_config, save_config
 from vavl.corpora import Split
 from vavl.data import FeatureNormalizer, Item
 from vavl.devices import resolve_device
-from vavl.evaluation import (
-    PathPredictions,
-    evaluate_predictions,
-    hard_labels,
-    headline,
-    predict_items,
-)
+from vavl.evaluation import evaluate_predictions, hard_labels, headline
 from vavl.files import csv_text, read_json, write_json_atomically, write_text_atomically
+from vavl.inference import InferenceEngine, PathOutputs
 from vavl.models import EmotionModel
 from vavl.preparation import ExperimentData, prepare
 from vavl.records import CVSummary, EpochRecord, PathMetrics
@@ -74,7 +69,7 @@ def _splits(config: ExperimentConfig, data: ExperimentData) -> dict[Split, list[
 def _prediction_rows(
     config: ExperimentConfig,
     split: str,
-    predictions: dict[PathName, PathPredictions],
+    predictions: dict[PathName, PathOutputs],
     items: dict[str, Item],
 ) -> str:
     """``predictions/<split>.csv``: every path's output for every clip, with its target."""
@@ -127,16 +122,16 @@ def score_run(
     splits = _splits(config, data)
     weights = class_weights_for(config.task, splits["train"])
     results: dict[str, dict[str, PathMetrics]] = {}
-    all_predictions: dict[str, dict[PathName, PathPredictions]] = {}
+    all_predictions: dict[str, dict[PathName, PathOutputs]] = {}
     split: Split
     for split in ("train", "dev", "test"):
         items = splits[split]
         if not items:
             continue
-        predictions = predict_items(
-            model, items, config.task, normalizer, config.training.batch_size, device, progress,
-            description=f"predict {split}",
-        )  # fmt: skip
+        engine = InferenceEngine.for_model(
+            model, config.task, normalizer, config.training.batch_size, device
+        )
+        predictions = engine.outputs(items, progress, description=f"predict {split}")
         all_predictions[split] = predictions
         results[split] = evaluate_predictions(config.task, predictions, weights)
         by_id = {item.id: item for item in items}

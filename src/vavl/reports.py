@@ -20,8 +20,9 @@ import numpy as np
 from matplotlib.figure import Figure  # the object API: no pyplot state, no display needed
 
 from vavl.config import ExperimentConfig, TaskConfig
-from vavl.evaluation import PathPredictions, headline
+from vavl.evaluation import headline
 from vavl.files import write_text_atomically
+from vavl.inference import PathOutputs
 from vavl.records import CVTable, PathMetrics
 from vavl.types import PATHS
 
@@ -113,9 +114,7 @@ def training_curves_figure(history: Sequence[Mapping[str, Any]]) -> Figure:
     return figure
 
 
-def ccc_scatter_figure(
-    predictions: PathPredictions, attributes: Sequence[str], title: str
-) -> Figure:
+def ccc_scatter_figure(predictions: PathOutputs, attributes: Sequence[str], title: str) -> Figure:
     figure = Figure(figsize=(3.2 * len(attributes), 3.2))
     axes_list = np.atleast_1d(figure.subplots(1, len(attributes)))
     assert predictions.targets is not None
@@ -155,7 +154,7 @@ def write_run_report(
     config: ExperimentConfig,
     history: Sequence[Mapping[str, Any]],
     results: Mapping[str, Mapping[str, Mapping[str, Any]]],
-    predictions: Mapping[str, Mapping[Any, PathPredictions]],
+    predictions: Mapping[str, Mapping[Any, PathOutputs]],
     counts: Mapping[str, Mapping[str, int]],
     notes: Sequence[str] = (),
 ) -> Path:

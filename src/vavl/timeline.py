@@ -1,9 +1,9 @@
-"""Emotion over time for long media: sliding windows, every path, bounded memory.
+"""Emotion over time: every path's answer for each window of a file, bounded memory.
 
-The feature pipeline reads the file once, front to back, and hands over the features of each
-window (:meth:`~vavl.features.pipeline.FeaturePipeline.windows`: the face is chosen per block,
-silence and a missing face are judged per window); here the windows are batched through the
-model and written out. A window without a face has no visual path, one in silence no audio path.
+The feature pipeline reads the file once, front to back, and gives each window's features as if
+the window were its own file (:meth:`~vavl.features.pipeline.FeaturePipeline.windows`); the
+inference engine answers them in batches; here they become a timeline, written as CSV, JSON and
+a picture. A window without a face has no visual path, one in silence no audio path.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 import io
 import json
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -19,7 +19,6 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from vavl.data import Item
 from vavl.errors import ConfigError
 from vavl.files import csv_text, write_atomically, write_text_atomically
 from vavl.media import probe
@@ -30,13 +29,7 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
     from vavl.config import TaskConfig
-    from vavl.features.pipeline import FeaturePipeline
     from vavl.features.records import FileFeatures
-
-# Every path's prediction for each item: what the predictor's ``predict_items`` gives.
-PredictItems = Callable[[Sequence[Item]], list[dict[str, PathPrediction]]]
-
-WINDOW_BATCH = 32
 
 
 @dataclass
@@ -145,51 +138,35 @@ class Timeline:
         }
 
 
-def predict_timeline(
-    pipeline: FeaturePipeline,
-    predict_items: PredictItems,
+def timeline_of(
+    path: Path,
+    window: float,
+    hop: float,
+    windows: Iterable[tuple[FileFeatures, dict[str, PathPrediction]]],
     task: TaskConfig,
-    path: str | Path,
-    window: float = 3.0,
-    hop: float = 1.0,
-    block: float = 30.0,
     progress: bool = True,
 ) -> Timeline:
-    """Predictions of every ``window``-second window, one every ``hop`` seconds: the pipeline
-    reads the file once and cuts the windows' features; they are predicted in batches."""
+    """The timeline of ``path`` from its answered ``windows`` (``window`` seconds, one every
+    ``hop`` seconds; read lazily, after the window and hop are checked)."""
     if not (window > 0 and hop > 0):
         raise ConfigError(f"timeline: window and hop must be above 0 s, not {window} and {hop}")
-    if block < window:  # the rolling span the windows are cut from
-        raise ConfigError(f"timeline: a {window} s window is longer than the {block} s read span")
-    path = Path(path)
     duration = probe(path).duration or 0.0
     expected = max(1, math.floor(max(duration - window, 0.0) / hop + 1e-9) + 1)
-    windows: list[TimelineWindow] = []
+    rows: list[TimelineWindow] = []
     notes: list[str] = []
-    pending: list[FileFeatures] = []
-
-    def flush() -> None:
-        items = [Item.from_features(f"{f.start:.3f}", f) for f in pending]
-        for features, paths in zip(pending, predict_items(items), strict=True):
-            end = features.start + (features.duration or 0.0)
-            windows.append(TimelineWindow(features.start, end, paths))
-            notes.extend(n for n in features.notes if n not in notes)
-        pending.clear()
-
-    with tqdm(total=expected, desc="timeline", unit="window", disable=not progress) as bar:
-        for features in pipeline.windows(path, window, hop, block):
-            pending.append(features)
-            if len(pending) == WINDOW_BATCH:
-                flush()
-            bar.update()
-        flush()
+    for features, paths in tqdm(
+        windows, total=expected, desc="timeline", unit="window", disable=not progress
+    ):
+        end = features.start + (features.duration or 0.0)
+        rows.append(TimelineWindow(features.start, end, paths))
+        notes.extend(n for n in features.notes if n not in notes)
     return Timeline(
         source=str(path),
-        duration=duration or (windows[-1].end if windows else 0.0),
+        duration=duration or (rows[-1].end if rows else 0.0),
         window=window,
         hop=hop,
         labels=task.labels,
         kind=task.kind,
-        windows=windows,
+        windows=rows,
         notes=notes,
     )

@@ -24,7 +24,7 @@ import time
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +39,6 @@ from vavl.features.base import (
     create_extractor,
 )
 from vavl.features.pipeline import FeaturePipeline
-from vavl.features.records import FileFeatures
 from vavl.features.store import FeatureStore
 from vavl.files import (
     csv_text,
@@ -148,14 +147,14 @@ class _Extractor:
         visual: VisualExtractor | None = settings.visual.build() if settings.visual else None
         self.pipeline = FeaturePipeline(audio, visual, settings.faces)
         self.store = FeatureStore(store_root)
-        self.keys: dict[str, str] = {}
+        self.keys = self.pipeline.store_keys()
         specs = {"audio": settings.audio, "visual": settings.visual}
         for modality, extractor in (("audio", audio), ("visual", visual)):
             spec = specs[modality]
             if extractor is not None and spec is not None:
-                description = extractor.describe(settings.faces.model_dump(), spec.options)
-                self.keys[modality] = description.key
-                self.store.register_extractor(description)
+                self.store.register_extractor(
+                    extractor.describe(settings.faces.model_dump(), spec.options)
+                )
 
     def process(self, path: Path) -> dict[str, Any]:
         started = time.perf_counter()
@@ -185,46 +184,28 @@ class _Extractor:
             ]
             notes += [f"damaged {m} entry recomputed" for m in damaged]
             result = self.pipeline.extract(path, todo)
-            self._save(result, content_hash, todo)
+            self.store.save_file(self.keys, content_hash, result, todo)
             stored |= {m: self.store.load(self.keys[m], content_hash) for m in todo}
             row["status"] = "extracted"
         for modality, entry in stored.items():
             assert entry is not None
-            metadata = entry.metadata
+            record = entry.record
             row[modality] = f"missing: {entry.missing_reason}" if entry.missing_reason else "ok"
-            row["duration_s"] = metadata.get("duration_s", row.get("duration_s", ""))
-            notes += [n for n in metadata.get("notes", []) if n not in notes]
+            if record.duration_s is not None:
+                row["duration_s"] = record.duration_s
+            notes += [n for n in record.notes if n not in notes]
             if modality == "audio":
-                row["audio_seconds"] = metadata.get("audio_seconds", "")
+                row["audio_seconds"] = _blank_if_none(record.audio_seconds)
                 row["audio_frames"] = 0 if entry.features is None else len(entry.features.features)
             else:
-                row["video_frames_sampled"] = metadata.get("frames_sampled", "")
-                row["frames_with_face"] = metadata.get("frames_with_face", "")
+                row["video_frames_sampled"] = _blank_if_none(record.frames_sampled)
+                row["frames_with_face"] = _blank_if_none(record.frames_with_face)
         row["notes"] = "; ".join(notes)
         return row
 
-    def _save(self, result: FileFeatures, content_hash: str, modalities: Sequence[str]) -> None:
-        common: dict[str, Any] = {
-            "source": str(result.path),
-            "duration_s": None if result.duration is None else round(result.duration, 3),
-            "notes": result.notes,
-        }
-        # Each entry describes its own modality only: an entry redone alone (damaged) must not
-        # carry zeros for the modality that was not looked at.
-        own: dict[str, dict[str, Any]] = {
-            "audio": {"audio_seconds": round(result.audio_seconds, 3)},
-            "visual": {
-                "frames_sampled": result.frames_sampled,
-                "frames_with_face": result.frames_with_face,
-                "faces": [asdict(face) for face in result.faces],
-                "face_used": result.face_used,
-            },
-        }
-        for modality in modalities:
-            features = result.audio if modality == "audio" else result.visual
-            reason = result.missing.get(modality, "no features")
-            metadata = common | own[modality]
-            self.store.save(self.keys[modality], content_hash, features, reason, metadata)
+
+def _blank_if_none(value: float | None) -> float | str:
+    return "" if value is None else value
 
 
 _worker: _Extractor | None = None

@@ -31,16 +31,17 @@ from numpy.typing import NDArray
 from vavl.config import FaceSettings
 from vavl.errors import MediaError
 from vavl.faces import FaceDetector
-from vavl.features.base import AudioExtractor, FloatArray, VisualExtractor
-from vavl.features.records import FileFeatures
+from vavl.features.base import AudioExtractor, FloatArray, VisualExtractor, feature_key
+from vavl.features.records import FileFeatures, ModalityFeatures
 from vavl.features.streams import AudioStream, VisualStream, is_silent
 from vavl.media import SAMPLE_RATE, VideoFrame, VideoReader, frames_from_arrays, iter_audio, probe
 
 MIN_DURATION = 0.2  # seconds; shorter clips carry no usable expression
+WINDOW_GROUP = 16  # windows cut (and their audio encoded) together
 
 
 @dataclass
-class _Sources:
+class Sources:
     """Where a file's (or arrays') samples and frames come from, and what it has."""
 
     name: Path
@@ -73,12 +74,24 @@ class FeaturePipeline:
         self.face = face
         self._detectors: dict[str, FaceDetector] = {}
 
+    def store_keys(self) -> dict[str, str]:
+        """The store keys of the features this pipeline makes. A visual key covers how faces
+        are found and cropped, and which face is used when it is not the most prominent (its
+        features are another face's)."""
+        keys = {}
+        if self.audio is not None:
+            keys["audio"] = feature_key(self.audio)
+        if self.visual is not None:
+            faces = self.faces.model_dump() | ({"face": self.face} if self.face else {})
+            keys["visual"] = feature_key(self.visual, faces)
+        return keys
+
     def detector(self, name: str) -> FaceDetector:
         if name not in self._detectors:
             self._detectors[name] = FaceDetector(name, min_score=self.faces.min_score)  # type: ignore[arg-type]
         return self._detectors[name]
 
-    def _file_sources(self, path: str | Path, modalities: Sequence[str]) -> _Sources:
+    def _file_sources(self, path: str | Path, modalities: Sequence[str]) -> Sources:
         path = Path(path)
         info = probe(path)
         if info.audio is None and info.video is None:
@@ -98,7 +111,7 @@ class FeaturePipeline:
             else:
                 side = self.faces.max_side
                 frames = VideoReader(path, fps=self.visual.frame_rate, max_side=side)
-        return _Sources(path, info.duration, audio, frames, missing, problems)
+        return Sources(path, info.duration, audio, frames, missing, problems)
 
     def _array_sources(
         self,
@@ -106,7 +119,7 @@ class FeaturePipeline:
         frames: Sequence[NDArray[np.uint8]] | None,
         fps: float,
         name: str,
-    ) -> _Sources:
+    ) -> Sources:
         durations = [len(waveform) / SAMPLE_RATE] if waveform is not None else []
         still = waveform is None and frames is not None and len(frames) == 1
         durations += [len(frames) / fps] if frames is not None and not still else []
@@ -120,7 +133,7 @@ class FeaturePipeline:
             audio = iter([waveform[i : i + step] for i in range(0, len(waveform), step)])
         if self.visual is not None and frames is not None:
             video = frames_from_arrays(frames, fps, self.visual.frame_rate)
-        return _Sources(Path(name), duration, audio, video, {}, [])
+        return Sources(Path(name), duration, audio, video, {}, [])
 
     @staticmethod
     def _check_duration(name: str, duration: float | None) -> None:
@@ -145,109 +158,111 @@ class FeaturePipeline:
         """Features of a 16 kHz mono waveform and/or RGB frames at ``fps`` held in memory."""
         return self._whole(self._array_sources(waveform, frames, fps, name))
 
-    def _streams(self, sources: _Sources) -> tuple[AudioStream | None, VisualStream | None]:
+    def _streams(
+        self, sources: Sources, windows: bool = False
+    ) -> tuple[AudioStream | None, VisualStream | None]:
         audio = None
         if sources.audio is not None and self.audio is not None:
-            audio = AudioStream(self.audio, sources.audio)
+            audio = AudioStream(self.audio, sources.audio, encode_chunks=not windows)
         visual = VisualStream(self, sources.frames) if sources.frames is not None else None
         return audio, visual
 
-    def _whole(self, sources: _Sources) -> FileFeatures:
+    def _whole(self, sources: Sources) -> FileFeatures:
         audio, visual = self._streams(sources)
         for stream in (audio, visual):
             if stream is not None:
                 stream.advance(math.inf)
         result = FileFeatures(sources.name, sources.duration, missing=dict(sources.missing))
-        self._fill(result, audio, visual, 0.0, math.inf, whole=True)
+        if audio is not None:
+            self._fill_audio(result, audio, audio.whole(), whole=True)
+        if visual is not None:
+            result.notes += visual.problems
+            self._fill_visual(result, visual, 0.0, math.inf, whole=True)
         result.notes = sources.problems + result.notes
         return result
 
-    def _fill(
-        self,
+    @staticmethod
+    def _fill_audio(
         result: FileFeatures,
-        audio: AudioStream | None,
-        visual: VisualStream | None,
-        start: float,
-        end: float,
+        stream: AudioStream,
+        taken: tuple[ModalityFeatures, float] | None,
         whole: bool,
-        track_frames: range | None = None,
     ) -> None:
-        """Put the features of [start, end) into ``result``; ``whole`` judges the whole file
-        (its notes and reasons), otherwise a window of it."""
-        if audio is not None:
-            result.audio_seconds = audio.samples / SAMPLE_RATE if whole else 0.0
-            result.seconds["audio"] = audio.seconds
-            taken = audio.take(start, end)
-            if whole and audio.samples < MIN_DURATION * SAMPLE_RATE:
-                result.missing["audio"] = f"audio too short ({audio.samples / SAMPLE_RATE:.2f} s)"
-            elif whole and is_silent(audio.square_sum / max(audio.samples, 1)):
-                result.missing["audio"] = "silent audio track"
-            elif taken is None or is_silent(taken[1]):
-                result.missing["audio"] = "silence"
-            else:
-                result.audio = taken[0]
-        if visual is not None:
-            result.seconds["visual"] = visual.seconds
-            if whole:
-                result.notes += visual.problems
-            frames = visual.frames_in(start, end)
-            result.frames_sampled = len(frames) if not whole else visual.sampled
-            ranking, result.faces = visual.summaries(track_frames or (None if whole else frames))
-            if not visual.sampled:
-                result.missing["visual"] = "no decodable video frame"
-                return
-            if not ranking:
-                result.missing["visual"] = (
-                    f"no face found in {result.frames_sampled} sampled frames"
-                )
-                return
-            result.face_used, result.face_asked = min(self.face, len(ranking) - 1), self.face
-            track = ranking[result.face_used]
-            result.visual = visual.take(start, end, track)
-            if result.visual is None:
-                result.missing["visual"] = "no face in this window"
-                return
-            result.frames_with_face = int(result.visual.valid.sum())
-            result.preview = visual.preview(track, self.preview_crops)
+        """Put the audio features ``taken`` (with their mean square) into ``result``; ``whole``
+        judges the whole file (its reasons), otherwise a window of it."""
+        result.seconds["audio"] = stream.seconds
+        if whole:
+            result.audio_seconds = stream.samples / SAMPLE_RATE
+        if whole and stream.samples < MIN_DURATION * SAMPLE_RATE:
+            result.missing["audio"] = f"audio too short ({stream.samples / SAMPLE_RATE:.2f} s)"
+        elif whole and is_silent(stream.square_sum / max(stream.samples, 1)):
+            result.missing["audio"] = "silent audio track"
+        elif taken is None or is_silent(taken[1]):
+            result.missing["audio"] = "silence"
+        else:
+            result.audio = taken[0]
+
+    def _fill_visual(
+        self, result: FileFeatures, visual: VisualStream, start: float, end: float, whole: bool
+    ) -> None:
+        """Put the features of the face used in [start, end) into ``result``; the face is the
+        most prominent there (or the one asked for), as if the span were its own file."""
+        result.seconds["visual"] = visual.seconds
+        frames = visual.frames_in(start, end)
+        result.frames_sampled = len(frames) if not whole else visual.sampled
+        ranking, result.faces = visual.summaries(None if whole else frames)
+        if not visual.sampled:
+            result.missing["visual"] = "no decodable video frame"
+            return
+        if not ranking:
+            result.missing["visual"] = f"no face found in {result.frames_sampled} sampled frames"
+            return
+        result.face_used, result.face_asked = min(self.face, len(ranking) - 1), self.face
+        track = ranking[result.face_used]
+        result.visual = visual.take(start, end, track)
+        if result.visual is None:
+            result.missing["visual"] = "no face in this window"
+            return
+        result.frames_with_face = int(result.visual.valid.sum())
+        result.preview = visual.preview(track, self.preview_crops)
 
     def windows(
-        self,
-        path: str | Path,
-        window: float,
-        hop: float,
-        block: float = 30.0,
-        cover: bool = False,
+        self, path: str | Path, window: float, hop: float, cover: bool = False
     ) -> Iterator[FileFeatures]:
         """The features of every ``window``-second window, one every ``hop`` seconds, from one
-        front-to-back pass over the file. The face is chosen per ``block`` seconds (the most
-        prominent there); silence and a missing face are judged per window. A file shorter
-        than a window gives one window, the whole file; with ``cover`` a last, shorter window
-        takes what follows the last whole one."""
+        front-to-back pass over the file, each as it would be if the window were its own file
+        (its audio encoded alone, its face chosen in it). A file shorter than a window gives
+        one window, the whole file; with ``cover`` a last, shorter window takes what follows
+        the last whole one."""
         sources = self._file_sources(path, ("audio", "visual"))
-        audio, visual = self._streams(sources)
+        audio, visual = self._streams(sources, windows=True)
         streams: list[AudioStream | VisualStream] = [s for s in (audio, visual) if s is not None]
         if not streams:
             yield self._whole(sources)
             return
+        spans: list[tuple[float, float]] = []
         emitted = 0
-        start = 0.0
         while True:
-            stop = start + window
-            block_end = (math.floor(start / block) + 1) * block
-            for stream in streams:
-                stream.advance(max(stop, block_end if stream is visual else stop))
-            end_of_media = max(self._end(stream) for stream in streams)
-            if all(s.done for s in streams) and stop > end_of_media + 1e-6:
-                if emitted == 0:  # shorter than one window: the whole file
-                    yield self._window(sources, audio, visual, 0.0, end_of_media, block)
-                elif cover and end_of_media - start > MIN_DURATION:
-                    yield self._window(sources, audio, visual, start, end_of_media, block)
-                return
-            yield self._window(sources, audio, visual, start, stop, block)
-            emitted += 1
             start = emitted * hop
+            stop = start + window
             for stream in streams:
-                stream.drop_before(min(start, math.floor(start / block) * block))
+                stream.advance(stop)
+            end_of_media = max(self._end(stream) for stream in streams)
+            last = all(s.done for s in streams) and stop > end_of_media + 1e-6
+            if not last:
+                spans.append((start, stop))
+            elif emitted == 0:  # shorter than one window: the whole file
+                spans.append((0.0, end_of_media))
+            elif cover and end_of_media - start > MIN_DURATION:
+                spans.append((start, end_of_media))
+            emitted += 1
+            if spans and (last or len(spans) == WINDOW_GROUP):
+                yield from self.cut(sources, audio, visual, spans)
+                spans = []
+                for stream in streams:
+                    stream.drop_before(emitted * hop)
+            if last:
+                return
 
     def _end(self, stream: AudioStream | VisualStream) -> float:
         """Where the media a stream has read so far ends, seconds."""
@@ -256,21 +271,24 @@ class FeaturePipeline:
         assert self.visual is not None
         return stream.last_time + 1.0 / self.visual.frame_rate
 
-    def _window(
+    def cut(
         self,
-        sources: _Sources,
+        sources: Sources,
         audio: AudioStream | None,
         visual: VisualStream | None,
-        start: float,
-        stop: float,
-        block: float,
-    ) -> FileFeatures:
-        result = FileFeatures(sources.name, stop - start, missing=dict(sources.missing))
-        result.start = start
-        block_frames = None
-        if visual is not None:
-            block_start = math.floor(start / block) * block
-            block_frames = visual.frames_in(block_start, block_start + block)
-        self._fill(result, audio, visual, start, stop, whole=False, track_frames=block_frames)
-        result.notes = sources.problems + (visual.problems if visual is not None else [])
-        return result
+        spans: Sequence[tuple[float, float]],
+    ) -> list[FileFeatures]:
+        """The features of each (start, stop) span of what the streams hold; the windows'
+        audio is encoded in one batch."""
+        encoded = audio.windows(spans) if audio is not None else [None] * len(spans)
+        results = []
+        for (start, stop), taken in zip(spans, encoded, strict=True):
+            result = FileFeatures(sources.name, stop - start, missing=dict(sources.missing))
+            result.start = start
+            if audio is not None:
+                self._fill_audio(result, audio, taken, whole=False)
+            if visual is not None:
+                self._fill_visual(result, visual, start, stop, whole=False)
+            result.notes = sources.problems + (visual.problems if visual is not None else [])
+            results.append(result)
+        return results

@@ -16,7 +16,8 @@ import json
 import os
 import re
 import zipfile
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,7 @@ import numpy as np
 
 from vavl.errors import DataError
 from vavl.features.base import ExtractorDescription
-from vavl.features.records import ModalityFeatures
+from vavl.features.records import FaceSummary, FileFeatures, ModalityFeatures
 from vavl.files import read_json, write_atomically, write_json_atomically
 
 
@@ -35,13 +36,63 @@ def _checksum(features: ModalityFeatures) -> str:
     return digest.hexdigest()
 
 
+@dataclass(frozen=True)
+class EntryRecord:
+    """What an entry says of its file besides the features. Each entry describes its own
+    modality only (an entry redone alone must not carry zeros for the one not looked at):
+    ``audio_seconds`` in audio entries, the frame and face fields in visual ones."""
+
+    source: str = ""
+    duration_s: float | None = None
+    notes: tuple[str, ...] = ()
+    audio_seconds: float | None = None
+    frames_sampled: int | None = None
+    frames_with_face: int | None = None
+    faces: tuple[FaceSummary, ...] = ()
+    face_used: int | None = None
+
+    @classmethod
+    def of(cls, features: FileFeatures, modality: str) -> EntryRecord:
+        duration = None if features.duration is None else round(features.duration, 3)
+        common = cls(str(features.path), duration, tuple(features.notes))
+        if modality == "audio":
+            return replace(common, audio_seconds=round(features.audio_seconds, 3))
+        return replace(
+            common,
+            frames_sampled=features.frames_sampled,
+            frames_with_face=features.frames_with_face,
+            faces=tuple(features.faces),
+            face_used=features.face_used,
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self) | {"notes": list(self.notes)}
+
+    @classmethod
+    def from_json(cls, saved: dict[str, Any]) -> EntryRecord:
+        known = {name: saved[name] for name in cls.__dataclass_fields__ if name in saved}
+        known["notes"] = tuple(known.get("notes", ()))
+        known["faces"] = tuple(FaceSummary(**face) for face in known.get("faces", ()))
+        return cls(**known)
+
+    def fill(self, features: FileFeatures) -> None:
+        """Put what this entry knows of its file into ``features`` (one file's record)."""
+        features.duration = features.duration or self.duration_s
+        features.notes += [n for n in self.notes if n not in features.notes]
+        if self.frames_sampled is not None:
+            features.frames_sampled = self.frames_sampled
+            features.frames_with_face = self.frames_with_face or 0
+            features.faces = list(self.faces)
+            features.face_used = self.face_used
+
+
 @dataclass
 class StoredFeatures:
     """An entry: the features of one modality of one file, or the reason it has none."""
 
     features: ModalityFeatures | None
     missing_reason: str | None
-    metadata: dict[str, Any]
+    record: EntryRecord
 
 
 # The temporary files of ``write_atomically``: ``.<name>.<pid of the writer>.tmp``.
@@ -117,9 +168,9 @@ class FeatureStore:
         content_hash: str,
         features: ModalityFeatures | None,
         missing_reason: str | None = None,
-        metadata: dict[str, Any] | None = None,
+        record: EntryRecord | None = None,
     ) -> Path:
-        metadata = dict(metadata or {})
+        metadata = (record or EntryRecord()).to_json()
         if features is None:
             features = ModalityFeatures(
                 np.zeros((0, 0), np.float32), np.zeros(0, np.float32), np.zeros(0, bool)
@@ -151,4 +202,36 @@ class FeatureStore:
         if metadata.get("checksum") != _checksum(features):
             return None
         missing = metadata.get("missing")
-        return StoredFeatures(None if missing else features, missing, metadata)
+        record = EntryRecord.from_json(metadata)
+        return StoredFeatures(None if missing else features, missing, record)
+
+    def save_file(
+        self,
+        keys: Mapping[str, str],
+        content_hash: str,
+        features: FileFeatures,
+        modalities: Iterable[str],
+    ) -> None:
+        """File ``modalities`` of what the pipeline gave for one file, under ``keys``."""
+        for modality in modalities:
+            found = features.audio if modality == "audio" else features.visual
+            reason = features.missing.get(modality, "no features")
+            record = EntryRecord.of(features, modality)
+            self.save(keys[modality], content_hash, found, reason, record)
+
+    def load_file(
+        self, keys: Mapping[str, str], features: FileFeatures, content_hash: str
+    ) -> list[str]:
+        """Fill ``features`` (one file's record, as the pipeline gives it) from the file's
+        entries under ``keys``; returns the modalities the store lacks (or holds damaged)."""
+        lacking = []
+        for modality, key in keys.items():
+            entry = self.load(key, content_hash)
+            if entry is None:
+                lacking.append(modality)
+                continue
+            setattr(features, modality, entry.features)
+            if entry.missing_reason:
+                features.missing[modality] = entry.missing_reason
+            entry.record.fill(features)
+        return lacking

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Protocol
 
 import numpy as np
@@ -50,24 +50,37 @@ class FaceSource(Protocol):
     def detector(self, name: str) -> FaceDetector: ...
 
 
-class AudioStream:
-    """Audio features as the chunks arrive, with each frame's mean square, in a rolling buffer."""
+def frame_energy(waveform: FloatArray, frames: int, frame_rate: float) -> NDArray[np.float64]:
+    """The mean square of the samples of each of ``frames`` feature frames (zero-padded)."""
+    width = max(1, round(SAMPLE_RATE / frame_rate))
+    padded = np.zeros(frames * width, np.float64)
+    padded[: min(len(waveform), len(padded))] = waveform[: len(padded)]
+    return np.square(padded).reshape(frames, width).mean(axis=1)
 
-    def __init__(self, extractor: AudioExtractor, chunks: Iterator[FloatArray]) -> None:
+
+class AudioStream:
+    """Audio read chunk by chunk, front to back, with the running sums of the one silence rule.
+
+    A whole file's chunks are encoded as they arrive (``encode_chunks``), as the store keeps
+    them. For windows the samples are kept instead and each window is encoded on its own
+    (:meth:`window`), exactly as if it were its own file: an encoder's frame depends on the
+    audio around it (Whisper attends over its whole input), so a window sliced out of a longer
+    encoding is not what the model learnt from, and would change with where the window sits.
+    """
+
+    def __init__(
+        self, extractor: AudioExtractor, chunks: Iterator[FloatArray], encode_chunks: bool = True
+    ) -> None:
         self.extractor, self.chunks = extractor, chunks
-        self.step = 1.0 / extractor.frame_rate
-        self.first = 0  # index of the first frame still held
-        self.features: list[FloatArray] = []
+        self.encode_chunks = encode_chunks
+        self.features: list[FloatArray] = []  # encoded chunks (whole files)
         self.energy: list[NDArray[np.float64]] = []
-        self.frames = 0  # frames extracted so far
+        self.buffer: list[FloatArray] = []  # samples from ``first_sample`` on (windows)
+        self.first_sample = 0
         self.samples = 0
         self.square_sum = 0.0
         self.done = False
         self.seconds = 0.0
-
-    @property
-    def covered(self) -> float:
-        return math.inf if self.done else self.samples / SAMPLE_RATE
 
     def advance(self, until: float) -> None:
         while not self.done and self.samples / SAMPLE_RATE < until:
@@ -75,43 +88,77 @@ class AudioStream:
             if chunk is None:
                 self.done = True
                 break
-            started = time.perf_counter()
-            features = self.extractor.extract(chunk)
-            width = max(1, round(SAMPLE_RATE * self.step))
-            padded = np.zeros(len(features) * width, np.float64)
-            padded[: min(len(chunk), len(padded))] = chunk[: len(padded)]
-            squares = np.square(padded).reshape(len(features), width).mean(axis=1)
-            self.features.append(features.astype(np.float32))
-            self.energy.append(squares)
-            self.frames += len(features)
-            self.samples += len(chunk)
-            self.square_sum += float(np.square(chunk, dtype=np.float64).sum())
-            self.seconds += time.perf_counter() - started
+            self.push(chunk)
 
-    def take(self, start: float, end: float) -> tuple[ModalityFeatures, float] | None:
-        """The frames that start in [start, end) and their mean square (None: no frame)."""
+    def push(self, chunk: FloatArray) -> None:
+        """Add samples (read from the file, or arrived from a microphone)."""
+        self.samples += len(chunk)
+        self.square_sum += float(np.square(chunk, dtype=np.float64).sum())
+        if not self.encode_chunks:
+            self.buffer.append(chunk)
+            return
+        started = time.perf_counter()
+        features = self.extractor.extract(chunk)
+        self.features.append(features.astype(np.float32))
+        self.energy.append(frame_energy(chunk, len(features), self.extractor.frame_rate))
+        self.seconds += time.perf_counter() - started
+
+    def skip(self, count: int) -> None:
+        """Move on ``count`` samples that will never be read: all that is held is dropped."""
+        self.samples += count
+        self.buffer, self.first_sample = [], self.samples
+
+    def whole(self) -> tuple[ModalityFeatures, float] | None:
+        """The encoded chunks as one file's frames, and their mean square (None: no frame)."""
         if not self.features:
             return None
         features, energy = np.concatenate(self.features), np.concatenate(self.energy)
-        self.features, self.energy = [features], [energy]
-        times = (self.first + np.arange(len(features))) * self.step
-        inside = (times >= start - 1e-6) & (times < end - 1e-6)
-        if not inside.any():
+        if not len(features):
             return None
-        taken = ModalityFeatures(
-            features[inside],
-            times[inside].astype(np.float32),
-            self.extractor.speech_frames(energy[inside]),
-        )
-        return taken, float(energy[inside].mean())
+        times = (np.arange(len(features)) / self.extractor.frame_rate).astype(np.float32)
+        frames = ModalityFeatures(features, times, self.extractor.speech_frames(energy))
+        return frames, float(energy.mean())
+
+    def _held(self) -> FloatArray:
+        """The samples kept, joined once into one array."""
+        if len(self.buffer) != 1:
+            self.buffer = [np.concatenate(self.buffer) if self.buffer else np.zeros(0, np.float32)]
+        return self.buffer[0]
+
+    def waveform(self, start: float, end: float) -> FloatArray:
+        """A copy of the samples kept in [start, end) seconds."""
+        first = max(0, round(start * SAMPLE_RATE) - self.first_sample)
+        last = max(first, round(end * SAMPLE_RATE) - self.first_sample)
+        return self._held()[first:last].copy()
+
+    def windows(
+        self, spans: Sequence[tuple[float, float]]
+    ) -> list[tuple[ModalityFeatures, float] | None]:
+        """Each span's samples encoded on their own (as one file), batched; times are seconds
+        in the stream; with each the mean square of its samples (None: no sample)."""
+        started = time.perf_counter()
+        waveforms = [self.waveform(start, end) for start, end in spans]
+        encoded = self.extractor.encode([w for w in waveforms if len(w)])
+        results: list[tuple[ModalityFeatures, float] | None] = []
+        for (start, _), waveform in zip(spans, waveforms, strict=True):
+            if not len(waveform):
+                results.append(None)
+                continue
+            features = encoded.pop(0)
+            energy = frame_energy(waveform, len(features), self.extractor.frame_rate)
+            times = (start + np.arange(len(features)) / self.extractor.frame_rate).astype(
+                np.float32
+            )
+            frames = ModalityFeatures(features, times, self.extractor.speech_frames(energy))
+            results.append((frames, float(np.square(waveform, dtype=np.float64).mean())))
+        self.seconds += time.perf_counter() - started
+        return results
 
     def drop_before(self, time_: float) -> None:
-        if not self.features:
-            return
-        features, energy = np.concatenate(self.features), np.concatenate(self.energy)
-        drop = max(0, min(len(features), int(time_ / self.step) - self.first))
-        self.features, self.energy = [features[drop:]], [energy[drop:]]
-        self.first += drop
+        held = self._held()
+        drop = min(len(held), max(0, round(time_ * SAMPLE_RATE) - self.first_sample))
+        self.buffer = [held[drop:].copy()] if drop else [held]
+        self.first_sample += drop
 
 
 def _most_prominent(found: list[Detection], count: int = FACES_PER_FRAME) -> list[Detection]:
@@ -139,10 +186,6 @@ class VisualStream:
         self.full_range_searched = False  # whether the last frame went through the full range
         self.done = False
         self.seconds = 0.0
-
-    @property
-    def covered(self) -> float:
-        return math.inf if self.done else self.last_time
 
     @property
     def problems(self) -> list[str]:
@@ -190,6 +233,14 @@ class VisualStream:
         for (track, index, _), vector in zip(self.pending, features, strict=True):
             self.features.setdefault(track, {})[index] = vector.astype(np.float32)
         self.pending.clear()
+
+    def push(self, frame: VideoFrame) -> None:
+        """Add a frame that arrived (from a live camera): its faces are detected and tracked
+        and their features extracted now, once, for every window that will hold it."""
+        started = time.perf_counter()
+        self._add(frame)
+        self._flush()
+        self.seconds += time.perf_counter() - started
 
     def advance(self, until: float) -> None:
         started = time.perf_counter()

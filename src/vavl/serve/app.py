@@ -155,7 +155,7 @@ class App:
             "model": Path(self.predictor.name).name,
             "labels": list(self.predictor.task.labels),
             "kind": self.predictor.task.kind,
-            "extractors": self.predictor.extractors,
+            "extractors": self.predictor.answers.extractors,
             "notice": self.notice,
             "max_upload_bytes": self.settings.max_upload_bytes,
             "timeline": {"window": self.settings.window, "hop": self.settings.hop},

@@ -35,6 +35,8 @@ from PIL import Image, UnidentifiedImageError
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from vavl.errors import VavlError
+from vavl.features.live import LiveStreams
+from vavl.features.records import FileFeatures
 from vavl.media import SAMPLE_RATE
 from vavl.serve.app import App, image_data_url
 
@@ -47,25 +49,35 @@ MAX_AUDIO_MESSAGE_SECONDS = 1.0
 
 @dataclass
 class Window:
-    """What one update looks at: the stream's last seconds."""
+    """What one update looks at: the stream's last seconds, and what arrived since the last."""
 
     end: float  # seconds on the stream clock
     audio_samples: int  # audio samples received when the window was cut
-    waveform: NDArray[np.float32] | None
-    frames: list[tuple[float, bytes]]  # (time, JPEG)
+    new_audio: NDArray[np.int16]  # samples that arrived since the last cut (at most a window)
+    skipped_audio: int  # samples that arrived but fell out of the window before they were used
+    new_frames: list[tuple[float, bytes]]  # (time, JPEG) since the last cut, in the window
+    frame_time: float | None  # the newest frame's time when the window was cut
 
 
 class LiveSession:
-    """One connection's buffers and the rule for when to predict."""
+    """One connection's buffers, the rule for when to predict, and its feature streams.
+
+    Messages are collected here (in the event loop) and handed over at each update; the
+    streams (:class:`~vavl.features.live.LiveStreams`) turn them into features in the worker
+    thread, each frame once. Whatever piles up while a prediction runs is bounded by a window.
+    """
 
     def __init__(self, settings_window: float, hop: float, fps: float) -> None:
         self.window, self.hop, self.fps = settings_window, hop, fps
-        self.audio = np.zeros(0, np.int16)
+        self.audio = np.zeros(0, np.int16)  # arrived since the last cut (the newest window)
+        self.skipped_audio = 0
         self.audio_samples = 0  # received since the start
-        self.frames: deque[tuple[float, bytes]] = deque()
+        self.frames: deque[tuple[float, bytes]] = deque()  # arrived since the last cut
+        self.last_frame_time = -math.inf
         self.dropped_frames = 0
         self.next_update = hop
         self.frame_clock = 0.0
+        self.streams: LiveStreams | None = None  # made in the worker thread, at the first update
 
     @property
     def clock(self) -> float:
@@ -79,7 +91,9 @@ class LiveSession:
             raise ValueError("audio messages are 16-bit samples, at most a second of them")
         samples = np.frombuffer(payload, "<i2")
         keep = int(self.window * SAMPLE_RATE)
-        self.audio = np.concatenate([self.audio, samples])[-keep:]
+        joined = np.concatenate([self.audio, samples])
+        self.skipped_audio += max(0, len(joined) - keep)
+        self.audio = joined[-keep:]
         self.audio_samples += len(samples)
 
     def add_frame(self, payload: bytes) -> None:
@@ -88,9 +102,10 @@ class LiveSession:
         (when,) = FRAME_TIME.unpack_from(payload)
         if not math.isfinite(when):
             raise ValueError("the frame's time is not a number")
-        if self.frames and when - self.frames[-1][0] < 0.9 / self.fps:
+        if when - self.last_frame_time < 0.9 / self.fps:
             self.dropped_frames += 1  # faster than the frames kept per second
             return
+        self.last_frame_time = when
         self.frames.append((when, payload[FRAME_TIME.size :]))
         self.frame_clock = max(self.frame_clock, when)
         while self.frames and self.frames[0][0] < self.clock - self.window:
@@ -105,45 +120,53 @@ class LiveSession:
         return True
 
     def cut(self) -> Window:
+        """Hand over what arrived since the last cut."""
         end = self.clock
-        waveform = None
-        if self.audio_samples:
-            waveform = self.audio.astype(np.float32) / 32768.0
         frames = [(t, jpeg) for t, jpeg in self.frames if end - self.window <= t <= end]
-        return Window(end, self.audio_samples, waveform, frames)
+        newest = self.last_frame_time if math.isfinite(self.last_frame_time) else None
+        window = Window(end, self.audio_samples, self.audio, self.skipped_audio, frames, newest)
+        self.audio, self.skipped_audio = np.zeros(0, np.int16), 0
+        self.frames.clear()
+        return window
 
 
-def _decoded(frames: list[tuple[float, bytes]]) -> list[NDArray[np.uint8]]:
-    """The frames as RGB arrays (those of the newest frame's size: a camera may change size)."""
-    images = []
-    for _, jpeg in frames:
-        try:
-            with Image.open(io.BytesIO(jpeg)) as image:
-                images.append(np.asarray(image.convert("RGB")))
-        except (UnidentifiedImageError, OSError):
-            continue
-    return [image for image in images if image.shape == images[-1].shape] if images else []
+def _decoded(jpeg: bytes) -> NDArray[np.uint8] | None:
+    try:
+        with Image.open(io.BytesIO(jpeg)) as image:
+            return np.asarray(image.convert("RGB"))
+    except (UnidentifiedImageError, OSError):
+        return None
+
+
+def _features(app: App, window: Window, session: LiveSession) -> FileFeatures:
+    """The window's features from the session's streams, fed with what arrived."""
+    if session.streams is None:
+        session.streams = LiveStreams(app.predictor.pipeline)
+    streams = session.streams
+    if window.skipped_audio:
+        streams.skip_audio(window.skipped_audio)
+    if len(window.new_audio):
+        streams.add_audio(window.new_audio.astype(np.float32) / 32768.0)
+    for when, jpeg in window.new_frames:
+        image = _decoded(jpeg)
+        if image is not None:
+            streams.add_frame(when, image)
+    return streams.window(max(0.0, window.end - session.window), window.end)
 
 
 def predict_window(app: App, window: Window, session: LiveSession) -> dict[str, Any] | None:
     """The update message for one window (run in a worker thread)."""
     started = time.perf_counter()
-    frames = _decoded(window.frames)
-    if window.waveform is None and not frames:
+    if not window.audio_samples and not window.new_frames and session.streams is None:
         return None
     with app.lock:
-        if frames:
-            span = window.frames[-1][0] - window.frames[0][0]
-            fps = (len(frames) - 1) / span if len(frames) > 1 and span > 0 else session.fps
-            prediction = app.predictor.predict(frames, fps=fps, waveform=window.waveform)
-        else:
-            assert window.waveform is not None
-            prediction = app.predictor.predict(window.waveform)
+        features = _features(app, window, session)
+        prediction = app.predictor.predict_features(features)
     modalities = prediction.modalities
-    audio_state = "off" if window.waveform is None else (
+    audio_state = "off" if not window.audio_samples else (
         "sound" if modalities.get("audio") == "found" else "silence"
     )  # fmt: skip
-    visual_state = "off" if not frames else (
+    visual_state = "off" if not features.frames_sampled else (
         "face" if modalities.get("visual") == "found" else "no face"
     )  # fmt: skip
     crop = prediction.face_crops[-1] if prediction.face_crops else None
@@ -151,7 +174,7 @@ def predict_window(app: App, window: Window, session: LiveSession) -> dict[str, 
         "type": "update",
         "time": round(window.end, 3),
         "audio_samples": window.audio_samples,
-        "frame_time": window.frames[-1][0] if window.frames else None,
+        "frame_time": window.frame_time if features.frames_sampled else None,
         "paths": {
             path: {"label": result.label, "probabilities": result.probabilities}
             | ({"values": result.values} if result.values else {})
@@ -160,7 +183,7 @@ def predict_window(app: App, window: Window, session: LiveSession) -> dict[str, 
         "best_path": prediction.best_path,
         "state": {"audio": audio_state, "visual": visual_state},
         "face_crop": image_data_url(crop) if crop is not None else None,
-        "frames": len(frames),
+        "frames": features.frames_sampled,
         "dropped_frames": session.dropped_frames,
         "compute_ms": round(1000 * (time.perf_counter() - started), 1),
     }

@@ -14,8 +14,9 @@ from vavl.checkpoint import Checkpoint, load_checkpoint, model_from_checkpoint
 from vavl.config import ExperimentConfig
 from vavl.data import FeatureNormalizer, Item
 from vavl.errors import TrainingError
-from vavl.evaluation import calibrate_predictions, predict_items
+from vavl.evaluation import calibrate_predictions
 from vavl.features.base import Descriptions
+from vavl.inference import InferenceEngine
 from vavl.models import Ensemble
 from vavl.training.trainer import BEST_CHECKPOINT, development_items
 
@@ -68,9 +69,10 @@ def combine_members(
     members = [model_from_checkpoint(checkpoint) for checkpoint in checkpoints]
     ensemble = Ensemble(members, config.task.kind).to(device).eval()
     items = development_items(config, dev)
-    predictions = predict_items(
-        ensemble, items, config.task, normalizer, config.training.batch_size, device
-    ) if items else {}  # fmt: skip
+    engine = InferenceEngine.for_model(
+        ensemble, config.task, normalizer, config.training.batch_size, device
+    )
+    predictions = engine.outputs(items) if items else {}
     checkpoint = Checkpoint(
         config=config,
         model_state={name: value.detach().cpu() for name, value in ensemble.state_dict().items()},

@@ -38,15 +38,10 @@ from vavl.data import (
 )
 from vavl.devices import compile_model, resolve_device
 from vavl.errors import CheckpointError, ConfigError, TrainingError
-from vavl.evaluation import (
-    PathPredictions,
-    calibrate_predictions,
-    evaluate_predictions,
-    merge_predictions,
-    predict_items,
-)
+from vavl.evaluation import calibrate_predictions, evaluate_predictions
 from vavl.features.base import Descriptions, ExtractorDescription
 from vavl.files import write_json_atomically
+from vavl.inference import InferenceEngine, PathOutputs, merge_outputs
 from vavl.models import build_model
 from vavl.records import EpochRecord, PathMetrics
 from vavl.training.recipes import build_recipe, class_weights_for
@@ -283,20 +278,17 @@ class Trainer:
             generator=torch.Generator().manual_seed(self.config.training.seed),
         )
 
-    def _dev_predictions(self) -> dict[PathName, PathPredictions]:
+    def _dev_predictions(self) -> dict[PathName, PathOutputs]:
         """Every path's outputs on the whole development set (each process predicts a share)."""
         if not self.dev_items:
             return {}
         share = self.dev_items[distributed.rank() :: distributed.world_size()]
-        predictions = predict_items(
-            self.model,
-            share,
-            self.config.task,
-            self.normalizer,
-            batch_size=self.config.training.batch_size,
-            device=self.device,
-        ) if share else {}  # fmt: skip
-        return merge_predictions(distributed.all_gather_objects(predictions))
+        engine = InferenceEngine.for_model(
+            self.model, self.config.task, self.normalizer, self.config.training.batch_size,
+            self.device,
+        )  # fmt: skip
+        predictions = engine.outputs(share) if share else {}
+        return merge_outputs(distributed.all_gather_objects(predictions))
 
     def evaluate_dev(self) -> dict[str, PathMetrics]:
         """Development metrics over the whole set."""

@@ -1,0 +1,63 @@
+"""The feature extractors a trained model needs, rebuilt from what its checkpoint recorded.
+
+A model never sees features from another extractor: the rebuilt extractors must describe
+exactly what the model was trained on (:func:`~vavl.features.base.check_extractors`). How faces
+are found (the detector, say) is the user's choice; what is made of a face stays the model's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from vavl.config import FaceSettings
+from vavl.errors import CheckpointError
+from vavl.features.base import Descriptions, FeatureExtractor, check_extractors
+from vavl.features.pipeline import FeaturePipeline
+from vavl.types import MODALITIES
+
+
+@dataclass
+class ModelFeatures:
+    """A model's feature pipeline, the store keys of what it makes and its extractors' ids."""
+
+    pipeline: FeaturePipeline
+    keys: dict[str, str]
+    extractors: dict[str, str | None]
+
+
+def rebuild_features(
+    trained: Descriptions,
+    model_name: str,
+    extractor_options: Mapping[str, Mapping[str, Any]] | None = None,
+    faces_override: Mapping[str, Any] | None = None,
+    preview_crops: int = 0,
+    face: int = 0,
+) -> ModelFeatures:
+    """The pipeline of the extractors in ``trained`` (modality -> description), with
+    ``extractor_options`` changes that leave the features as they are (threads, say)."""
+    faces = FaceSettings()
+    built: dict[str, FeatureExtractor | None] = {}
+    for modality in MODALITIES:
+        description = trained.get(modality)
+        if description is not None and not description.rebuildable:
+            raise CheckpointError(
+                f"{model_name}: was trained on '{description.id}' {modality} features, which "
+                "cannot be computed from media (only full extractor descriptions can)"
+            )
+        if description is not None and description.faces is not None:
+            faces = FaceSettings.model_validate(description.faces)
+        changes = (extractor_options or {}).get(modality, {})
+        built[modality] = None if description is None else description.build(**changes)
+    made = {m: None if e is None else e.describe(faces.model_dump()) for m, e in built.items()}
+    check_extractors(trained, made, model_name)
+    if faces_override:
+        faces = FaceSettings.model_validate(faces.model_dump() | dict(faces_override))
+    audio, visual = built["audio"], built["visual"]
+    pipeline = FeaturePipeline(audio, visual, faces, preview_crops, face)  # type: ignore[arg-type]
+    return ModelFeatures(
+        pipeline=pipeline,
+        keys=pipeline.store_keys(),
+        extractors={m: (e.id if e is not None else None) for m, e in built.items()},
+    )
