@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import sys
 import warnings
 from collections import Counter
 from collections.abc import Sequence
@@ -43,7 +44,7 @@ from vavl.checkpoint import load_checkpoint, model_from_checkpoint
 from vavl.config import ExperimentConfig
 from vavl.config_files import apply_overrides
 from vavl.corpora import load_corpus
-from vavl.data import Item, pair_unpaired
+from vavl.data import Item
 from vavl.features import create_extractor
 from vavl.features.base import feature_key
 from vavl.features.extraction import ExtractionSettings, ExtractorSpec, run_extraction
@@ -53,7 +54,11 @@ from vavl.files import sha256_file
 from vavl.inference import InferenceEngine
 from vavl.model_card import DEFAULT_MODEL
 from vavl.preparation import prepare
+from vavl.sampling import pair_unpaired
 from vavl.types import MODALITIES, Modality
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the test helpers
+from helpers import stored_item
 
 PROBE_C = (0.01, 0.1, 1.0)
 STILL_AT = (0.25, 0.5, 0.75)  # where in a face track the stills are taken
@@ -178,14 +183,8 @@ class Card:
         key = visual_description.key
         stills = []
         for path in files:
-            item = Item.from_store(
-                self.store,
-                path,
-                None,
-                key,
-                id=str(path),
-                label=self.classes.index(POSED_STILLS[path.name]),
-            )
+            label = self.classes.index(POSED_STILLS[path.name])
+            item = stored_item(self.store, path, {"visual": key}, id=str(path), label=label)
             self.media[item.id] = path
             stills.append((item, 0))
         return stills

@@ -7,11 +7,16 @@ import subprocess
 from collections.abc import Iterable, Sequence
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from vavl.config import ExperimentConfig, ModelConfig
 from vavl.config_files import apply_overrides, load_config
+from vavl.data import Item
+from vavl.features.records import FileFeatures
+from vavl.features.store import FeatureStore
+from vavl.files import sha256_file
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 # The folders of real clips the extraction fixture covers (the training sets, thousands of
@@ -205,3 +210,12 @@ def vavl_peak_rss_mib(arguments: list[str]) -> float:
     assert result.returncode == 0, result.stderr[-2000:]
     line = next(line for line in result.stderr.splitlines() if line.startswith("peak-kib"))
     return int(line.split()[1]) / 1024
+
+
+def stored_item(store: FeatureStore, media: Path, keys: dict[str, str], **fields: Any) -> Item:
+    """The item of ``media``'s features in ``store`` under ``keys`` (modality -> key); every
+    entry must be there."""
+    features = FileFeatures(media, None)
+    lacking = store.load_file(keys, features, sha256_file(media))
+    assert not lacking, f"{media}: no {lacking} entry in {store.root}"
+    return Item.from_features(fields.pop("id", str(media)), features, **fields)

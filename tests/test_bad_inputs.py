@@ -152,7 +152,32 @@ def catalogue(folder: Path) -> dict[str, str]:
     corrupt = bytearray(whole)
     corrupt[len(corrupt) // 3 : len(corrupt) // 3 + 2000] = rng.bytes(2000)
     case("corrupt-middle.mp4", "ok", lambda p: p.write_bytes(bytes(corrupt)))
+    not_a_number = np.where(np.arange(16_000) % 100 == 0, np.nan, 0.1).astype(np.float32)
+    case("nan-samples.wav", "nan or infinite samples", lambda p: _float_wav(p, not_a_number))
+    case("bomb.png", "image too large", _decompression_bomb)
+    case("fifo.mp3", "a named pipe (fifo)", lambda p: os.mkfifo(p))
+    case("loop.mp4", "a loop of symbolic links", lambda p: p.symlink_to(p))
+    case(
+        "mp3-named.jpg",
+        "ok",  # what the bytes are, whatever the name says (as the server does)
+        lambda p: p.write_bytes((require_shared_data() / SPEECH).read_bytes()),
+    )
     return expected
+
+
+def _float_wav(path: Path, samples: np.ndarray) -> None:
+    """A 32-bit float WAV (the format that can hold NaN)."""
+    with av.open(str(path), "w", format="wav") as container:
+        stream = container.add_stream("pcm_f32le", rate=16_000, layout="mono")
+        frame = av.AudioFrame.from_ndarray(samples[None], format="flt", layout="mono")
+        frame.rate = 16_000
+        for packet in [*stream.encode(frame), *stream.encode()]:
+            container.mux(packet)
+
+
+def _decompression_bomb(path: Path) -> None:
+    """A 20000 x 20000 PNG of a few hundred KB (decoded, 1.2 GB)."""
+    Image.new("L", (20_000, 20_000)).save(path, optimize=True)
 
 
 def _refuse(monkeypatch: pytest.MonkeyPatch, owner: Any, name: str, suffix: str) -> None:

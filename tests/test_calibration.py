@@ -19,8 +19,9 @@ from vavl.calibration import (
     softmax,
 )
 from vavl.checkpoint import load_checkpoint
-from vavl.data import Item, pair_unpaired
+from vavl.data import Item
 from vavl.experiment import run_experiment
+from vavl.sampling import pair_unpaired
 
 
 def test_the_fitted_temperature_is_the_one_that_made_the_labels() -> None:
@@ -89,6 +90,11 @@ def test_audio_visual_is_best_only_when_it_beats_both_on_pairs() -> None:
         None,
         "none: the model has no development figures to choose a path by",
     )
+    # No development pair fed the fused path (the demo's mixed set): the single paths compete.
+    no_pairs = {p: _figures(ua, None) for p, ua in (("audio", 0.5), ("visual", 0.6))}
+    chosen, reason = best_path(["audio", "visual", "audiovisual"], no_pairs)
+    assert chosen == "visual" and "audio 0.50, visual 0.60" in reason
+    assert best_path(["audio", "audiovisual"], {"audiovisual": _figures(0.9, None)})[0] is None
 
 
 def test_training_stores_calibration_and_paired_development_figures(tmp_path: Path) -> None:

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from helpers import require_shared_data, write_media
-from vavl.config import CorpusConfig, SplitConfig
+from vavl.config_data import CorpusConfig, SplitConfig
 from vavl.corpora import (
     Corpus,
     check_clips,
@@ -232,6 +232,69 @@ def test_generic_folder_and_manifest(tmp_path: Path) -> None:
     assert regression.clips[0].attributes == {"arousal": 0.8, "valence": 0.9}
 
 
+def test_manifest_votes_are_soft_labels_and_name_the_unlabelled(tmp_path: Path) -> None:
+    """FER+-style rows: ten raters' votes per image; the most voted class where the label is
+    empty; votes for a class mapped away leave the soft label (renormalised in preparation)."""
+    source = require_shared_data() / "crema-d-samples" / "AudioMP3"
+    for name in ("1002_DFA_HAP_XX.mp3", "1002_DFA_SAD_XX.mp3"):
+        shutil.copy(source / name, tmp_path / name)
+    manifest = tmp_path / "votes.csv"
+    manifest.write_text(
+        "path,label,votes_happy,votes_sad,votes_unknown\n"
+        "1002_DFA_HAP_XX.mp3,happy,6,2,2\n"
+        "1002_DFA_SAD_XX.mp3,,1,5,4\n"
+    )
+    spec = CorpusConfig(format="manifest", root=manifest, label_map={"unknown": None})
+    clips = load_corpus(spec).clips
+    assert [c.label for c in clips] == ["happy", "sad"]  # the second: its most voted class
+    assert clips[0].soft_label == pytest.approx({"happy": 0.6, "sad": 0.2, "unknown": 0.2})
+    mapped, dropped = map_labels(clips, label_map_of(spec), ("happy", "sad"))
+    assert not dropped and mapped[1].soft_label == pytest.approx({"happy": 0.1, "sad": 0.5})
+    manifest.write_text("path,label,votes_happy\n1002_DFA_HAP_XX.mp3,happy,many\n")
+    with pytest.raises(DataError, match=r"votes.csv:2: .*must be numbers"):
+        load_corpus(spec)
+
+
+def test_leaving_one_corpus_out_tests_each_corpus_once() -> None:
+    data = require_shared_data()
+    ravdess = load_corpus(CorpusConfig(format="ravdess", root=data / "ravdess-speech-16k"))
+    tess = load_corpus(CorpusConfig(format="tess", root=data / "tess-16k"))
+    crema = load_corpus(CorpusConfig(format="crema-d", root=data / "crema-d-samples"))
+    corpora = [ravdess, tess, crema]
+    split = SplitConfig(method="corpora", dev_share=0.25, seed=1)
+    folds = fold_assignments(corpora, ["all"] * 3, split)
+    assert len(folds) == 3 and folds == fold_assignments(corpora, ["all"] * 3, split)
+    for fold, left_out in zip(folds, corpora, strict=True):
+        tested = {clip_id for clip_id, where in fold.items() if where == "test"}
+        assert tested == {clip.id for clip in left_out.clips}
+        check_clips([c for corpus in corpora for c in corpus.clips], fold)  # no shared speaker
+    # A quarter of RAVDESS's 8 actors develop, in every fold that trains on RAVDESS.
+    developing = {c.speaker for c in ravdess.clips if folds[1][c.id] == "dev"}
+    assert len(developing) == 2 and developing == {
+        c.speaker for c in ravdess.clips if folds[2][c.id] == "dev"
+    }
+    only = SplitConfig(method="corpora", corpora=("tess",))
+    assert len(fold_assignments(corpora, ["all"] * 3, only)) == 1
+    with pytest.raises(DataError, match="names corpora the data does not have: nosuch"):
+        fold_assignments(corpora, ["all"] * 3, SplitConfig(method="corpora", corpora=("nosuch",)))
+
+
+def test_shares_of_every_corpus_develop_and_test() -> None:
+    data = require_shared_data()
+    ravdess = load_corpus(CorpusConfig(format="ravdess", root=data / "ravdess-speech-16k"))
+    tess = load_corpus(CorpusConfig(format="tess", root=data / "tess-16k"))
+    split = SplitConfig(method="shares", dev_share=0.25, test_share=0.25)
+    (fold,) = fold_assignments([ravdess, tess], ["all", "all"], split)
+    where = {(c.corpus, c.speaker, fold[c.id]) for corpus in (ravdess, tess) for c in corpus.clips}
+    per_corpus = Counter((corpus, split) for corpus, _, split in where)
+    # TESS has 2 speakers: a quarter of them rounds to none.
+    expected = {"train": 4, "dev": 2, "test": 2}
+    assert per_corpus == {("ravdess", k): v for k, v in expected.items()} | {("tess", "train"): 2}
+    shipping = SplitConfig(method="shares", dev_share=0.25, test_share=0.0)
+    (only,) = fold_assignments([ravdess, tess], ["all", "all"], shipping)
+    assert "test" not in set(only.values())
+
+
 def test_speaker_folds_test_every_speaker_once() -> None:
     speakers = [f"s{i}" for i in range(13)]
     folds = speaker_folds(speakers, 5, seed=3)
@@ -297,7 +360,7 @@ def test_bad_corpora_fail_before_training(tmp_path: Path) -> None:
 
 
 def test_shipped_configs_load_and_carry_the_authors_speaker_lists() -> None:
-    from vavl.config import CorporaDataConfig
+    from vavl.config_data import CorporaDataConfig
     from vavl.config_files import load_config
 
     for name in ("crema-d", "msp-improv", "ravdess"):

@@ -1,13 +1,16 @@
 from __future__ import annotations
 
+from collections import Counter
+
 import numpy as np
 import pytest
 import torch
 
 from helpers import demo_config
 from vavl.config import TaskConfig
-from vavl.data import BucketBatchSampler, Collator, FeatureNormalizer, Item, check_items
+from vavl.data import Collator, FeatureNormalizer, Item, check_items
 from vavl.errors import DataError
+from vavl.sampling import BucketBatchSampler, balanced_draw
 
 TASK = TaskConfig(labels=("a", "b", "c"))
 
@@ -107,3 +110,17 @@ def test_check_items_names_the_clip_and_the_problem() -> None:
         check_items([Item("x", audio=np.full((5, 32), np.nan, np.float32), label=1)], config, "set")
     with pytest.raises(DataError, match="is empty"):
         check_items([], config, "training set")
+
+
+def test_balanced_draws_weigh_every_corpus_and_class_alike() -> None:
+    """90 clips of one corpus (all class 0) and 10 of another (half class 0, half class 1)."""
+    items = [Item(f"big/{i}", label=0, metadata={"corpus": "big"}) for i in range(90)]
+    items += [Item(f"small/{i}", label=i % 2, metadata={"corpus": "small"}) for i in range(10)]
+    by_corpus = balanced_draw(items, "corpus", (0, 1))
+    assert len(by_corpus) == 100 and by_corpus == balanced_draw(items, "corpus", (0, 1))
+    small = sum(item.metadata["corpus"] == "small" for item in by_corpus)
+    assert 38 <= small <= 62  # half, not a tenth
+    assert balanced_draw(items, "corpus", (0, 2)) != by_corpus  # a new draw each epoch
+    by_class = balanced_draw(items, "corpus-class", (0, 1))
+    groups = Counter((i.metadata["corpus"], i.label) for i in by_class)
+    assert all(22 <= count <= 45 for count in groups.values()) and len(groups) == 3

@@ -17,9 +17,9 @@ import torch
 from helpers import demo_config, shared_test_media
 from vavl.cli import main
 from vavl.config_files import save_config
-from vavl.data import BucketBatchSampler
 from vavl.distributed import backend_for
 from vavl.features.extraction import REPORT_FIELDS
+from vavl.sampling import BucketBatchSampler
 
 TESTS = Path(__file__).parent
 TIMEOUT_S = 300

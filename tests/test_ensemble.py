@@ -151,7 +151,7 @@ def test_an_ensemble_exports_to_onnx_and_agrees_with_pytorch(tmp_path: Path) -> 
     torch.manual_seed(0)
     outputs = config.task.output_dim
     model = Ensemble([VAVL(config.model, outputs) for _ in range(2)], "classification").eval()
-    saved = Checkpoint(config, model.state_dict(), FeatureNormalizer(), {"audio": None})
+    saved = Checkpoint(config, model.state_dict(), FeatureNormalizer(), {"audio": None}, members=2)
     path = save_checkpoint(saved, tmp_path / "ensemble.pt")
     export_onnx(path, tmp_path / "onnx")
     inputs = _inputs(audio_dim=config.model.audio_dim, visual_dim=config.model.visual_dim)

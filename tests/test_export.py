@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from helpers import require_shared_data
+from helpers import require_shared_data, stored_item
 from vavl.checkpoint import load_checkpoint, model_from_checkpoint
 from vavl.cli import main
-from vavl.data import Collator, Item
+from vavl.data import Collator
 from vavl.features.store import FeatureStore
 from vavl.predict import DEFAULT_MODEL, Predictor
 
@@ -37,9 +37,7 @@ def test_onnx_paths_agree_with_pytorch_on_real_features(
     data = require_shared_data()
     uncropped = data / "mead-samples/M030_sad_3_001.mp4"
     clips = [*sorted((data / "crema-d-samples/VideoFlash").glob("*.flv")), uncropped]
-    items = [
-        Item.from_store(store, clip, keys["audio"], keys["visual"], id=clip.stem) for clip in clips
-    ]
+    items = [stored_item(store, clip, keys, id=clip.stem) for clip in clips]
     checkpoint = load_checkpoint(DEFAULT_MODEL)
     batch = Collator(checkpoint.config.task, checkpoint.normalizer)(items)  # padded, masked
     assert batch.audio_mask is not None and not bool(batch.audio_mask.all())  # real padding

@@ -20,10 +20,12 @@ from vavl.features.audio import (
     _mel_to_hz,
     mel_filterbank,
     whisper_log_mel,
+    whisper_model_dir,
 )
 from vavl.features.base import check_extractors
 from vavl.features.efficientnet import EfficientNetB2, load_efficientnet_b2
 from vavl.features.pipeline import FeaturePipeline
+from vavl.features.whisper import WhisperEncoder
 from vavl.media import SAMPLE_RATE, read_audio
 from vavl.weights import PackagedWeights
 
@@ -84,6 +86,32 @@ def test_audio_frames_follow_the_duration(name: str) -> None:
         features = extractor.extract(waveform.astype(np.float32))
         assert features.shape == (math.ceil(seconds * extractor.frame_rate), extractor.dim)
         assert np.isfinite(features).all()
+
+
+def test_whisper_blocks_read_by_pytorch_are_ctranslate2s_and_pool_averages_frames() -> None:
+    """The PyTorch port of the encoder gives CTranslate2's output after all its blocks (float16
+    weights: 1e-3); an earlier block and pooled frames are options that change the key."""
+    waveform = read_audio(
+        require_shared_data() / "ravdess-speech-16k/Actor_01/03-01-05-01-01-01-01.flac"
+    )
+    assert waveform is not None
+    last = create_extractor("whisper-base")
+    frames = math.ceil(len(waveform) / 320)
+    mel = torch.from_numpy(whisper_log_mel(waveform, frames=2 * frames))[None]
+    ported = WhisperEncoder(whisper_model_dir("base"))(mel, 6)[0, :frames].numpy()
+    assert np.abs(ported - last.extract(waveform)).max() < 1e-3
+    middle = create_extractor("whisper-base", blocks=3)
+    pooled = create_extractor("whisper-base", blocks=3, pool=2)
+    unpooled = middle.extract(waveform)
+    assert unpooled.shape == (frames, 512) and not np.allclose(unpooled, ported)
+    assert pooled.frame_rate == 25.0
+    expected = unpooled[: frames // 2 * 2].reshape(-1, 2, 512).mean(axis=1)
+    assert np.allclose(pooled.extract(waveform)[: frames // 2], expected, atol=1e-5)
+    assert len({last.key(), middle.key(), pooled.key()}) == 3
+    assert "blocks" not in last.settings() and "pool" not in last.settings()  # old keys kept
+    for bad in ({"blocks": 7}, {"blocks": 0}, {"pool": 1.5}, {"pool": True}):
+        with pytest.raises(ConfigError, match=r"blocks|pool"):
+            create_extractor("whisper-base", **bad)
 
 
 def test_whisper_window_setting_changes_the_key() -> None:

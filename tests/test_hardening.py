@@ -268,3 +268,32 @@ def test_an_entry_redone_alone_describes_only_itself(tmp_path: Path) -> None:
     key = audio_entry.parent.parent.name
     record = store.load(key, sha256_file(clip)).record  # type: ignore[union-attr]
     assert record.frames_sampled is None and record.audio_seconds > 1  # type: ignore[operator]
+
+
+def test_a_second_writer_of_a_run_directory_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Two `vavl train` on one run directory: the second is refused with the first's PID (it
+    used to run to the end, and a changed learning rate overwrote the other's model)."""
+    run = tmp_path / "run"
+    command = ["-m", "vavl.cli", "train", "demo-synthetic", "--run-dir", str(run)]
+    first = subprocess.Popen(
+        [sys.executable, *command, "--set", "training.epochs=200", "--quiet"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not (run / "config.yaml").exists():  # written once the run holds its directory
+            assert first.poll() is None and time.monotonic() < deadline
+            time.sleep(0.1)
+        second = ["train", "demo-synthetic", "--run-dir", str(run), "--quiet"]
+        assert main([*second, "--set", "training.learning_rate=0.01"]) == 2
+        said = capsys.readouterr().err
+        assert f"{run}: in use by another vavl process (PID {first.pid})" in said
+        assert main(["evaluate", str(run)]) == 2  # scoring writes there too
+    finally:
+        first.kill()
+        first.wait()
+    # The kernel freed the lock with its holder, however it ended: the run goes on.
+    assert main([*second, "--set", "training.epochs=1", "--force"]) == 0

@@ -16,7 +16,8 @@ from torch import nn
 
 from helpers import demo_config, require_shared_data, small_model_config
 from vavl.cli import main
-from vavl.config import CorpusConfig, config_from_dict
+from vavl.config import config_from_dict
+from vavl.config_data import CorpusConfig
 from vavl.config_files import apply_overrides, load_config
 from vavl.corpora import load_corpus
 from vavl.corpora.base import Clip, check_clips

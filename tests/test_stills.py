@@ -11,12 +11,14 @@ from PIL import Image
 
 from helpers import real_face_frames, require_shared_data
 from vavl.cli import main
-from vavl.config import CorpusConfig, FaceSettings
+from vavl.config import FaceSettings
+from vavl.config_data import CorpusConfig
 from vavl.corpora import load_corpus
 from vavl.errors import MediaError
 from vavl.features import create_extractor
 from vavl.features.pipeline import FeaturePipeline
-from vavl.media import VideoReader, image_format, iter_audio, probe, read_image
+from vavl.images import image_format, read_image
+from vavl.media import VideoReader, iter_audio, probe
 from vavl.predict import Predictor
 
 POSED_STILLS = ("0-f15-hao-ph.jpg", "15-f13-anc-ph.jpg", "45-m7-di-ph.jpg", "0-f1-su-ph.jpg")

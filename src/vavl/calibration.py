@@ -133,25 +133,29 @@ def best_path(
 
     Where enough development clips feed every path, the paths are compared on those clips;
     otherwise each single path by its own development unweighted accuracy, and the audio-visual
-    path (unproven) is never best. The audio-visual path must beat both single paths to be chosen;
-    a tie goes to the simpler path. Without development figures no path is named (None), and
-    the reason says so.
+    path (unproven) is never best; nor is a path no development clip fed. The audio-visual path
+    must beat both single paths to be chosen; a tie goes to the simpler path. Without development
+    figures no path is named (None), and the reason says so.
     """
     if not available:
         return None, "no path"
     if len(available) == 1:
         return available[0], f"the only path this input allows ({available[0]})"
-    if any(path not in reliability for path in available):
+    if not any(path in reliability for path in available):
         return None, "none: the model has no development figures to choose a path by"
     fused = reliability.get("audiovisual")
     on_pairs = fused is not None and fused.paired_clips >= MIN_PAIRED_CLIPS
     scores: dict[PathName, float] = {}
     for path in available:
-        figures = reliability[path]
+        figures = reliability.get(path)
+        if figures is None:  # no development clip fed it: unproven, never best
+            continue
         if on_pairs and figures.paired_unweighted_accuracy is not None:
             scores[path] = figures.paired_unweighted_accuracy
         elif path != "audiovisual":
             scores[path] = figures.unweighted_accuracy
+    if not scores:
+        return None, "none: the model has no development figures to choose a path by"
     chosen = max(scores, key=lambda path: (scores[path], -PATHS.index(path)))
     listed = ", ".join(f"{path} {score:.2f}" for path, score in scores.items())
     if on_pairs:

@@ -13,7 +13,8 @@ from __future__ import annotations
 import hashlib
 import warnings
 import zipfile
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,9 @@ FORMAT_VERSION = 1
 
 @dataclass
 class Checkpoint:
+    """A model and what it carries. Every field is saved and read back through its entry in
+    :data:`FIELDS` (how it becomes plain data and back), and only there."""
+
     config: ExperimentConfig
     model_state: dict[str, Tensor]
     normalizer: FeatureNormalizer
@@ -46,6 +50,11 @@ class Checkpoint:
     vavl_version: str = __version__
     # Per path: temperature and development figures (empty before calibration).
     calibration: dict[str, PathReliability] = field(default_factory=dict)
+    # What it holds: 1, one model; N, an ensemble answering with the mean of N models.
+    members: int = 1
+    # The epoch kept and the development loss that chose it (None: an ensemble, or unknown).
+    best_epoch: int | None = None
+    selection: str | None = None
 
     @property
     def labels(self) -> tuple[str, ...]:
@@ -59,16 +68,18 @@ class Checkpoint:
             f"{modality}={described.key if described else 'none'}"
             for modality, described in self.extractors.items()
         )
-        count = self.config.training.ensemble
-        members = f" (ensemble of {count} members)" if count > 1 else ""
+        members = f" (ensemble of {self.members} members)" if self.members > 1 else ""
         resumable = "yes" if self.trainer_state else "no (inference checkpoint)"
+        chosen = ""
+        if self.best_epoch is not None:
+            chosen = f" (epoch {self.best_epoch} kept, by the development {self.selection} loss)"
         lines = [
             f"written by: vavl {self.vavl_version}",
             f"model: {self.config.model.name}{members}, {values:,} values",
             f"task: {self.config.task.kind}, labels: {', '.join(self.labels)}",
             f"extractors: {extractors}",
-            f"epochs recorded: {len(self.history)}"
-            + (" (an ensemble: its members' runs hold theirs)" if count > 1 else ""),
+            f"epochs recorded: {len(self.history)}{chosen}"
+            + (" (an ensemble: its members' runs hold theirs)" if self.members > 1 else ""),
             f"resumable: {resumable}",
         ]
         for path, figures in self.calibration.items():
@@ -84,19 +95,40 @@ class Checkpoint:
         check_extractors(self.extractors, given, model_name)
 
     def to_payload(self) -> dict[str, Any]:
-        return {
-            "format_version": FORMAT_VERSION,
-            "vavl_version": self.vavl_version,
-            "config": self.config.to_dict(),
-            "labels": list(self.labels),
-            "extractors": {m: d and d.to_dict() for m, d in self.extractors.items()},
-            "normalizer": self.normalizer.state_dict(),
-            "model_state": self.model_state,
-            "optimizer_states": self.optimizer_states,
-            "trainer_state": self.trainer_state,
-            "history": self.history,
-            "calibration": {path: value.to_dict() for path, value in self.calibration.items()},
-        }
+        payload: dict[str, Any] = {"format_version": FORMAT_VERSION, "labels": list(self.labels)}
+        for name, (save, _) in FIELDS.items():
+            payload[name] = save(getattr(self, name))
+        return payload
+
+
+def _same(value: Any) -> Any:
+    return value
+
+
+# Each field of a checkpoint: how it is saved, and read back (plain data only: the file is
+# read with weights_only=True). A new field is one line here and one in the dataclass.
+FIELDS: dict[str, tuple[Callable[[Any], Any], Callable[[Any], Any]]] = {
+    "vavl_version": (_same, _same),
+    "config": (lambda config: config.to_dict(), _same),  # validated with its source's name
+    "extractors": (
+        lambda found: {m: d and d.to_dict() for m, d in found.items()},
+        lambda saved: {
+            m: None if d is None else ExtractorDescription.from_saved(d) for m, d in saved.items()
+        },
+    ),
+    "normalizer": (lambda n: n.state_dict(), FeatureNormalizer.from_state_dict),
+    "model_state": (_same, _same),
+    "optimizer_states": (_same, _same),
+    "trainer_state": (_same, _same),
+    "history": (_same, _same),
+    "calibration": (
+        lambda found: {path: value.to_dict() for path, value in found.items()},
+        lambda saved: {path: PathReliability(**values) for path, values in saved.items()},
+    ),
+    "members": (_same, int),
+    "best_epoch": (_same, _same),
+    "selection": (_same, _same),
+}
 
 
 def _tensor_digest(value: Any, digest: Any = None) -> str:
@@ -157,49 +189,30 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         config = config_from_dict(payload["config"], source=f"{path} (saved config)")
     except ConfigError as error:
         raise CheckpointError(str(error)) from None
-    return Checkpoint(
-        config=config,
-        model_state=payload["model_state"],
-        normalizer=FeatureNormalizer.from_state_dict(payload["normalizer"]),
-        extractors={
-            modality: None if saved is None else ExtractorDescription.from_saved(saved)
-            for modality, saved in payload["extractors"].items()
-        },
-        optimizer_states=payload["optimizer_states"],
-        trainer_state=payload["trainer_state"],
-        history=payload["history"],
-        vavl_version=payload["vavl_version"],
-        calibration={
-            path: PathReliability(**values)
-            for path, values in payload.get("calibration", {}).items()
-        },
-    )
+    values = {name: load(payload[name]) for name, (_, load) in FIELDS.items() if name in payload}
+    # Checkpoints written before these fields: an ensemble said so in its config only, and a
+    # model's history stopped at the epoch kept.
+    values.setdefault("members", config.training.ensemble)
+    if values["members"] == 1 and values.get("history"):
+        values.setdefault("best_epoch", len(values["history"]))
+    return Checkpoint(**values | {"config": config})
 
 
 def release_checkpoint(checkpoint: Checkpoint) -> Checkpoint:
     """An inference-only copy for shipping: no optimizer or trainer state, weights stored in
     float16 (half the size; loading casts them back to the model's float32 parameters)."""
-    return Checkpoint(
-        config=checkpoint.config,
-        model_state={
-            name: value.half() if value.is_floating_point() else value
-            for name, value in checkpoint.model_state.items()
-        },
-        normalizer=checkpoint.normalizer,
-        extractors=checkpoint.extractors,
-        history=checkpoint.history,
-        vavl_version=checkpoint.vavl_version,
-        calibration=checkpoint.calibration,
-    )
+    halved = {
+        name: value.half() if value.is_floating_point() else value
+        for name, value in checkpoint.model_state.items()
+    }
+    return replace(checkpoint, model_state=halved, optimizer_states=None, trainer_state=None)
 
 
 def model_from_checkpoint(checkpoint: Checkpoint) -> EmotionModel:
-    """The checkpoint's model (an :class:`~vavl.models.Ensemble` of ``training.ensemble``
-    members when that is above 1) with its weights, in eval mode."""
+    """The checkpoint's model (an :class:`~vavl.models.Ensemble` when it holds several
+    members) with its weights, in eval mode."""
     config = checkpoint.config
-    members = [
-        build_model(config.model, config.task.output_dim) for _ in range(config.training.ensemble)
-    ]
+    members = [build_model(config.model, config.task.output_dim) for _ in range(checkpoint.members)]
     model = members[0] if len(members) == 1 else Ensemble(members, config.task.kind)
     model.load_state_dict(checkpoint.model_state)
     return model.eval()

@@ -10,6 +10,7 @@ Every command has a Python twin: ``vavl demo`` -> :func:`vavl.run_demo`, ``vavl 
 from __future__ import annotations
 
 import argparse
+import difflib
 import logging
 import os
 import signal
@@ -56,6 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     for group in GROUPS:
         group.add_parsers(commands, overrides)
+    for command in commands.choices.values():
+        command.set_defaults(parser=command)  # whose usage an argument error shows
     return parser
 
 
@@ -63,8 +66,22 @@ def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
+def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """The arguments; an unknown option is the command's own error (its usage), with the
+    option it most resembles."""
+    parser = build_parser()
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        command: argparse.ArgumentParser = args.parser
+        known = [o for action in command._actions for o in action.option_strings]
+        guesses = difflib.get_close_matches(unknown[0].split("=")[0], known, n=1)
+        hint = f" (did you mean {guesses[0]}?)" if guesses else ""
+        command.error(f"unrecognized arguments: {' '.join(unknown)}{hint}")
+    return args
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)  # --help and argument errors end here, before torch
+    args = parse(argv)  # --help and argument errors end here, before torch
     from vavl import distributed
 
     # A service manager's stop (SIGTERM) is handled like Ctrl-C: work stops where it is, the

@@ -8,33 +8,17 @@ reproduced from its outputs. Unknown fields and inconsistent values fail at load
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, model_validator
 
+from vavl.config_base import _Strict
+from vavl.config_data import (
+    CorporaDataConfig,
+    SyntheticDataConfig,
+)
 from vavl.errors import ConfigError
 from vavl.types import CREMA_D_EMOTIONS, MODALITIES, Modality, TaskKind
-
-
-def _accepts_bool(annotation: Any) -> bool:
-    return annotation is bool or any(_accepts_bool(a) for a in get_args(annotation))
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _no_booleans_for_numbers(cls, values: Any) -> Any:
-        """``epochs: true`` is a mistake, not 1 epoch (pydantic would take it as 1)."""
-        if isinstance(values, dict):
-            for name, value in values.items():
-                field = cls.model_fields.get(name)
-                if isinstance(value, bool) and field and not _accepts_bool(field.annotation):
-                    raise ValueError(f"{name} takes a number or a name, not {str(value).lower()}")
-        return values
-
 
 ModelName = Literal["vavl", "auxformer", "mult", "unimodal", "late-fusion", "early-fusion"]
 
@@ -121,6 +105,10 @@ class ModelConfig(_Strict):
             )
         return self
 
+    def dim(self, modality: Modality) -> int:
+        """The size of ``modality``'s input features."""
+        return self.audio_dim if modality == "audio" else self.visual_dim
+
 
 class TaskConfig(_Strict):
     """What is predicted: emotion classes (classification) or attributes (regression)."""
@@ -199,6 +187,12 @@ class TrainingConfig(_Strict):
     frame_dropout: float = Field(
         0.0, ge=0.0, lt=1.0, description="augmentation: chance that a training frame is masked"
     )
+    balance: Literal["none", "corpus", "corpus-class"] = Field(
+        "none",
+        description="each epoch draws its clips (as many as there are, with replacement) so "
+        "that every corpus, or every class of every corpus, weighs the same: a large corpus "
+        "does not drown the voices of the small ones",
+    )
     shared_optimizer: Literal["per-step", "single"] = Field(
         "per-step",
         description="three-step recipe: the shared block's parameters in the visual and the "
@@ -239,117 +233,6 @@ class TrainingConfig(_Strict):
         return 2.0 if task_kind == "classification" else 1.0
 
 
-class SyntheticDataConfig(_Strict):
-    """A generated feature set whose labels are carried by the chosen modalities."""
-
-    source: Literal["synthetic"] = "synthetic"
-    n_train: int = Field(320, ge=1)
-    n_dev: int = Field(80, ge=1)
-    n_test: int = Field(80, ge=1)
-    audio_dim: int = Field(32, gt=0)
-    visual_dim: int = Field(24, gt=0)
-    audio_frames: tuple[int, int] = (30, 80)
-    visual_frames: tuple[int, int] = (20, 50)
-    informative: tuple[Modality, ...] = MODALITIES
-    missing_audio: float = Field(0.0, ge=0.0, le=1.0, description="share of clips with no audio")
-    missing_visual: float = Field(0.0, ge=0.0, le=1.0, description="share of clips with no video")
-    signal: float = Field(0.8, gt=0.0, description="strength of the label pattern per frame")
-    speaker_spread: float = Field(
-        0.3, ge=0.0, description="standard deviation of each speaker's feature offset"
-    )
-    folds: int = Field(1, ge=1, description="more than 1: speaker folds over all clips")
-    fold: int = Field(1, ge=1)
-    seed: int = 0
-
-    @model_validator(mode="after")
-    def _check(self) -> SyntheticDataConfig:
-        for name in ("audio_frames", "visual_frames"):
-            low, high = getattr(self, name)
-            if not 1 <= low <= high:
-                raise ValueError(f"data.{name} must be [min, max] with 1 <= min <= max")
-        if self.missing_audio + self.missing_visual >= 1.0:
-            raise ValueError("missing_audio + missing_visual must stay below 1")
-        return self
-
-
-class CorpusConfig(_Strict):
-    """One corpus of an experiment (see vavl.corpora for the layouts each format reads)."""
-
-    format: Literal["crema-d", "msp-improv", "ravdess", "mead", "tess", "folder", "manifest"]
-    root: Path = Field(description="the corpus folder (for 'manifest': the CSV file)")
-    name: str | None = Field(None, description="prefix of clip ids and speakers (default: format)")
-    partitions: Path | None = Field(None, description="the authors' partition CSV folder")
-    labels: Literal[
-        "intended", "votes-audio", "votes-video", "votes-audiovisual", "votes-all", "authors"
-    ] = Field("intended", description="CREMA-D: which labels to use")
-    votes: Path | None = Field(None, description="CREMA-D: tabulatedVotes.csv if not in root")
-    label_map: str | dict[str, str | None] = Field(
-        default_factory=dict,
-        description="corpus label -> task label (null drops it), or a named map",
-    )
-    channels: tuple[Literal["speech", "song"], ...] = ("speech", "song")
-    flip: tuple[str, ...] = Field(
-        (),
-        description="MSP-IMPROV: attributes to reverse (6 - value) at load; none by default: the "
-        "released labels already rate angry and happy clips higher in arousal than sad and "
-        "neutral ones (the reference reverses arousal in place every epoch)",
-    )
-    modalities: tuple[Modality, ...] = MODALITIES
-    role: Literal["all", "train", "dev"] = Field(
-        "all",
-        description="'train': only ever used for training; 'dev': only for development (model "
-        "selection and calibration), never trained on nor tested",
-    )
-
-
-class SpeakerFold(_Strict):
-    """One fold of a named-speaker split; every other speaker trains."""
-
-    test: tuple[str, ...] = Field(min_length=1)
-    dev: tuple[str, ...] = ()
-
-    @model_validator(mode="after")
-    def _check(self) -> SpeakerFold:
-        both = set(self.test) & set(self.dev)
-        if both:
-            raise ValueError(f"speakers in both test and dev: {', '.join(sorted(both))}")
-        return self
-
-
-class SplitConfig(_Strict):
-    """How clips are split: the authors' partitions, seeded speaker folds, or named speakers."""
-
-    method: Literal["partitions", "speaker-folds", "speakers"] = "speaker-folds"
-    folds: int = Field(5, ge=2, description="method 'speaker-folds': how many")
-    seed: int = 0
-    speakers: tuple[SpeakerFold, ...] = Field(
-        (), description="method 'speakers': the test (and dev) speakers of each fold"
-    )
-
-    @model_validator(mode="after")
-    def _check(self) -> SplitConfig:
-        if self.method == "speakers" and not self.speakers:
-            raise ValueError("split.method 'speakers' needs split.speakers: [{test: [...]}]")
-        return self
-
-
-class CorporaDataConfig(_Strict):
-    """Real corpora, their features (extracted into ``store`` when missing) and the protocol."""
-
-    source: Literal["corpora"] = "corpora"
-    corpora: tuple[CorpusConfig, ...] = Field(min_length=1)
-    split: SplitConfig = SplitConfig()
-    fold: int = Field(1, ge=1, description="the fold `vavl train` runs; `vavl cv` runs all")
-    store: Path = Field(Path("features"), description="feature store folder")
-    workers: int = Field(1, ge=1, description="extraction processes")
-    max_audio_seconds: float | None = Field(
-        None, gt=0, description="train and test on the first seconds of audio only (ref.: 12)"
-    )
-    scale_attributes: bool = Field(
-        True, description="regression: min-max scale attributes by the training split's range"
-    )
-
-
 class FaceSettings(_Strict):
     """How faces are found and cropped before visual features are extracted."""
 
@@ -375,6 +258,12 @@ class FeaturesConfig(_Strict):
     audio_options: dict[str, Any] = Field(default_factory=dict)
     visual_options: dict[str, Any] = Field(default_factory=dict)
     faces: FaceSettings = FaceSettings()
+
+    def extractor(self, modality: Modality) -> str | None:
+        return self.audio if modality == "audio" else self.visual
+
+    def options(self, modality: Modality) -> dict[str, Any]:
+        return dict(self.audio_options if modality == "audio" else self.visual_options)
 
 
 class PredictionConfig(_Strict):
@@ -403,8 +292,8 @@ class ExperimentConfig(_Strict):
     def _check_consistency(self) -> ExperimentConfig:
         if isinstance(self.data, SyntheticDataConfig):
             for modality in MODALITIES:
-                model_dim = getattr(self.model, f"{modality}_dim")
-                data_dim = getattr(self.data, f"{modality}_dim")
+                model_dim = self.model.dim(modality)
+                data_dim = self.data.dim(modality)
                 if model_dim != data_dim:
                     raise ValueError(
                         f"model.{modality}_dim is {model_dim} but the {modality} features "
@@ -414,9 +303,9 @@ class ExperimentConfig(_Strict):
         from vavl.features import registered_dim  # each extractor declares its size
 
         for modality in MODALITIES:
-            extractor = getattr(self.features, modality)
+            extractor = self.features.extractor(modality)
             dim = registered_dim(extractor) if extractor else None
-            model_dim = getattr(self.model, f"{modality}_dim")
+            model_dim = self.model.dim(modality)
             if dim is not None and dim != model_dim:
                 raise ValueError(
                     f"model.{modality}_dim is {model_dim} but '{extractor}' features are {dim}-d; "

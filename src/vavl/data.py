@@ -7,22 +7,19 @@ with boolean masks True on real frames (a clip that lacks a modality: an all-Fal
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from numpy.typing import NDArray
 from torch import Tensor
-from torch.utils.data import Dataset, Sampler
+from torch.utils.data import Dataset
 
 from vavl.config import ExperimentConfig, TaskConfig
 from vavl.errors import DataError
 from vavl.features.records import FileFeatures, ModalityFeatures
-from vavl.features.store import FeatureStore
-from vavl.files import sha256_file
 from vavl.masks import trim_to_valid
 from vavl.types import MODALITIES, Modality
 
@@ -70,33 +67,6 @@ class Item:
         """The item of what the feature pipeline gave for one file or window."""
         return cls.from_modalities(id, features.audio, features.visual, **fields)
 
-    @classmethod
-    def from_store(
-        cls,
-        store: FeatureStore,
-        media: str | Path,
-        audio_key: str | None,
-        visual_key: str | None,
-        **fields: Any,
-    ) -> Item:
-        """The item of ``media``'s features in ``store`` (labels etc. in ``fields``; ``id``
-        defaults to the media path)."""
-        media = Path(media)
-        content_hash = sha256_file(media)
-        found: dict[str, ModalityFeatures | None] = {"audio": None, "visual": None}
-        for modality, key in (("audio", audio_key), ("visual", visual_key)):
-            if key is None:
-                continue
-            entry = store.load(key, content_hash)
-            if entry is None:
-                raise DataError(
-                    f"{media}: has no '{key}' features in {store.root} (or they are damaged); "
-                    "run `vavl extract` on it"
-                )
-            found[modality] = entry.features
-        item_id = fields.pop("id", str(media))
-        return cls.from_modalities(item_id, found["audio"], found["visual"], **fields)
-
     def features(self, modality: Modality) -> FloatArray | None:
         return self.audio if modality == "audio" else self.visual
 
@@ -127,7 +97,7 @@ def _check_item(item: Item, config: ExperimentConfig, labelled: bool) -> str | N
         features = item.features(modality)
         if features is None:
             continue
-        expected = getattr(config.model, f"{modality}_dim")
+        expected = config.model.dim(modality)
         if features.ndim != 2:
             return f"{modality} features must be (frames, dim), got shape {features.shape}"
         if features.shape[1] != expected:
@@ -171,46 +141,6 @@ def check_items(
             raise DataError(f"{name}: clip '{item.id}' {problem}")
 
 
-def pair_unpaired(items: Sequence[Item], seed: Sequence[int]) -> list[Item]:
-    """``items`` with audio-only and visual-only clips of the same class joined into pairs.
-
-    Within each class, audio-only and visual-only clips are shuffled (from ``seed``) and joined
-    one to one; the clips left over, and every clip that has both modalities or no label, stay as
-    they are. Every clip is still used once, but the fusion head now sees pairs from corpora that
-    have only one modality: the two halves share a class, not a recording.
-    """
-    rng = np.random.default_rng(list(seed))
-    kept: list[Item] = []
-    audio_only: dict[int, list[Item]] = {}
-    visual_only: dict[int, list[Item]] = {}
-    for item in items:
-        has_audio, has_visual = item.has("audio"), item.has("visual")
-        if item.label is None or has_audio == has_visual:
-            kept.append(item)
-        else:
-            (audio_only if has_audio else visual_only).setdefault(item.label, []).append(item)
-
-    def shuffled(group: dict[int, list[Item]], label: int) -> list[Item]:
-        clips = group.get(label, [])
-        return [clips[i] for i in rng.permutation(len(clips))]
-
-    for label in sorted(set(audio_only) | set(visual_only)):
-        sounds, faces = shuffled(audio_only, label), shuffled(visual_only, label)
-        for sound, face in zip(sounds, faces, strict=False):
-            kept.append(
-                replace(
-                    sound,
-                    id=f"{sound.id}+{face.id}",
-                    visual=face.visual,
-                    visual_valid=face.visual_valid,
-                    metadata={**sound.metadata, "paired_with": face.id},
-                )
-            )
-        pairs = min(len(sounds), len(faces))
-        kept += sounds[pairs:] + faces[pairs:]
-    return kept
-
-
 class ItemDataset(Dataset[Item]):
     def __init__(self, items: Sequence[Item]) -> None:
         self.items = list(items)
@@ -241,6 +171,13 @@ class Batch:
         if modality == "audio":
             return self.audio, self.audio_mask
         return self.visual, self.visual_mask
+
+    def set_modality(self, modality: Modality, features: Tensor, mask: Tensor) -> None:
+        """Give the batch ``modality``'s padded features and their mask."""
+        if modality == "audio":
+            self.audio, self.audio_mask = features, mask
+        else:
+            self.visual, self.visual_mask = features, mask
 
     def present(self, modality: Modality) -> Tensor:
         _, mask = self.modality(modality)
@@ -279,8 +216,7 @@ class Batch:
             if features is None or mask is None:
                 continue
             features, mask = trim_to_valid(features[index], mask[index])
-            setattr(subset, modality, features)
-            setattr(subset, f"{modality}_mask", mask)
+            subset.set_modality(modality, features, mask)
         subset.target = None if self.target is None else self.target[index]
         return subset
 
@@ -361,8 +297,7 @@ class Collator:
                     raw = self.normalizer.apply(modality, raw)
                 features[row, : len(raw)] = np.where(frames_valid[:, None], raw, 0.0)
                 mask[row, : len(raw)] = frames_valid
-            setattr(batch, modality, torch.from_numpy(features))
-            setattr(batch, f"{modality}_mask", torch.from_numpy(mask))
+            batch.set_modality(modality, torch.from_numpy(features), torch.from_numpy(mask))
         batch.target = self.targets(items)
         return batch
 
@@ -388,63 +323,3 @@ class Collator:
             else:
                 soft[row, int(item.label)] = 1.0  # type: ignore[arg-type]
         return torch.from_numpy(soft)
-
-
-class BucketBatchSampler(Sampler[list[int]]):
-    """Batches of clips of similar length, reshuffled every epoch from (seed, epoch).
-
-    Under torch.distributed (``rank``, ``world_size``) every process draws the same batches and
-    takes its share of each.
-
-    Indices are shuffled, cut into pools of ``pool_batches`` batches, sorted by length inside each
-    pool and chunked; the batch order is shuffled too. The order depends only on the seed and the
-    epoch, so a resumed run sees exactly the batches it would have seen, and ``start_batch`` skips
-    those already done.
-    """
-
-    def __init__(
-        self,
-        lengths: Sequence[int],
-        batch_size: int,
-        shuffle: bool = True,
-        seed: int = 0,
-        pool_batches: int = 50,
-        rank: int = 0,
-        world_size: int = 1,
-    ) -> None:
-        self.rank, self.world_size = rank, world_size
-        self.lengths = np.asarray(lengths)
-        self.batch_size = batch_size
-        self.shuffle = shuffle
-        self.seed = seed
-        self.pool_batches = pool_batches
-        self.epoch = 0
-        self.start_batch = 0
-
-    def set_epoch(self, epoch: int, start_batch: int = 0) -> None:
-        self.epoch, self.start_batch = epoch, start_batch
-
-    def batches(self) -> list[list[int]]:
-        rng = np.random.default_rng([self.seed, self.epoch])
-        count = len(self.lengths)
-        order = rng.permutation(count) if self.shuffle else np.arange(count)
-        pool_size = self.batch_size * self.pool_batches
-        batches: list[list[int]] = []
-        for start in range(0, count, pool_size):
-            pool = order[start : start + pool_size]
-            pool = pool[np.argsort(self.lengths[pool], kind="stable")]
-            batches += [
-                pool[i : i + self.batch_size].tolist() for i in range(0, len(pool), self.batch_size)
-            ]
-        if self.shuffle:
-            batches = [batches[i] for i in rng.permutation(len(batches))]
-        return batches
-
-    def __iter__(self) -> Iterator[list[int]]:
-        """This process's share of each batch (every ``world_size``-th clip from ``rank``; a
-        share may be empty), so that batches are the same whatever the number of processes."""
-        for batch in self.batches()[self.start_batch :]:
-            yield batch[self.rank :: self.world_size]
-
-    def __len__(self) -> int:
-        return max(0, -(-len(self.lengths) // self.batch_size) - self.start_batch)

@@ -21,7 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from vavl.config import CorporaDataConfig, ExperimentConfig, config_from_dict
+from vavl.config import ExperimentConfig, config_from_dict
+from vavl.config_data import CorporaDataConfig
 from vavl.corpora import load_corpus
 from vavl.errors import DataError
 from vavl.experiment import ExperimentResult, run_experiment

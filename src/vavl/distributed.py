@@ -237,10 +237,9 @@ def complete_batch(batch: Batch, config: ExperimentConfig) -> Batch:
     """A process's share of a batch with every modality (zero frames where none of its clips has
     it) and a target even when empty, so that every process runs the same steps."""
     for modality in MODALITIES:
-        if getattr(batch, modality) is None:
-            dim = getattr(config.model, f"{modality}_dim")
-            setattr(batch, modality, torch.zeros(len(batch), 1, dim))
-            setattr(batch, f"{modality}_mask", torch.zeros(len(batch), 1, dtype=torch.bool))
+        if batch.modality(modality)[0] is None:
+            empty = torch.zeros(len(batch), 1, config.model.dim(modality))
+            batch.set_modality(modality, empty, torch.zeros(len(batch), 1, dtype=torch.bool))
     if batch.target is None:
         task = config.task
         if task.kind == "regression" or task.soft_labels:

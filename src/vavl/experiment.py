@@ -16,6 +16,7 @@ import logging
 import shutil
 from collections import Counter
 from collections.abc import Mapping, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,7 +30,13 @@ from vavl.corpora import Split
 from vavl.data import FeatureNormalizer, Item
 from vavl.devices import resolve_device
 from vavl.evaluation import evaluate_predictions, hard_labels, headline
-from vavl.files import csv_text, read_json, write_json_atomically, write_text_atomically
+from vavl.files import (
+    csv_text,
+    read_json,
+    run_directory_lock,
+    write_json_atomically,
+    write_text_atomically,
+)
 from vavl.inference import InferenceEngine, PathOutputs
 from vavl.models import EmotionModel
 from vavl.preparation import ExperimentData, prepare
@@ -63,7 +70,9 @@ def _fold_of(config: ExperimentConfig) -> int:
 
 def _splits(config: ExperimentConfig, data: ExperimentData) -> dict[Split, list[Item]]:
     last = config.training.selection_path == "last"
-    return data.split(_fold_of(config), allow_empty_dev=last)
+    split = getattr(config.data, "split", None)
+    untested = split is not None and split.method == "shares" and split.test_share == 0
+    return data.split(_fold_of(config), allow_empty_dev=last, allow_empty_test=untested)
 
 
 def _prediction_rows(
@@ -112,6 +121,7 @@ def score_run(
     normalizer: FeatureNormalizer,
     data: ExperimentData,
     history: list[EpochRecord],
+    best_epoch: int,
     device: torch.device,
     progress: bool = False,
     notes: Sequence[str] = (),
@@ -139,14 +149,13 @@ def score_run(
             run_dir / "predictions" / f"{split}.csv",
             _prediction_rows(config, split, predictions, by_id),
         )
-    best = min(history, key=lambda r: r["selection_loss"])["epoch"] if history else 0
     write_json_atomically(
         run_dir / "metrics.json",
         {
             "fold": fold,
-            "best_epoch": best,
+            "best_epoch": best_epoch,
             "dev": results.get("dev", {}),
-            "test": results["test"],
+            "test": results.get("test", {}),
             "train": results["train"],
             "extractors": {m: d and d.to_dict() for m, d in data.extractors.items()},
             "config": config.to_dict(),
@@ -155,7 +164,8 @@ def score_run(
     counts = data.modality_counts(fold)
     report_notes = [*data.notes, *notes]
     write_run_report(run_dir, config, history, results, all_predictions, counts, report_notes)
-    return ExperimentResult(config, run_dir, best, results.get("dev", {}), results["test"])
+    dev, test = results.get("dev", {}), results.get("test", {})
+    return ExperimentResult(config, run_dir, best_epoch, dev, test)
 
 
 # What a run directory holds; ``force`` removes exactly these, never a user's other files.
@@ -190,6 +200,22 @@ def run_experiment(
     ``force`` starts over, replacing what a run with another config left in ``run_dir``."""
     run_dir = Path(run_dir)
     distributed.initialize(config.training.device)  # under torchrun; nothing in one process
+    with _owned(run_dir):
+        return _run_experiment(config, run_dir, data, progress, force)
+
+
+def _owned(run_dir: Path) -> AbstractContextManager[None]:
+    """The run directory's lock, taken by the main process (the others follow it)."""
+    return run_directory_lock(run_dir) if distributed.is_main() else nullcontext()
+
+
+def _run_experiment(
+    config: ExperimentConfig,
+    run_dir: Path,
+    data: ExperimentData | None,
+    progress: bool,
+    force: bool,
+) -> ExperimentResult:
     if force and distributed.is_main():
         clear_run(run_dir)
     distributed.barrier()
@@ -213,7 +239,7 @@ def _train_and_score(
     if distributed.is_main():  # scoring and reports: once
         result = score_run(
             run_dir, config, trainer.model, trainer.normalizer, data, training.history,
-            trainer.device,
+            training.best_epoch, trainer.device,
         )  # fmt: skip
     shared: ExperimentResult = distributed.all_gather_objects(result)[0]
     return shared
@@ -231,7 +257,7 @@ def _finished_run(run_dir: Path, config: ExperimentConfig) -> ExperimentResult |
     if saved.training.epochs != config.training.epochs:
         return None  # the trainer continues it, or refuses fewer epochs
     return ExperimentResult(
-        config, run_dir, finished["best_epoch"], finished.get("dev", {}), finished["test"]
+        config, run_dir, finished["best_epoch"], finished.get("dev", {}), finished.get("test", {})
     )
 
 
@@ -273,7 +299,7 @@ def _run_ensemble(
         )  # fmt: skip
         save_checkpoint(checkpoint, run_dir / BEST_CHECKPOINT)
         combined = score_run(
-            run_dir, config, ensemble, checkpoint.normalizer, data, [], device,
+            run_dir, config, ensemble, checkpoint.normalizer, data, [], 0, device,
             notes=[_members_note(member_results)],
         )  # fmt: skip
     shared: ExperimentResult = distributed.all_gather_objects(combined)[0]
@@ -307,16 +333,27 @@ def evaluate_run(run_dir: str | Path, progress: bool = True) -> ExperimentResult
     history_file = run_dir / "history.json"
     history = read_json(history_file) if history_file.exists() else checkpoint.history
     notes = []
-    if config.training.ensemble > 1:  # the report lists the members' own figures
+    if checkpoint.members > 1:  # the report lists the members' own figures
         members = [
             _finished_run(member_dir(run_dir, index), member_config(config, index))
             for index in range(config.training.ensemble)
         ]
         found = [member for member in members if member is not None]
         notes = [_members_note(found)] if found else []
-    return score_run(
-        run_dir, config, model, checkpoint.normalizer, data, history, device, progress, notes
-    )
+    best = checkpoint.best_epoch or 0  # an ensemble keeps no epoch of its own
+    with run_directory_lock(run_dir):
+        return score_run(
+            run_dir,
+            config,
+            model,
+            checkpoint.normalizer,
+            data,
+            history,
+            best,
+            device,
+            progress,
+            notes,
+        )
 
 
 def partition_overlap(folds: Sequence[Mapping[str, str]]) -> str | None:
@@ -341,6 +378,11 @@ def run_cv(
     config is refused, or replaced with ``force``), then the paper's table."""
     run_dir = Path(run_dir)
     distributed.initialize(config.training.device)  # under torchrun; nothing in one process
+    with _owned(run_dir):
+        return _run_cv(config, run_dir, progress, force)
+
+
+def _run_cv(config: ExperimentConfig, run_dir: Path, progress: bool, force: bool) -> CVSummary:
     if force and distributed.is_main():
         clear_run(run_dir)
     distributed.barrier()

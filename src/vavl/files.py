@@ -7,9 +7,19 @@ import hashlib
 import io
 import json
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
+
+from vavl.errors import TrainingError
+
+try:
+    import fcntl
+except ImportError:  # not a POSIX system: runs are not locked
+    fcntl = None  # type: ignore[assignment]
+
+LOCK_NAME = ".vavl.lock"
 
 
 def write_atomically(path: str | Path, write: Callable[[IO[bytes]], object]) -> Path:
@@ -78,3 +88,28 @@ def csv_text(rows: Sequence[Mapping[str, Any]], fields: Sequence[str] | None = N
     writer.writeheader()
     writer.writerows(rows)
     return buffer.getvalue()
+
+
+@contextmanager
+def run_directory_lock(folder: str | Path) -> Iterator[None]:
+    """Hold ``folder``'s lock for the block: a second process writing the same run directory
+    is refused with one line naming the holder's PID. The kernel releases the lock when its
+    holder ends, however it ends (the file ``.vavl.lock`` stays, with the last holder's PID)."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / LOCK_NAME, "a+", encoding="utf-8") as handle:
+        if fcntl is not None:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                handle.seek(0)
+                holder = handle.read().strip() or "unknown"
+                raise TrainingError(
+                    f"{folder}: in use by another vavl process (PID {holder}); wait for it to "
+                    "end, or give another --run-dir"
+                ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"{os.getpid()}\n")
+        handle.flush()
+        yield

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
@@ -22,9 +23,12 @@ from numpy.typing import NDArray
 from tqdm.auto import tqdm
 
 from vavl.calibration import softmax
+from vavl.checkpoint import Checkpoint, model_from_checkpoint
 from vavl.config import TaskConfig
-from vavl.data import Batch, BucketBatchSampler, Collator, FeatureNormalizer, Item
+from vavl.data import Batch, Collator, FeatureNormalizer, Item
+from vavl.errors import CheckpointError
 from vavl.models import EmotionModel
+from vavl.sampling import BucketBatchSampler
 from vavl.types import PATH_MODALITIES, PATHS, PathName
 
 if TYPE_CHECKING:
@@ -112,6 +116,22 @@ class OnnxBackend:
             values[rows] = self.model.run(path, inputs)
             results[path] = (values, rows)
         return results
+
+
+def checkpoint_backend(
+    checkpoint: Checkpoint, name: str, device: torch.device, onnx_dir: str | Path | None = None
+) -> Backend:
+    """The backend that runs ``checkpoint``: its PyTorch model on ``device``, or the ONNX
+    export of it in ``onnx_dir`` (refused when exported from another model)."""
+    if onnx_dir is None:
+        return TorchBackend(model_from_checkpoint(checkpoint).to(device), device)
+    from vavl.export import OnnxModel
+
+    onnx = OnnxModel(onnx_dir)
+    saved = {m: d and d.to_dict() for m, d in checkpoint.extractors.items()}
+    if onnx.card["extractors"] != saved:
+        raise CheckpointError(f"{onnx_dir}: was exported from another model than {name}")
+    return OnnxBackend(onnx, checkpoint.config.task.output_dim)
 
 
 class InferenceEngine:

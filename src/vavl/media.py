@@ -10,8 +10,12 @@ file and the problem.
 
 from __future__ import annotations
 
+import errno
+import io
 import itertools
 import math
+import os
+import stat
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -22,9 +26,10 @@ import av
 import av.logging
 import numpy as np
 from numpy.typing import NDArray
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import ImageOps
 
 from vavl.errors import MediaError
+from vavl.images import image_format, opened_image, read_image, scaled_size
 
 SAMPLE_RATE = 16_000
 # A decoded video shorter than this share of the frames its header declares is reported truncated.
@@ -64,36 +69,7 @@ VIDEO_SUFFIXES = {
 }  # fmt: skip
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp"}
 MEDIA_SUFFIXES = AUDIO_SUFFIXES | VIDEO_SUFFIXES | IMAGE_SUFFIXES
-# First bytes of the still-image formats we read (Pillow's name for each).
-IMAGE_SIGNATURES = ((b"\xff\xd8\xff", "JPEG"), (b"\x89PNG\r\n\x1a\n", "PNG"), (b"BM", "BMP"))
-
-
-def image_format_of(head: bytes) -> str | None:
-    """``JPEG``, ``PNG``, ``WEBP`` or ``BMP`` when these first 12 bytes start such an image."""
-    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
-        return "WEBP"
-    return next((name for signature, name in IMAGE_SIGNATURES if head.startswith(signature)), None)
-
-
-def image_format(path: str | Path) -> str | None:
-    """The still-image format a file's first bytes announce, whatever its name (None: not one)."""
-    with open(path, "rb") as handle:
-        return image_format_of(handle.read(12))
-
-
-def read_image(path: str | Path, max_side: int | None = None) -> NDArray[np.uint8]:
-    """A still image as an upright (height, width, 3) RGB array, downscaled to ``max_side``."""
-    path = Path(path)
-    try:
-        with Image.open(path) as opened:
-            image = ImageOps.exif_transpose(opened).convert("RGB")
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as error:
-        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
-        raise MediaError(f"{path}: cannot be read as an image: {reason}") from None
-    width, height = _scaled_size(image.width, image.height, max_side)
-    if (width, height) != image.size:
-        image = image.resize((width, height), Image.Resampling.BILINEAR)
-    return np.asarray(image, dtype=np.uint8)
+NON_FINITE = "the audio has NaN or infinite samples (no sound is; the file is damaged)"
 
 
 @dataclass
@@ -128,6 +104,33 @@ def _ffmpeg_reason(error: Exception, path: Path) -> str:
     return f"{reason} ({detail})" if detail and detail not in reason else reason
 
 
+class _Unnamed(io.RawIOBase):
+    """A file read without its name (see :func:`open_container`)."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__()
+        self._file = open(path, "rb")  # noqa: SIM115 - closed with this reader
+
+    def readinto(self, buffer: Any) -> int:
+        return self._file.readinto(buffer)
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        return self._file.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self._file.tell()
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def close(self) -> None:
+        self._file.close()
+        super().close()
+
+
 def open_container(path: str | Path) -> Any:
     """``av.open`` with the failures a user can act on turned into one-line :class:`MediaError`."""
     path = Path(path)
@@ -135,9 +138,14 @@ def open_container(path: str | Path) -> Any:
     # FFmpeg explains failures only in its log: capture it while opening (and keep it quiet).
     previous_level = av.logging.get_level()
     av.logging.set_level(av.logging.ERROR)
+    # FFmpeg picks a demuxer by the name first: a file named like a picture that is none (an
+    # MP3 renamed .jpg, say) is given to it without a name, so that its content decides.
+    source: str | _Unnamed = str(path)
+    if path.suffix.lower() in IMAGE_SUFFIXES:
+        source = _Unnamed(path)
     try:
         with av.logging.Capture():
-            return av.open(str(path), metadata_errors="ignore")
+            return av.open(source, metadata_errors="ignore")
     except (av.error.FFmpegError, UnicodeDecodeError, ValueError) as error:
         reason = _ffmpeg_reason(error, path)
     finally:
@@ -146,13 +154,22 @@ def open_container(path: str | Path) -> Any:
 
 
 def check_readable(path: str | Path) -> None:
-    """One-line :class:`MediaError` unless ``path`` is a file this process can open."""
+    """One-line :class:`MediaError` unless ``path`` is a regular file this process can open
+    (a named pipe would block a reader forever; a device never ends)."""
     path = Path(path)
-    if not path.exists():
-        broken = path.is_symlink()
-        raise MediaError(f"{path}: {'broken symbolic link' if broken else 'file not found'}")
-    if path.is_dir():
+    try:
+        status = path.stat()
+    except OSError as error:
+        if error.errno == errno.ELOOP:
+            raise MediaError(f"{path}: a loop of symbolic links") from None
+        if path.is_symlink():
+            raise MediaError(f"{path}: broken symbolic link (to {os.readlink(path)})") from None
+        raise MediaError(f"{path}: file not found") from None
+    if stat.S_ISDIR(status.st_mode):
         raise MediaError(f"{path}: is a folder, not a media file")
+    if not stat.S_ISREG(status.st_mode):
+        kind = "a named pipe (FIFO)" if stat.S_ISFIFO(status.st_mode) else "a special file"
+        raise MediaError(f"{path}: {kind}, not a media file: only regular files are read")
     try:
         with open(path, "rb"):
             pass
@@ -163,12 +180,8 @@ def check_readable(path: str | Path) -> None:
 
 
 def _probe_image(path: Path, format_name: str) -> MediaInfo:
-    try:
-        with Image.open(path) as image:
-            width, height = ImageOps.exif_transpose(image).size
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as error:
-        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
-        raise MediaError(f"{path}: cannot be read as an image: {reason}") from None
+    with opened_image(path, str(path)) as image:
+        width, height = ImageOps.exif_transpose(image).size
     video = VideoStreamInfo(format_name.lower(), width, height, None, 1, None)
     return MediaInfo(path=path, duration=None, audio=None, video=video, still=True)
 
@@ -180,11 +193,7 @@ def probe(path: str | Path) -> MediaInfo:
     format_name = image_format(path)
     if format_name is not None:
         return _probe_image(path, format_name)
-    if path.suffix.lower() in IMAGE_SUFFIXES:
-        raise MediaError(
-            f"{path}: cannot be read as an image: its content is no JPEG, PNG, WebP or BMP"
-        )
-    with open_container(path) as container:
+    with open_container(path) as container:  # what the content is, whatever the name says
         audio = video = None
         if container.streams.audio:
             stream = container.streams.audio[0]
@@ -281,6 +290,8 @@ def iter_audio(
         damaged = [0]
         try:
             for samples in _resampled(container, stream, sample_rate, start, damaged):
+                if not np.isfinite(samples).all():
+                    raise MediaError(f"{path}: {NON_FINITE}")
                 if limit is not None:
                     samples = samples[: max(0, limit - emitted - pending_samples)]
                 pending.append(samples)
@@ -314,14 +325,6 @@ def read_audio(path: str | Path, sample_rate: int = SAMPLE_RATE) -> NDArray[np.f
 def _upright(image: NDArray[np.uint8], rotation: int) -> NDArray[np.uint8]:
     turns = round(rotation / 90) % 4
     return np.ascontiguousarray(np.rot90(image, k=turns)) if turns else image
-
-
-def _scaled_size(width: int, height: int, max_side: int | None) -> tuple[int, int]:
-    if max_side is None or max(width, height) <= max_side:
-        return width, height
-    scale = max_side / max(width, height)
-    # Even sizes keep swscale's chroma handling exact.
-    return max(2, int(width * scale) // 2 * 2), max(2, int(height * scale) // 2 * 2)
 
 
 class FrameSampler:
@@ -410,7 +413,7 @@ class VideoReader:
                         break
                     if not sampler.keep(time):
                         continue
-                    width, height = _scaled_size(frame.width, frame.height, self.max_side)
+                    width, height = scaled_size(frame.width, frame.height, self.max_side)
                     image = frame.to_ndarray(width=width, height=height, format="rgb24")
                     rotation = int(getattr(frame, "rotation", 0) or 0)
                     yield VideoFrame(kept, float(time), _upright(image, rotation))

@@ -9,23 +9,24 @@ windows, and a timeline is one answer per window: each window as if it were its 
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 from numpy.typing import NDArray
+from tqdm.auto import tqdm
 
 from vavl.answers import Answers
-from vavl.checkpoint import Checkpoint, load_checkpoint, model_from_checkpoint
+from vavl.checkpoint import Checkpoint, load_checkpoint
 from vavl.data import Item
 from vavl.devices import resolve_device
-from vavl.errors import CheckpointError, MediaError
 from vavl.features.rebuild import rebuild_features
 from vavl.features.records import FileFeatures
 from vavl.features.store import FeatureStore
 from vavl.files import cache_dir, sha256_file
-from vavl.inference import Backend, InferenceEngine, OnnxBackend, TorchBackend
+from vavl.inference import InferenceEngine, checkpoint_backend
 from vavl.media import probe
 from vavl.model_card import DEFAULT_MODEL, default_model_card
 from vavl.results import PathPrediction, Prediction
@@ -53,22 +54,10 @@ class Predictor:
         features = rebuild_features(
             checkpoint.extractors, name, extractor_options, faces_override, preview_crops, face
         )
-        self.pipeline, self.keys = features.pipeline, features.keys
-        backend = self._backend(device, onnx_dir)
+        self.features, self.pipeline = features, features.pipeline
+        backend = checkpoint_backend(checkpoint, name, resolve_device(device), onnx_dir)
         self.engine = InferenceEngine(backend, self.task, checkpoint.normalizer)
         self.answers = Answers(self.task, checkpoint.calibration, name, features.extractors)
-
-    def _backend(self, device: str, onnx_dir: str | Path | None) -> Backend:
-        if onnx_dir is None:
-            resolved = resolve_device(device)
-            return TorchBackend(model_from_checkpoint(self.checkpoint).to(resolved), resolved)
-        from vavl.export import OnnxModel
-
-        onnx = OnnxModel(onnx_dir)
-        saved = {m: d and d.to_dict() for m, d in self.checkpoint.extractors.items()}
-        if onnx.card["extractors"] != saved:
-            raise CheckpointError(f"{onnx_dir}: was exported from another model than {self.name}")
-        return OnnxBackend(onnx, self.task.output_dim)
 
     @classmethod
     def load(
@@ -111,11 +100,13 @@ class Predictor:
         fps: float = 25.0,
         waveform: NDArray[np.float32] | None = None,
         store: FeatureStore | None = None,
+        progress: bool = False,
     ) -> Prediction:
         """Predict from a media file (video, audio or a still image), a 16 kHz mono waveform
         (1-D array), one RGB image ((height, width, 3) array) or RGB frames at ``fps`` (a
         (frames, height, width, 3) array or a list of images; give their sound with
-        ``waveform``). With a feature ``store``, a file's features already there are reused."""
+        ``waveform``). With a feature ``store``, a file's features already there are reused;
+        ``progress`` counts a long file's windows."""
         if not isinstance(source, str | Path):
             sound, frames, name = _arrays(source, waveform)
             return self.predict_features(self.pipeline.extract_arrays(sound, frames, fps, name))
@@ -123,10 +114,11 @@ class Predictor:
         duration = probe(source).duration
         if (duration or 0.0) > longest:
             windows = self.pipeline.windows(source, longest, longest, cover=True)
-            outputs = self.engine.over_windows(windows)
+            count = math.ceil((duration or 0.0) / longest)
+            shown = tqdm(windows, Path(source).name, count, leave=False, disable=not progress)
+            outputs = self.engine.over_windows(shown)
             return self.answers.long_file(Path(source), duration, longest, outputs)
-        features = self.pipeline.extract(source) if store is None else self._stored(source, store)
-        return self.predict_features(features)
+        return self.predict_features(self.features.of_file(Path(source), store))
 
     def predict_features(self, features: FileFeatures) -> Prediction:
         item = Item.from_features(str(features.path), features)
@@ -143,19 +135,6 @@ class Predictor:
         windows = self.engine.over_windows(self.pipeline.windows(path, window, hop))
         answered = ((found, self.answers.paths(outputs)) for found, outputs in windows)
         return timeline_of(Path(path), window, hop, answered, self.task, progress)
-
-    def _stored(self, source: str | Path, store: FeatureStore) -> FileFeatures:
-        """The file's features from ``store``; the modalities it lacks are extracted now."""
-        path = Path(source)
-        if not path.is_file():
-            raise MediaError(f"{path}: file not found")
-        content, features = sha256_file(path), FileFeatures(path, None)
-        lacking = store.load_file(self.keys, features, content)
-        if lacking:
-            features = self.pipeline.extract(path, tuple(lacking))
-            kept = {m: key for m, key in self.keys.items() if m not in lacking}
-            store.load_file(kept, features, content)
-        return features
 
 
 def _arrays(

@@ -16,7 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from vavl.config import CorporaDataConfig, ExperimentConfig, SyntheticDataConfig
+from vavl.config import ExperimentConfig
+from vavl.config_data import CorporaDataConfig, SyntheticDataConfig
 from vavl.corpora import (
     SPLITS,
     Clip,
@@ -48,7 +49,9 @@ class ExperimentData:
     scale_attributes: bool = False
     notes: list[str] = field(default_factory=list)
 
-    def split(self, fold: int, allow_empty_dev: bool = False) -> dict[Split, list[Item]]:
+    def split(
+        self, fold: int, allow_empty_dev: bool = False, allow_empty_test: bool = False
+    ) -> dict[Split, list[Item]]:
         """The items of each split of fold ``fold`` (1-based); attributes scaled by train."""
         if not 1 <= fold <= len(self.folds):
             raise ConfigError(f"fold {fold} does not exist (folds: 1 to {len(self.folds)})")
@@ -60,14 +63,15 @@ class ExperimentData:
         if self.scale_attributes and splits["train"]:
             splits = _scaled(splits)
         for split in SPLITS:
-            if not splits[split] and not (split == "dev" and allow_empty_dev):
+            allowed = {"dev": allow_empty_dev, "test": allow_empty_test}.get(split, False)
+            if not splits[split] and not allowed:
                 raise DataError(f"fold {fold} has no clip in its {split} split")
         return splits
 
     def modality_counts(self, fold: int) -> dict[str, dict[str, int]]:
         """Clips per split with audio, with video, with both, in total."""
         counts: dict[str, dict[str, int]] = {}
-        for split, items in self.split(fold, allow_empty_dev=True).items():
+        for split, items in self.split(fold, True, True).items():
             audio = [item.has("audio") for item in items]
             visual = [item.has("visual") for item in items]
             counts[split] = {
@@ -112,6 +116,8 @@ def _label_fields(clip: Clip, config: ExperimentConfig) -> dict[str, Any]:
     soft = None
     if clip.soft_label is not None:
         soft = np.array([clip.soft_label.get(label, 0.0) for label in task.labels], np.float32)
+        # Shares of the task's classes only (votes for classes mapped away are dropped).
+        soft = soft / soft.sum() if soft.sum() > 0 else None
     return {"label": task.labels.index(clip.label), "soft_label": soft}
 
 
@@ -129,7 +135,7 @@ def _extract(
     descriptions: dict[str, ExtractorDescription | None] = {}
     for modality in MODALITIES:
         files = sorted({clip.media[modality] for clip in clips if modality in clip.media})
-        name = getattr(features, modality)
+        name = features.extractor(modality)
         if not files:
             keys[modality], descriptions[modality] = None, None
             continue
@@ -137,7 +143,7 @@ def _extract(
             raise ConfigError(
                 f"the corpora have {modality} media but features.{modality} names no extractor"
             )
-        spec = ExtractorSpec(name, dict(getattr(features, f"{modality}_options")))
+        spec = ExtractorSpec(name, features.options(modality))
         extractor = spec.build()
         description = extractor.describe(features.faces.model_dump(), spec.options)
         keys[modality], descriptions[modality] = description.key, description
@@ -176,7 +182,7 @@ def prepare(config: ExperimentConfig, progress: bool = True) -> ExperimentData:
         described: dict[str, ExtractorDescription | None] = {
             m: None if name is None else ExtractorDescription.from_saved(name)
             for m in MODALITIES
-            for name in [getattr(config.features, m)]
+            for name in [config.features.extractor(m)]
         }
         if data.folds > 1:
             by_speaker = speaker_folds(

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from vavl.config import SyntheticDataConfig, TaskConfig
+from vavl.config import TaskConfig
+from vavl.config_data import SyntheticDataConfig
 from vavl.data import Item
 from vavl.types import MODALITIES, Modality
 

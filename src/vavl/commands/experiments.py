@@ -20,8 +20,12 @@ def _print_results(result: ExperimentResult) -> None:
 
     members = result.config.training.ensemble
     chosen = f"an ensemble of {members}" if members > 1 else f"selected epoch {result.best_epoch}"
-    print(f"\nTest set (speakers unseen in training), {chosen}:")
-    print(format_table(result.config.task, result.test))
+    if result.test:
+        print(f"\nTest set (speakers unseen in training), {chosen}:")
+        print(format_table(result.config.task, result.test))
+    else:
+        print(f"\nNo test set (every speaker but the development ones trained), {chosen}:")
+        print(format_table(result.config.task, result.dev))
     print(f"\nRun directory: {result.run_dir} (report: {result.run_dir / 'report.html'})")
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from vavl.commands.base import Subcommands, face_rank, positive_seconds
+from vavl.commands.base import Subcommands, add_checkpoint_option, face_rank, positive_seconds
 from vavl.errors import VavlError
 
 
@@ -29,7 +29,7 @@ def _command_predict(args: argparse.Namespace) -> int:
         )
     if args.timeline and args.timeline_dir.exists() and not args.timeline_dir.is_dir():
         raise VavlError(f"--timeline-dir {args.timeline_dir}: is a file, not a folder")
-    if args.model is None:
+    if args.checkpoint is None:
         from vavl.model_card import preload_default_extractors
 
         preload_default_extractors()  # before torch is imported: the two overlap
@@ -43,7 +43,7 @@ def _command_predict(args: argparse.Namespace) -> int:
     predictions, failures = [], []
 
     def failed(media: str, error: VavlError | OSError) -> None:
-        message = str(error) if isinstance(error, VavlError) else f"{media}: {error.strerror}"
+        message = str(error) if isinstance(error, VavlError) else _os_error(error, media)
         failures.append({"file": str(media), "error": message})
         print(f"vavl: {message}", file=sys.stderr)
 
@@ -58,7 +58,7 @@ def _command_predict(args: argparse.Namespace) -> int:
     if readable:
         faces = {"detector": args.detector} if args.detector else None
         predictor = Predictor.load(
-            args.model, args.device, backend=args.backend, onnx_dir=args.onnx_dir,
+            args.checkpoint, args.device, backend=args.backend, onnx_dir=args.onnx_dir,
             faces=faces, face=args.face,
         )  # fmt: skip
     store = FeatureStore(args.store) if args.store else None
@@ -66,7 +66,7 @@ def _command_predict(args: argparse.Namespace) -> int:
     for media in tqdm(readable, desc="predict", unit="file", disable=len(readable) < 2):
         assert predictor is not None
         try:
-            predictions.append(predictor.predict(media, store=store))
+            predictions.append(predictor.predict(media, store=store, progress=len(readable) < 2))
             if args.timeline:
                 timeline = predictor.timeline(media, args.window, args.hop, progress=True)
                 written = timeline.write(args.timeline_dir, _unique(Path(media).name, names))
@@ -76,16 +76,25 @@ def _command_predict(args: argparse.Namespace) -> int:
     empty = [p for p in predictions if not p.paths]
     for prediction in empty:
         print(f"vavl: {prediction.source}: {prediction.fallback}", file=sys.stderr)
-    model = predictor.name if predictor else str(args.model or DEFAULT_MODEL)
+    model = predictor.name if predictor else str(args.checkpoint or DEFAULT_MODEL)
     text = render_predictions(predictions, failures, args.format, model)
     if args.out:
         from vavl.files import write_text_atomically
 
-        write_text_atomically(args.out, text + "\n")
-    else:
+        try:
+            write_text_atomically(args.out, text + "\n")
+        except OSError as error:  # what was computed is not lost: it goes to the screen
+            print(f"vavl: {_os_error(error, args.out)}; the predictions follow", file=sys.stderr)
+            print(text)
+    elif text:
         print(text)
     print(prediction_summary(predictions, len(failures), len(args.media)), file=sys.stderr)
     return 0 if len(predictions) > len(empty) else 1
+
+
+def _os_error(error: OSError, fallback: object) -> str:
+    """One line for a filesystem error: the path it concerns and what went wrong."""
+    return f"{error.filename or fallback}: {error.strerror or error}"
 
 
 def _command_export(args: argparse.Namespace) -> int:
@@ -95,7 +104,7 @@ def _command_export(args: argparse.Namespace) -> int:
 
     if not args.onnx and args.release is None:
         raise VavlError("say what to export: --onnx and/or --release FILE")
-    model = args.model or DEFAULT_MODEL
+    model = args.checkpoint or DEFAULT_MODEL
     if args.release is not None:
         released = save_checkpoint(release_checkpoint(load_checkpoint(model)), args.release)
         print(f"release: {released} ({released.stat().st_size / 2**20:.1f} MiB)")
@@ -126,10 +135,9 @@ def add_parsers(commands: Subcommands, overrides: argparse.ArgumentParser) -> No
         "that cannot be read gets one line on stderr and the others go on.",
     )
     predict.add_argument("media", nargs="+", type=Path)
-    predict.add_argument(
-        "--model",
-        type=Path,
-        help="a checkpoint (run/best.pt); default: vavl's default model (for non-commercial "
+    add_checkpoint_option(
+        predict,
+        "a trained model (run/best.pt); default: vavl's default model (for non-commercial "
         "research use)",
     )
     predict.add_argument(
@@ -183,7 +191,7 @@ def add_parsers(commands: Subcommands, overrides: argparse.ArgumentParser) -> No
         "export",
         help="export a model's three paths to ONNX (dynamic batch and time axes)",
     )
-    export.add_argument("--model", type=Path, help="a checkpoint (default: the default model)")
+    add_checkpoint_option(export, "a trained model (default: the default model)")
     export.add_argument("--onnx", action="store_true", help="write ONNX graphs")
     export.add_argument("--out", type=Path, default=Path("onnx"), help="ONNX output folder")
     export.add_argument(

@@ -7,7 +7,14 @@ import gc
 import sys
 from pathlib import Path
 
-from vavl.commands.base import Subcommands, positive_seconds
+from vavl.commands.base import (
+    Subcommands,
+    add_checkpoint_option,
+    at_least_one,
+    port_number,
+    positive_megabytes,
+    positive_seconds,
+)
 
 
 def _command_serve(args: argparse.Namespace) -> int:
@@ -26,7 +33,7 @@ def _command_serve(args: argparse.Namespace) -> int:
         allowed_hosts=args.allow_host,
     )
     predictor = Predictor.load(
-        args.model, device=args.device, preview_crops=settings.face_crops, backend=args.backend
+        args.checkpoint, device=args.device, preview_crops=settings.face_crops, backend=args.backend
     )
     server = create_server(predictor, settings, args.work_dir)
     if args.host not in ("127.0.0.1", "localhost", "::1"):
@@ -56,10 +63,12 @@ def add_parsers(commands: Subcommands, overrides: argparse.ArgumentParser) -> No
         "are checked by content, kept in the server's own work folder under generated names and "
         "deleted once answered.",
     )
-    serve.add_argument("--model", type=Path, help="a checkpoint (default: the default model)")
+    add_checkpoint_option(serve, "a trained model (default: the default model)")
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default: local only)")
-    serve.add_argument("--port", type=int, default=8000, help="0 picks a free port")
-    serve.add_argument("--max-upload-mb", type=float, default=100.0, help="upload size limit")
+    serve.add_argument("--port", type=port_number, default=8000, help="0 picks a free port")
+    serve.add_argument(
+        "--max-upload-mb", type=positive_megabytes, default=100.0, help="upload size limit"
+    )
     serve.add_argument(
         "--work-dir",
         type=Path,
@@ -76,13 +85,13 @@ def add_parsers(commands: Subcommands, overrides: argparse.ArgumentParser) -> No
     )
     serve.add_argument(
         "--timeout",
-        type=float,
+        type=positive_seconds,
         default=30.0,
         help="seconds a client may stay silent before its connection is closed (default: 30)",
     )
     serve.add_argument(
         "--max-connections",
-        type=int,
+        type=at_least_one,
         default=32,
         help="open connections at most; beyond, requests get 503 (default: 32)",
     )
@@ -90,7 +99,9 @@ def add_parsers(commands: Subcommands, overrides: argparse.ArgumentParser) -> No
         "--window", type=positive_seconds, default=2.0, help="timeline window, seconds"
     )
     serve.add_argument("--hop", type=positive_seconds, default=0.5, help="timeline hop, seconds")
-    serve.add_argument("--face-crops", type=int, default=8, help="face crops shown per clip")
+    serve.add_argument(
+        "--face-crops", type=at_least_one, default=8, help="face crops shown per clip"
+    )
     serve.add_argument("--device", default="auto")
     serve.add_argument("--backend", choices=["torch", "onnx"], default="torch")
     serve.set_defaults(handler=_command_serve)

@@ -12,14 +12,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import replace
 
-from vavl.config import CorpusConfig, SplitConfig
+from vavl.config_data import CorpusConfig, SplitConfig
 from vavl.corpora.base import (
     SPLITS,
     Clip,
     Corpus,
     Split,
     check_clips,
+    corpus_folds,
     map_labels,
+    share_split,
     speaker_folds,
 )
 from vavl.corpora.crema_d import load_crema_d
@@ -116,6 +118,10 @@ def fold_assignments(
             assignment |= dict.fromkeys(named.dev, "dev")
             assignment |= dict.fromkeys(named.test, "test")
             folds.append({clip.id: assignment[clip.speaker] for c in evaluated for clip in c.clips})
+    elif split.method == "corpora":
+        folds = corpus_folds(evaluated, split.corpora, split.dev_share, split.seed)
+    elif split.method == "shares":
+        folds = [share_split(evaluated, split.dev_share, split.test_share, split.seed)]
     else:
         speakers = [s for corpus in evaluated for s in corpus.speakers()]
         by_speaker = speaker_folds(speakers, split.folds, split.seed)

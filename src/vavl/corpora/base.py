@@ -165,6 +165,62 @@ def speaker_folds(speakers: Sequence[str], folds: int, seed: int) -> list[dict[s
     return assignments
 
 
+def corpus_folds(
+    corpora: Sequence[Corpus], left_out: Sequence[str], dev_share: float, seed: int
+) -> list[dict[str, Split]]:
+    """Cross-corpus folds: fold k tests every clip of one corpus (``left_out``, default all)
+    and trains on the others, holding a seeded ``dev_share`` of each one's speakers for
+    development (of its clips, for a corpus whose clips are their own speakers)."""
+    names = [corpus.name for corpus in corpora]
+    unknown = sorted(set(left_out) - set(names))
+    if unknown:
+        raise DataError(
+            f"split.corpora names corpora the data does not have: {', '.join(unknown)} "
+            f"(they are: {', '.join(names)})"
+        )
+    if len(corpora) < 2:
+        raise DataError("split.method 'corpora' needs at least two corpora with role 'all'")
+    development = set(held_out_speakers(corpora, (dev_share,), seed)[0])
+    folds = []
+    for name in left_out or names:
+        fold: dict[str, Split] = {}
+        for corpus in corpora:
+            for clip in corpus.clips:
+                held: Split = "dev" if clip.speaker in development else "train"
+                fold[clip.id] = "test" if corpus.name == name else held
+        folds.append(fold)
+    return folds
+
+
+def held_out_speakers(
+    corpora: Sequence[Corpus], shares: Sequence[float], seed: int
+) -> list[list[str]]:
+    """For each share, that share of every corpus's speakers (seeded, rounded; disjoint)."""
+    chosen: list[list[str]] = [[] for _ in shares]
+    for corpus in corpora:
+        speakers = corpus.speakers()
+        random.Random(f"{seed}:{corpus.name}").shuffle(speakers)
+        start = 0
+        for group, share in zip(chosen, shares, strict=True):
+            count = round(share * len(speakers))
+            group += speakers[start : start + count]
+            start += count
+    return chosen
+
+
+def share_split(
+    corpora: Sequence[Corpus], dev_share: float, test_share: float, seed: int
+) -> dict[str, Split]:
+    """One fold: a seeded share of every corpus's speakers develops, another tests, the rest
+    trains (stratified by corpus, so that every corpus is in every split)."""
+    dev, test = (set(group) for group in held_out_speakers(corpora, (dev_share, test_share), seed))
+    return {
+        clip.id: "test" if clip.speaker in test else "dev" if clip.speaker in dev else "train"
+        for corpus in corpora
+        for clip in corpus.clips
+    }
+
+
 def check_clips(clips: Sequence[Clip], split: Mapping[str, Split] | None = None) -> None:
     """Refuse, before any training, duplicate ids, missing media and speakers across splits."""
     seen: set[str] = set()

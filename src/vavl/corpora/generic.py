@@ -2,7 +2,9 @@
 
 Folder: ``<root>/<label>/<file>`` (the folder name is the label; speakers unknown, so each file is
 its own speaker). Manifest CSV: a ``path`` column (relative to the CSV) and either a ``label``
-column (classes) or one numeric column per attribute; optional ``speaker``, ``split`` and ``id``.
+column (classes) or one numeric column per attribute; optional ``speaker``, ``split`` and ``id``,
+and ``votes_<class>`` columns (how many annotators chose each class: a soft label, and the most
+voted class where ``label`` is empty; map a non-class such as ``unknown`` to null).
 A video file feeds both modalities, an audio file only the audio, a still image (a face photo)
 only the visual modality.
 """
@@ -17,6 +19,8 @@ from vavl.corpora.base import Clip, Corpus, Split, require_folder, split_name
 from vavl.errors import DataError
 from vavl.media import AUDIO_SUFFIXES, IMAGE_SUFFIXES
 from vavl.types import Modality
+
+VOTES = "votes_"  # a manifest's vote columns: votes_<class>, the annotators' counts
 
 
 def _media(path: Path) -> dict[Modality, Path]:
@@ -55,6 +59,7 @@ def load_manifest(path: Path, name: str, attributes: Sequence[str] = ()) -> Corp
     if not regression and "label" not in columns:
         needed = f"a 'label' column or the attribute columns {list(attributes)}"
         raise DataError(f"{path}: a manifest needs {needed}")
+    votes = sorted(c for c in columns if c.startswith(VOTES))
     clips = []
     split: dict[str, Split] = {}
     for number, row in enumerate(rows, start=2):
@@ -62,18 +67,36 @@ def load_manifest(path: Path, name: str, attributes: Sequence[str] = ()) -> Corp
         clip_id = f"{name}/{row.get('id') or row['path']}"
         try:
             values = {a: float(row[a]) for a in attributes} if regression else None
+            soft = _soft_label(row, votes) if votes and not regression else None
         except ValueError:
-            raise DataError(f"{path}:{number}: attribute values must be numbers") from None
+            raise DataError(
+                f"{path}:{number}: attribute values and votes must be numbers"
+            ) from None
+        label = None if regression else row["label"] or _most_voted(soft)
+        if not regression and not label:
+            continue  # no label and no votes: nothing to learn from
         clips.append(
             Clip(
                 clip_id,
                 name,
                 f"{name}:{row.get('speaker') or clip_id}",
                 _media(media_path),
-                label=None if regression else row["label"],
+                label=label,
+                soft_label=soft,
                 attributes=values,
             )
         )
         if row.get("split"):
             split[clip_id] = split_name(row["split"], f"{path}:{number}")
     return Corpus(name, clips, [split] if split else None)
+
+
+def _soft_label(row: dict[str, str], columns: Sequence[str]) -> dict[str, float] | None:
+    """Each class's share of the votes in the ``votes_<class>`` columns (None: no vote)."""
+    counts = {column.removeprefix(VOTES): float(row[column] or 0) for column in columns}
+    total = sum(counts.values())
+    return {name: count / total for name, count in counts.items()} if total > 0 else None
+
+
+def _most_voted(soft: dict[str, float] | None) -> str | None:
+    return None if not soft else max(soft, key=lambda name: soft[name])

@@ -8,7 +8,7 @@ import shutil
 from collections.abc import Sequence
 from functools import cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 from numpy.typing import NDArray
@@ -18,6 +18,9 @@ from vavl.features.base import AudioExtractor, FloatArray, register
 from vavl.files import cache_dir, sha256_file, write_atomically
 from vavl.media import SAMPLE_RATE
 from vavl.weights import PackagedWeights
+
+if TYPE_CHECKING:
+    from vavl.features.whisper import WhisperEncoder
 
 WHISPER_WINDOW_SECONDS = 30
 WHISPER_HOP = 160  # log-mel hop: 10 ms
@@ -157,12 +160,14 @@ def whisper_model_dir(variant: WhisperVariant) -> Path:
 
 
 class WhisperEncoderExtractor(AudioExtractor):
-    """The encoder of a Whisper model: one frame per 20 ms, from 30 s log-mel windows."""
+    """The encoder of a Whisper model: one frame per 20 ms (``pool`` of them averaged into
+    one), from 30 s log-mel windows; the output of its last block (CTranslate2), or of an
+    earlier one (``blocks``; PyTorch, from the same weights)."""
 
     version = "1"
-    frame_rate = 50.0
     chunk_seconds = float(WHISPER_WINDOW_SECONDS)
     variant: WhisperVariant
+    total_blocks: int
 
     def __init__(
         self,
@@ -170,6 +175,8 @@ class WhisperEncoderExtractor(AudioExtractor):
         compute_type: str = "float32",
         threads: int = 1,
         speech_floor_db: float | None = None,
+        blocks: int | None = None,
+        pool: int = 1,
     ) -> None:
         self.set_speech_floor(speech_floor_db)
         if window not in ("full", "fit"):
@@ -179,6 +186,21 @@ class WhisperEncoderExtractor(AudioExtractor):
         self.window = window
         self.compute_type = compute_type
         self.dim = WHISPER_DIMS[self.variant]
+        self.blocks = self.total_blocks if blocks is None else _whole_number("blocks", blocks)
+        if not 1 <= self.blocks <= self.total_blocks:
+            raise ConfigError(
+                f"{self.id} has {self.total_blocks} encoder blocks; blocks must be 1 to "
+                f"{self.total_blocks}, not {blocks}"
+            )
+        self.pool = _whole_number("pool", pool)
+        self.frame_rate = 50.0 / self.pool
+        model_dir = whisper_model_dir(self.variant)
+        self.torch_encoder: WhisperEncoder | None = None
+        if self.blocks < self.total_blocks:
+            from vavl.features.whisper import WhisperEncoder
+
+            self.torch_encoder = WhisperEncoder(model_dir)
+            return
         try:
             import ctranslate2
         except ImportError:
@@ -187,14 +209,18 @@ class WhisperEncoderExtractor(AudioExtractor):
             ) from None
         self._ctranslate2 = ctranslate2
         self.model = ctranslate2.models.Whisper(
-            str(whisper_model_dir(self.variant)),
-            device="cpu",
-            compute_type=compute_type,
-            intra_threads=threads,
+            str(model_dir), device="cpu", compute_type=compute_type, intra_threads=threads
         )
 
     def settings(self) -> dict[str, Any]:
-        return {"window": self.window, "compute_type": self.compute_type, **self.speech_settings()}
+        # Only what differs from the defaults, so that features made before these options
+        # existed keep their store key.
+        chosen: dict[str, Any] = {"window": self.window, "compute_type": self.compute_type}
+        if self.blocks != self.total_blocks:
+            chosen["blocks"] = self.blocks
+        if self.pool != 1:
+            chosen["pool"] = self.pool
+        return chosen | self.speech_settings()
 
     def extract(self, waveform: FloatArray) -> FloatArray:
         return self.extract_batch([waveform])[0]
@@ -212,11 +238,38 @@ class WhisperEncoderExtractor(AudioExtractor):
             for start in range(0, len(indices), WHISPER_BATCH):
                 chosen = indices[start : start + WHISPER_BATCH]
                 mel = np.stack([whisper_log_mel(waveforms[i], frames=mel_frames) for i in chosen])
-                view = self._ctranslate2.StorageView.from_array(np.ascontiguousarray(mel))
-                encoded = np.asarray(self.model.encode(view, to_cpu=True), dtype=np.float32)
+                encoded = self._encode(np.ascontiguousarray(mel))
                 for row, index in enumerate(chosen):
-                    results[index] = encoded[row, :count]
+                    results[index] = self._pooled(encoded[row, :count])
         return results
+
+    def _encode(self, mel: NDArray[np.float32]) -> NDArray[np.float32]:
+        if self.torch_encoder is not None:
+            import torch
+
+            return self.torch_encoder(torch.from_numpy(mel), self.blocks).numpy()
+        view = self._ctranslate2.StorageView.from_array(mel)
+        return np.asarray(self.model.encode(view, to_cpu=True), dtype=np.float32)
+
+    def _pooled(self, frames: FloatArray) -> FloatArray:
+        """The mean of every ``pool`` consecutive frames (the last group may be shorter)."""
+        if self.pool == 1 or not len(frames):
+            return frames
+        starts = np.arange(0, len(frames), self.pool)
+        return (
+            np.add.reduceat(frames, starts, axis=0) / np.diff([*starts, len(frames)])[:, None]
+        ).astype(np.float32)
+
+
+def _whole_number(name: str, value: Any) -> int:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or value != int(value)
+        or value < 1
+    ):
+        raise ConfigError(f"{name} must be a whole number above 0, not {value!r}")
+    return int(value)
 
 
 @register(
@@ -225,6 +278,7 @@ class WhisperEncoderExtractor(AudioExtractor):
 class WhisperBaseExtractor(WhisperEncoderExtractor):
     id = "whisper-base"
     variant = "base"
+    total_blocks = 6
 
 
 @register(
@@ -233,6 +287,7 @@ class WhisperBaseExtractor(WhisperEncoderExtractor):
 class WhisperTinyExtractor(WhisperEncoderExtractor):
     id = "whisper-tiny"
     variant = "tiny.en"
+    total_blocks = 4
 
 
 @register("wav2vec2", "audio", "the reference's wav2vec2 (local checkpoint), pruned, 1024-d")

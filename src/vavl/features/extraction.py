@@ -126,17 +126,16 @@ def _media_in_folder(folder: Path) -> list[Path]:
     return sorted(found)
 
 
-def _unreadable_reason(path: Path) -> str:
-    """Why ``path`` is no file to read, in words."""
-    if path.is_symlink() and not path.exists():
-        return f"broken symbolic link (to {os.readlink(path)})"
+def _check_file(path: Path) -> None:
+    """One line saying why ``path`` is no media file to read (a folder, a link to nowhere, a
+    named pipe...), if it is none."""
     if path.is_dir():
         try:
             with os.scandir(path):
-                return "a folder, not a media file"
+                raise VavlError(f"{path}: a folder, not a media file")
         except OSError as error:
-            return f"a folder that cannot be read ({error.strerror})"
-    return "file not found"
+            raise VavlError(f"{path}: a folder that cannot be read ({error.strerror})") from None
+    check_readable(path)
 
 
 class _Extractor:
@@ -170,9 +169,7 @@ class _Extractor:
         return row
 
     def _process(self, path: Path) -> dict[str, Any]:
-        if not path.is_file():
-            raise VavlError(f"{path}: {_unreadable_reason(path)}")
-        check_readable(path)
+        _check_file(path)
         content_hash = sha256_file(path)
         stored = {m: self.store.load(key, content_hash) for m, key in self.keys.items()}
         todo = tuple(m for m, entry in stored.items() if entry is None)

@@ -34,7 +34,15 @@ from vavl.faces import FaceDetector
 from vavl.features.base import AudioExtractor, FloatArray, VisualExtractor, feature_key
 from vavl.features.records import FileFeatures, ModalityFeatures
 from vavl.features.streams import AudioStream, VisualStream, is_silent
-from vavl.media import SAMPLE_RATE, VideoFrame, VideoReader, frames_from_arrays, iter_audio, probe
+from vavl.media import (
+    NON_FINITE,
+    SAMPLE_RATE,
+    VideoFrame,
+    VideoReader,
+    frames_from_arrays,
+    iter_audio,
+    probe,
+)
 
 MIN_DURATION = 0.2  # seconds; shorter clips carry no usable expression
 WINDOW_GROUP = 16  # windows cut (and their audio encoded) together
@@ -120,6 +128,8 @@ class FeaturePipeline:
         fps: float,
         name: str,
     ) -> Sources:
+        if waveform is not None and not np.isfinite(waveform).all():
+            raise MediaError(f"{name}: {NON_FINITE}")
         durations = [len(waveform) / SAMPLE_RATE] if waveform is not None else []
         still = waveform is None and frames is not None and len(frames) == 1
         durations += [len(frames) / fps] if frames is not None and not still else []
@@ -190,7 +200,6 @@ class FeaturePipeline:
     ) -> None:
         """Put the audio features ``taken`` (with their mean square) into ``result``; ``whole``
         judges the whole file (its reasons), otherwise a window of it."""
-        result.seconds["audio"] = stream.seconds
         if whole:
             result.audio_seconds = stream.samples / SAMPLE_RATE
         if whole and stream.samples < MIN_DURATION * SAMPLE_RATE:
@@ -207,7 +216,6 @@ class FeaturePipeline:
     ) -> None:
         """Put the features of the face used in [start, end) into ``result``; the face is the
         most prominent there (or the one asked for), as if the span were its own file."""
-        result.seconds["visual"] = visual.seconds
         frames = visual.frames_in(start, end)
         result.frames_sampled = len(frames) if not whole else visual.sampled
         ranking, result.faces = visual.summaries(None if whole else frames)

@@ -9,12 +9,16 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from vavl.config import FaceSettings
-from vavl.errors import CheckpointError
+from vavl.errors import CheckpointError, MediaError
 from vavl.features.base import Descriptions, FeatureExtractor, check_extractors
 from vavl.features.pipeline import FeaturePipeline
+from vavl.features.records import FileFeatures
+from vavl.features.store import FeatureStore
+from vavl.files import sha256_file
 from vavl.types import MODALITIES
 
 
@@ -25,6 +29,20 @@ class ModelFeatures:
     pipeline: FeaturePipeline
     keys: dict[str, str]
     extractors: dict[str, str | None]
+
+    def of_file(self, path: Path, store: FeatureStore | None = None) -> FileFeatures:
+        """A file's features: from ``store`` where it holds them, the rest extracted now."""
+        if store is None:
+            return self.pipeline.extract(path)
+        if not path.is_file():
+            raise MediaError(f"{path}: file not found")
+        content, features = sha256_file(path), FileFeatures(path, None)
+        lacking = store.load_file(self.keys, features, content)
+        if lacking:
+            features = self.pipeline.extract(path, tuple(lacking))
+            kept = {m: key for m, key in self.keys.items() if m not in lacking}
+            store.load_file(kept, features, content)
+        return features
 
 
 def rebuild_features(

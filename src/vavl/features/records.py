@@ -50,9 +50,14 @@ class FileFeatures:
     face_asked: int = 0  # the rank asked for (``--face``); the last one tracked when fewer
     missing: dict[str, str] = field(default_factory=dict)  # modality -> why it has no features
     notes: list[str] = field(default_factory=list)  # other problems (e.g. a truncated file)
-    seconds: dict[str, float] = field(default_factory=dict)  # compute time per stage
     preview: list[NDArray[np.uint8]] = field(default_factory=list)  # a few face crops
     start: float = 0.0  # where a window begins in its file, seconds (0 for a whole file)
+
+    def set_modality(self, modality: str, found: ModalityFeatures | None) -> None:
+        if modality == "audio":
+            self.audio = found
+        else:
+            self.visual = found
 
     @property
     def face_reason(self) -> str:

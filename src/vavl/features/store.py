@@ -230,7 +230,7 @@ class FeatureStore:
             if entry is None:
                 lacking.append(modality)
                 continue
-            setattr(features, modality, entry.features)
+            features.set_modality(modality, entry.features)
             if entry.missing_reason:
                 features.missing[modality] = entry.missing_reason
             entry.record.fill(features)

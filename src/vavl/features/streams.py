@@ -6,7 +6,6 @@ windows still ahead need."""
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Protocol
 
@@ -80,7 +79,6 @@ class AudioStream:
         self.samples = 0
         self.square_sum = 0.0
         self.done = False
-        self.seconds = 0.0
 
     def advance(self, until: float) -> None:
         while not self.done and self.samples / SAMPLE_RATE < until:
@@ -97,11 +95,9 @@ class AudioStream:
         if not self.encode_chunks:
             self.buffer.append(chunk)
             return
-        started = time.perf_counter()
         features = self.extractor.extract(chunk)
         self.features.append(features.astype(np.float32))
         self.energy.append(frame_energy(chunk, len(features), self.extractor.frame_rate))
-        self.seconds += time.perf_counter() - started
 
     def skip(self, count: int) -> None:
         """Move on ``count`` samples that will never be read: all that is held is dropped."""
@@ -136,7 +132,6 @@ class AudioStream:
     ) -> list[tuple[ModalityFeatures, float] | None]:
         """Each span's samples encoded on their own (as one file), batched; times are seconds
         in the stream; with each the mean square of its samples (None: no sample)."""
-        started = time.perf_counter()
         waveforms = [self.waveform(start, end) for start, end in spans]
         encoded = self.extractor.encode([w for w in waveforms if len(w)])
         results: list[tuple[ModalityFeatures, float] | None] = []
@@ -151,7 +146,6 @@ class AudioStream:
             )
             frames = ModalityFeatures(features, times, self.extractor.speech_frames(energy))
             results.append((frames, float(np.square(waveform, dtype=np.float64).mean())))
-        self.seconds += time.perf_counter() - started
         return results
 
     def drop_before(self, time_: float) -> None:
@@ -185,7 +179,6 @@ class VisualStream:
         self.first_image: NDArray[np.uint8] | None = None  # kept until a second frame comes
         self.full_range_searched = False  # whether the last frame went through the full range
         self.done = False
-        self.seconds = 0.0
 
     @property
     def problems(self) -> list[str]:
@@ -237,13 +230,10 @@ class VisualStream:
     def push(self, frame: VideoFrame) -> None:
         """Add a frame that arrived (from a live camera): its faces are detected and tracked
         and their features extracted now, once, for every window that will hold it."""
-        started = time.perf_counter()
         self._add(frame)
         self._flush()
-        self.seconds += time.perf_counter() - started
 
     def advance(self, until: float) -> None:
-        started = time.perf_counter()
         while not self.done and self.last_time < until:
             frame = next(self.frames, None)
             if frame is None:
@@ -252,7 +242,6 @@ class VisualStream:
                 break
             self._add(frame)
         self._flush()
-        self.seconds += time.perf_counter() - started
 
     def _finish_still(self) -> None:
         """A one-frame video (a photo): with the automatic detector, the faces too small for the

@@ -40,7 +40,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from vavl.errors import VavlError
-from vavl.media import image_format_of
+from vavl.images import image_format_of
 from vavl.model_card import DEFAULT_MODEL, default_model_card
 from vavl.predict import Predictor
 

@@ -31,12 +31,12 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
-from PIL import Image, UnidentifiedImageError
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from vavl.errors import VavlError
+from vavl.errors import MediaError, VavlError
 from vavl.features.live import LiveStreams
 from vavl.features.records import FileFeatures
+from vavl.images import decode_image
 from vavl.media import SAMPLE_RATE
 from vavl.serve.app import App, image_data_url
 
@@ -131,10 +131,10 @@ class LiveSession:
 
 
 def _decoded(jpeg: bytes) -> NDArray[np.uint8] | None:
+    """A camera frame, or None for bytes that are no image or one too large to decode."""
     try:
-        with Image.open(io.BytesIO(jpeg)) as image:
-            return np.asarray(image.convert("RGB"))
-    except (UnidentifiedImageError, OSError):
+        return decode_image(io.BytesIO(jpeg), "live frame")
+    except MediaError:
         return None
 
 

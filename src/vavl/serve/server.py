@@ -93,7 +93,9 @@ class VavlServer:
             http=GuardedH11Protocol,
             ws="websockets-sansio",
             ws_max_size=app.settings.max_message_bytes,
-            timeout_keep_alive=int(settings.timeout),
+            # uvicorn declares an int, but only hands it to the event loop's timers: a float
+            # keeps --timeout 0.5 from becoming no time at all.
+            timeout_keep_alive=settings.timeout,  # type: ignore[arg-type]
             limit_concurrency=settings.max_connections,
             timeout_graceful_shutdown=5,
             log_config=None,  # vavl's logging, not uvicorn's own set-up

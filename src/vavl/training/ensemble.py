@@ -79,5 +79,6 @@ def combine_members(
         normalizer=normalizer,
         extractors=dict(extractors),
         calibration=calibrate_predictions(config.task, predictions),
+        members=len(members),
     )
     return checkpoint, ensemble

@@ -27,15 +27,7 @@ from vavl.augmentation import augment
 from vavl.calibration import PathReliability
 from vavl.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from vavl.config import ExperimentConfig
-from vavl.data import (
-    BucketBatchSampler,
-    Collator,
-    FeatureNormalizer,
-    Item,
-    ItemDataset,
-    check_items,
-    pair_unpaired,
-)
+from vavl.data import Collator, FeatureNormalizer, Item, ItemDataset, check_items
 from vavl.devices import compile_model, resolve_device
 from vavl.errors import CheckpointError, ConfigError, TrainingError
 from vavl.evaluation import calibrate_predictions, evaluate_predictions
@@ -44,6 +36,7 @@ from vavl.files import write_json_atomically
 from vavl.inference import InferenceEngine, PathOutputs, merge_outputs
 from vavl.models import build_model
 from vavl.records import EpochRecord, PathMetrics
+from vavl.sampling import BucketBatchSampler, balanced_draw, pair_unpaired
 from vavl.training.recipes import build_recipe, class_weights_for
 from vavl.types import MODALITIES, PathName
 
@@ -155,7 +148,7 @@ class Trainer:
         self.extractors = dict(extractors or {}) or {
             m: None if name is None else ExtractorDescription.from_saved(name)
             for m in MODALITIES
-            for name in [getattr(config.features, m)]
+            for name in [config.features.extractor(m)]
         }
         torch.manual_seed(config.training.seed)
         self.model = build_model(config.model, config.task.output_dim).to(self.device)
@@ -167,21 +160,21 @@ class Trainer:
         self.state = TrainerState()
         self.history: list[EpochRecord] = []
         self.calibration: dict[str, PathReliability] = {}
-        if self.last_path.exists() or self.previous_path.exists():
+        if self.last_checkpoint.exists() or self.previous_checkpoint.exists():
             self._resume()
-        elif self.best_path.exists():  # finished, but its training state is gone
-            check_same_run(self.run_dir, load_checkpoint(self.best_path).config, self.config)
+        elif self.best_checkpoint.exists():  # finished, but its training state is gone
+            check_same_run(self.run_dir, load_checkpoint(self.best_checkpoint).config, self.config)
 
     @property
-    def last_path(self) -> Path:
+    def last_checkpoint(self) -> Path:
         return self.run_dir / LAST_CHECKPOINT
 
     @property
-    def best_path(self) -> Path:
+    def best_checkpoint(self) -> Path:
         return self.run_dir / BEST_CHECKPOINT
 
     @property
-    def previous_path(self) -> Path:
+    def previous_checkpoint(self) -> Path:
         return self.run_dir / PREVIOUS_CHECKPOINT
 
     def _checkpoint(self, with_training_state: bool) -> Checkpoint:
@@ -210,32 +203,34 @@ class Trainer:
             trainer_state=trainer_state,
             history=list(self.history),
             calibration=dict(self.calibration),
+            best_epoch=self.state.best_epoch if self.state.best_epoch > 0 else None,
+            selection=self.config.training.selection_path,
         )
 
     def _last_checkpoint(self) -> Checkpoint:
         """``last.pt``, or the checkpoint before it when ``last.pt`` is missing or damaged."""
         try:
-            return load_checkpoint(self.last_path, map_location=self.device)
+            return load_checkpoint(self.last_checkpoint, map_location=self.device)
         except CheckpointError as damaged:
-            if not self.previous_path.exists():
+            if not self.previous_checkpoint.exists():
                 raise CheckpointError(
                     f"{damaged}; no earlier checkpoint to resume from: run again with --force "
                     "to start over in this directory"
                 ) from None
             try:
-                previous = load_checkpoint(self.previous_path, map_location=self.device)
+                previous = load_checkpoint(self.previous_checkpoint, map_location=self.device)
             except CheckpointError as also:
                 raise CheckpointError(
                     f"{damaged}; {also}: run again with --force to start over in this directory"
                 ) from None
-            logger.warning("%s; resuming from %s instead", damaged, self.previous_path.name)
+            logger.warning("%s; resuming from %s instead", damaged, self.previous_checkpoint.name)
             return previous
 
     def _resume(self) -> None:
         checkpoint = self._last_checkpoint()
         check_same_run(self.run_dir, checkpoint.config, self.config)
         if checkpoint.trainer_state is None or checkpoint.optimizer_states is None:
-            raise ConfigError(f"{self.last_path}: has no training state to resume from")
+            raise ConfigError(f"{self.last_checkpoint}: has no training state to resume from")
         trained = int(checkpoint.trainer_state["epoch"])
         if trained > self.config.training.epochs:
             raise ConfigError(
@@ -262,9 +257,9 @@ class Trainer:
 
     def _save_last(self) -> None:
         if distributed.is_main():  # the processes hold the same weights: one writes them
-            if self.last_path.exists():  # kept, so that a damaged last.pt is not a dead end
-                os.replace(self.last_path, self.previous_path)
-            save_checkpoint(self._checkpoint(with_training_state=True), self.last_path)
+            if self.last_checkpoint.exists():  # kept, so that a damaged last.pt is not a dead end
+                os.replace(self.last_checkpoint, self.previous_checkpoint)
+            save_checkpoint(self._checkpoint(with_training_state=True), self.last_checkpoint)
 
     def _loader(self, items: Sequence[Item], sampler: BucketBatchSampler) -> DataLoader[Item]:
         return DataLoader(
@@ -345,7 +340,7 @@ class Trainer:
         if improved:
             self.state.best_loss, self.state.best_epoch = selection, self.state.epoch + 1
             if distributed.is_main():
-                save_checkpoint(self._checkpoint(with_training_state=False), self.best_path)
+                save_checkpoint(self._checkpoint(with_training_state=False), self.best_checkpoint)
         self.state.epoch += 1
         self.state.step_in_epoch = 0
         self.state.loss_sums, self.state.loss_counts = {}, {}
@@ -368,6 +363,8 @@ class Trainer:
             items = self.train_items
             if training.pair_unpaired:  # new pairs every epoch, the same after a resume
                 items = pair_unpaired(items, (training.seed, self.state.epoch))
+            if training.balance != "none":  # a new draw every epoch, the same after a resume
+                items = balanced_draw(items, training.balance, (training.seed, self.state.epoch))
             sampler = BucketBatchSampler(
                 [item.length() for item in items],
                 training.batch_size,
@@ -409,18 +406,18 @@ class Trainer:
                         self._save_last()
             self._end_epoch()
         distributed.barrier()  # best.pt is written by the main process
-        best = load_checkpoint(self.best_path, map_location=self.device)
+        best = load_checkpoint(self.best_checkpoint, map_location=self.device)
         self.model.load_state_dict(best.model_state)
         self.model.eval()
         self.calibration = self._calibrate()
         if self.calibration and distributed.is_main():
             best.calibration = self.calibration
-            save_checkpoint(best, self.best_path)
+            save_checkpoint(best, self.best_checkpoint)
         distributed.barrier()
         return TrainingResult(
             best_epoch=self.state.best_epoch,
             best_loss=self.state.best_loss,
             history=self.history,
-            best_checkpoint=self.best_path,
-            last_checkpoint=self.last_path,
+            best_checkpoint=self.best_checkpoint,
+            last_checkpoint=self.last_checkpoint,
         )
