@@ -7,9 +7,10 @@ end-to-end `Predictor.predict` time and its real-time factor. Then whole command
 processes: ``vavl --help``, ``vavl predict`` on the 3 s clip, and ``vavl predict`` with and without
 ``--timeline`` on 2 and ``--minutes`` (20) minutes of real speech as 48 kHz stereo WAV, with
 each command's peak resident memory: long files must cost no more memory than short ones.
-Each case runs in its own process with one thread.
+``--baseline REV`` runs the long file's commands with that commit too, in the same run (a git
+worktree of it, with this environment). Each stage case runs in its own process, one thread.
 
-    python benchmarks/predict.py [--minutes 20]
+    python benchmarks/predict.py [--minutes 20] [--baseline 7b64415]
 """
 
 from __future__ import annotations
@@ -86,16 +87,60 @@ def stages(clip: Path) -> dict[str, Any]:
     }
 
 
-def command(arguments: list[str]) -> tuple[float, float]:
-    """Seconds and peak resident MiB of one ``vavl`` command in a fresh process."""
+def command(arguments: list[str], source: Path | None = None) -> tuple[float, float]:
+    """Seconds and peak resident MiB of one ``vavl`` command in a fresh process (``source``:
+    another checkout's ``src``, e.g. the baseline's)."""
     started = time.perf_counter()
-    peak = vavl_peak_rss_mib(arguments)
+    peak = vavl_peak_rss_mib(arguments, source)
     return time.perf_counter() - started, peak
+
+
+def baseline_checkout(revision: str, folder: Path) -> Path:
+    """The ``src`` folder of ``revision`` of this repository, checked out in ``folder``."""
+    root = Path(__file__).resolve().parents[1]
+    subprocess.run(
+        ["git", "-C", str(root), "worktree", "add", "--detach", str(folder), revision],
+        check=True,
+        capture_output=True,
+    )
+    return folder / "src"
+
+
+def long_speech(folder: Path, minutes: int, baseline: Path | None) -> None:
+    """Whole-file and timeline predictions of 2 and ``minutes`` minutes of speech; with a
+    ``baseline`` checkout, each command of the long file is also run by it (same run)."""
+    print(f"\nlong speech (a RAVDESS clip looped, 48 kHz stereo WAV; 2 vs {minutes} min):")
+    timeline = ["--timeline", "--timeline-dir", str(folder / "timelines")]
+    cases = {"vavl predict": [], "vavl predict --timeline (window 3 s, hop 1 s)": timeline}
+    results: dict[tuple[str, int], tuple[float, float]] = {}
+    againsts: dict[str, tuple[float, float]] = {}
+    for length in (2, minutes):
+        talk = looped_speech_wav(folder / f"talk{length}.wav", length)
+        for name, extra in cases.items():
+            results[name, length] = command(["predict", str(talk), *extra])
+            if baseline is not None and length == minutes:
+                againsts[name] = command(["predict", str(talk), *extra], baseline)
+        talk.unlink()
+    for name in cases:
+        (short_s, short_mib), (long_s, long_mib) = results[name, 2], results[name, minutes]
+        print(
+            f"  {name}: {short_s:.1f} s / {long_s:.1f} s (x{long_s / short_s:.1f}), "
+            f"peak {short_mib:.0f} / {long_mib:.0f} MiB (x{long_mib / short_mib:.2f})"
+        )
+        if name in againsts:
+            then_s, then_mib = againsts[name]
+            print(
+                f"    baseline, {minutes} min: {then_s:.1f} s, peak {then_mib:.0f} MiB: now "
+                f"{then_s / long_s:.2f}x as fast"
+            )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--minutes", type=int, default=20, help="length of the long speech file")
+    parser.add_argument(
+        "--baseline", metavar="REV", help="also run the long-file commands with this commit"
+    )
     parser.add_argument("--case", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.case:
@@ -145,25 +190,18 @@ def main() -> None:
         print(
             f"  vavl predict (3 s clip): {np.median(runs):.2f} s (median of 3), peak {peak:.0f} MiB"
         )
-        print(f"\nlong speech (a RAVDESS clip looped, 48 kHz stereo WAV; 2 vs {args.minutes} min):")
-        results = {}
-        for minutes in (2, args.minutes):
-            talk = looped_speech_wav(Path(folder) / f"talk{minutes}.wav", minutes)
-            timeline = ["--timeline", "--timeline-dir", str(Path(folder) / "timelines")]
-            results[minutes] = (
-                command(["predict", str(talk)]),
-                command(["predict", str(talk), *timeline]),
-            )
-            talk.unlink()
-        for index, name in enumerate(("vavl predict", "vavl predict --timeline")):
-            (short_s, short_mib), (long_s, long_mib) = (
-                results[2][index],
-                results[args.minutes][index],
-            )
-            print(
-                f"  {name}: {short_s:.1f} s / {long_s:.1f} s (x{long_s / short_s:.1f}), "
-                f"peak {short_mib:.0f} / {long_mib:.0f} MiB (x{long_mib / short_mib:.2f})"
-            )
+        baseline = None
+        if args.baseline:
+            baseline = baseline_checkout(args.baseline, Path(folder) / "baseline")
+        try:
+            long_speech(Path(folder), args.minutes, baseline)
+        finally:
+            if baseline is not None:
+                root = Path(__file__).resolve().parents[1]
+                subprocess.run(
+                    ["git", "-C", str(root), "worktree", "remove", "--force", str(baseline.parent)],
+                    check=False,
+                )
 
 
 if __name__ == "__main__":

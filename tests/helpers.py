@@ -193,14 +193,17 @@ PEAK_PROBE = (
 )
 
 
-def vavl_peak_rss_mib(arguments: list[str]) -> float:
+def vavl_peak_rss_mib(arguments: list[str], source: Path | None = None) -> float:
     """Run ``vavl ARGUMENTS`` in a fresh process; its peak resident memory in MiB, FFmpeg's and
-    torch's allocations included (VmHWM: this process image only, not what its parent held)."""
+    torch's allocations included (VmHWM: this process image only, not what its parent held).
+    ``source``: another checkout's ``src`` folder to run instead of the installed vavl."""
     import sys
 
     # A fixed mmap threshold: glibc otherwise moves large buffers onto its heap after the first
     # few are freed, and the peak then varies by tens of MiB from run to run.
     environment = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "131072"}
+    if source is not None:
+        environment["PYTHONPATH"] = str(source)
     result = subprocess.run(
         [sys.executable, "-c", PEAK_PROBE, *arguments],
         capture_output=True,

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from helpers import real_face_frames, require_shared_data
+from helpers import real_face_frames, require_shared_data, write_media
+from vavl.cli import main
 from vavl.faces import (
     Detection,
     FaceDetector,
@@ -18,7 +19,7 @@ from vavl.faces import (
     main_face_track,
     weighted_nms,
 )
-from vavl.media import VideoReader
+from vavl.media import SAMPLE_RATE, VideoReader, read_audio
 
 TALKING_HEADS = [
     "crema-d-samples/VideoFlash/1001_DFA_ANG_XX.flv",
@@ -162,3 +163,27 @@ def test_videos_with_two_faces_list_both_and_use_the_one_asked_for() -> None:
     )
     assert len(single.faces) == 1 and single.face_used == 0  # only one face: that one, said so
     assert "face 1 was asked for but only 1 tracked" in single.face_reason
+
+
+def test_a_stored_face_is_used_only_for_the_face_it_is(tmp_path: Path) -> None:
+    """`vavl extract` stores the most prominent face's features; `--store` then serves those
+    to `--face 0` only, and `--face 1` (another person) is extracted afresh, as without the
+    store: the face asked for is part of what the features are."""
+    from vavl.features.store import FeatureStore
+    from vavl.predict import Predictor
+
+    interview = require_shared_data() / "face-video-samples/visualvoice/interview.mp4"
+    frames = [f.image for f in VideoReader(interview, fps=25) if f.time < 6.0]
+    sound = read_audio(interview)
+    assert sound is not None
+    clip = write_media(tmp_path / "two-people.mp4", frames, audio=sound[: 6 * SAMPLE_RATE])
+    store = tmp_path / "store"
+    assert main(["extract", str(clip), "--out", str(store), "--quiet"]) == 0
+    features = FeatureStore(store)
+    for face in (0, 1):
+        predictor = Predictor.load(face=face)
+        fresh = predictor.predict(clip).paths["visual"].probabilities
+        stored = predictor.predict(clip, store=features).paths["visual"].probabilities
+        assert stored == pytest.approx(fresh, abs=1e-6), face
+        other = Predictor.load(face=1 - face).predict(clip).paths["visual"].probabilities
+        assert other != pytest.approx(fresh, abs=1e-3)  # the two faces do differ

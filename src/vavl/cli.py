@@ -49,7 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--model",
         metavar="METHOD",
         help="train this method instead of the config's model: vavl, auxformer, mult, unimodal, "
-        "late-fusion, early-fusion, or a VAVL ablation (vavl-no-shared, vavl-no-residual, "
+        "late-fusion, early-fusion, vavl-small (the default model's size, for CPUs), or a VAVL "
+        "ablation (vavl-no-shared, vavl-no-residual, "
         "vavl-no-reconstruction, vavl-joint, vavl-modality-dropout) or the reference's choices "
         "(vavl-reference, vavl-ref-attention, -heads, -optimizer, -selection); --set applies "
         "after it",

@@ -8,9 +8,10 @@ reproduced from its outputs. Unknown fields and inconsistent values fail at load
 
 from __future__ import annotations
 
+import re
 from typing import Any, Literal
 
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
 from vavl.config_base import _Strict
 from vavl.config_data import (
@@ -226,6 +227,13 @@ class TrainingConfig(_Strict):
         False, description="torch.compile the model (pays on GPUs for long runs; see benchmarks)"
     )
     progress: bool = True
+
+    @field_validator("device")
+    @classmethod
+    def _a_device(cls, name: str) -> str:
+        if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", name):
+            raise ValueError(f"must be auto, cpu, cuda, cuda:N or mps, not '{name}'")
+        return name
 
     def resolved_reconstruction_weight(self, task_kind: str) -> float:
         if self.reconstruction_weight is not None:

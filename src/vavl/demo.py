@@ -118,6 +118,10 @@ def demo_config(out: Path, data: Path | None = None, cache: Path | None = None) 
             "split": {"method": "speakers", "speakers": [{"test": ["crema-d:1002"]}]},
         }
         return _config(corpora, out, epochs=15, selection="last")
+    if not data.is_dir():
+        raise DataError(
+            f"{data}: folder not found (--data takes ../shared/data or a folder of <label>/<file>)"
+        )
     if all((data / folder).is_dir() for folder in SHARED_FOLDERS):
         ravdess, mead = data / "ravdess-audio-samples", data / "mead-samples"
         corpora = {

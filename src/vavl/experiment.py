@@ -28,7 +28,8 @@ from vavl.config import ExperimentConfig, config_from_dict
 from vavl.config_files import apply_overrides, load_config, save_config
 from vavl.corpora import Split
 from vavl.data import FeatureNormalizer, Item
-from vavl.devices import resolve_device
+from vavl.devices import check_trainable, resolve_device
+from vavl.errors import ConfigError
 from vavl.evaluation import evaluate_predictions, hard_labels, headline
 from vavl.files import (
     csv_text,
@@ -38,7 +39,7 @@ from vavl.files import (
     write_text_atomically,
 )
 from vavl.inference import InferenceEngine, PathOutputs
-from vavl.models import EmotionModel
+from vavl.models import EmotionModel, parameter_count
 from vavl.preparation import ExperimentData, prepare
 from vavl.records import CVSummary, EpochRecord, PathMetrics
 from vavl.reports import cv_markdown, cv_table, write_cv_report, write_run_report
@@ -163,7 +164,9 @@ def score_run(
     )
     counts = data.modality_counts(fold)
     report_notes = [*data.notes, *notes]
-    write_run_report(run_dir, config, history, results, all_predictions, counts, report_notes)
+    write_run_report(
+        run_dir, config, history, results, all_predictions, counts, best_epoch, report_notes
+    )
     dev, test = results.get("dev", {}), results.get("test", {})
     return ExperimentResult(config, run_dir, best_epoch, dev, test)
 
@@ -200,6 +203,8 @@ def run_experiment(
     ``force`` starts over, replacing what a run with another config left in ``run_dir``."""
     run_dir = Path(run_dir)
     distributed.initialize(config.training.device)  # under torchrun; nothing in one process
+    device = resolve_device(config.training.device)
+    check_trainable(parameter_count(config.model, config.task.output_dim), device)
     with _owned(run_dir):
         return _run_experiment(config, run_dir, data, progress, force)
 
@@ -323,6 +328,12 @@ def _members_note(members: Sequence[ExperimentResult]) -> str:
 def evaluate_run(run_dir: str | Path, progress: bool = True) -> ExperimentResult:
     """Score a finished run again from its directory (same config, same features, no training)."""
     run_dir = Path(run_dir)
+    missing = [name for name in ("config.yaml", "best.pt") if not (run_dir / name).is_file()]
+    if missing:
+        raise ConfigError(
+            f"{run_dir}: not a finished vavl run (no {' or '.join(missing)}); `vavl train "
+            f"CONFIG --run-dir {run_dir}` makes one"
+        )
     config = load_config(run_dir / "config.yaml")
     checkpoint = load_checkpoint(run_dir / "best.pt")
     data = prepare(config, progress)

@@ -22,6 +22,18 @@ AUXFORMER_RECIPE = (
 )
 METHODS: dict[str, tuple[str, ...]] = {
     "vavl": ("model.name=vavl",),
+    # The default model's size (0.5 M parameters instead of the paper's 53 M): for CPUs.
+    "vavl-small": (
+        "model.name=vavl",
+        "model.projection_dim=128",
+        "model.model_dim=64",
+        "model.audio_blocks=1",
+        "model.visual_blocks=1",
+        "model.shared_blocks=1",
+        "model.heads=4",
+        "model.head_hidden=[64]",
+        "model.dropout=0.3",
+    ),
     "vavl-no-shared": ("model.name=vavl", "model.shared_block=false"),
     "vavl-no-residual": ("model.name=vavl", "model.shared_residual=false"),
     "vavl-no-reconstruction": ("model.name=vavl", "training.reconstruction_weight=0"),

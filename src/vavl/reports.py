@@ -24,7 +24,7 @@ from vavl.evaluation import headline
 from vavl.files import write_text_atomically
 from vavl.inference import PathOutputs
 from vavl.records import CVTable, PathMetrics
-from vavl.types import PATHS
+from vavl.types import MODALITIES, PATHS
 
 PATH_TITLES = {"audio": "audio only", "visual": "visual only", "audiovisual": "audio-visual"}
 STYLE = """
@@ -90,8 +90,10 @@ def per_class_f1_figure(results: Mapping[str, Mapping[str, Any]], labels: Sequen
     return figure
 
 
-def training_curves_figure(history: Sequence[Mapping[str, Any]]) -> Figure:
-    figure = Figure(figsize=(9, 3.2))
+def training_curves_figure(history: Sequence[Mapping[str, Any]], best: int | None) -> Figure:
+    """Training losses and each path's development loss per epoch, the kept epoch marked;
+    each panel's legend below it, clear of the curves."""
+    figure = Figure(figsize=(9, 4.2), layout="constrained")
     train_axes, dev_axes = figure.subplots(1, 2)
     epochs = [record["epoch"] for record in history]
     names = sorted({name for record in history for name in record["train"]})
@@ -104,13 +106,12 @@ def training_curves_figure(history: Sequence[Mapping[str, Any]]) -> Figure:
         values = [r["dev"].get(path, {}).get("loss", np.nan) for r in history]
         if not np.all(np.isnan(values)):
             dev_axes.plot(epochs, values, marker=".", label=PATH_TITLES[path])
-    best = min(history, key=lambda record: record["selection_loss"])["epoch"] if history else None
-    if best is not None:
+    if best:
         dev_axes.axvline(best, color="grey", linestyle="--", linewidth=1, label="selected epoch")
     dev_axes.set_title("development loss per path", fontsize=10)
     for axes in (train_axes, dev_axes):
         axes.set_xlabel("epoch")
-        axes.legend(fontsize=7)
+        axes.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=3)
     return figure
 
 
@@ -156,19 +157,25 @@ def write_run_report(
     results: Mapping[str, Mapping[str, Mapping[str, Any]]],
     predictions: Mapping[str, Mapping[Any, PathOutputs]],
     counts: Mapping[str, Mapping[str, int]],
+    best_epoch: int,
     notes: Sequence[str] = (),
 ) -> Path:
-    """``results[split][path]`` are metrics, ``predictions[split][path]`` the outputs."""
+    """``results[split][path]`` are metrics, ``predictions[split][path]`` the outputs; every
+    name a user gave (labels, extractors, folders) is escaped."""
     task = config.task
-    parts = [f"<h1>vavl run: {html.escape(run_dir.name)}</h1>"]
+    parts = [f"<h1>vavl run: {html.escape(str(run_dir))}</h1>"]
     selected = ""
     if history:  # an ensemble's report has none: its members' reports have theirs
-        best = min(history, key=lambda r: r["selection_loss"])["epoch"]
-        selected = f" &middot; selected epoch {best} of {len(history)} (lowest development loss)"
-    parts.append(
-        f"<p>{config.model.name.upper()} &middot; {task.kind} of {', '.join(task.labels)} &middot; "
-        f"features: audio {config.features.audio}, visual {config.features.visual}{selected}</p>"
-    )
+        selected = f"selected epoch {best_epoch} of {len(history)} (lowest development loss)"
+    fed = [m for m in MODALITIES if any(c[m] for c in counts.values())]  # modalities with data
+    features = [f"{m} {config.features.extractor(m)}" for m in fed]
+    facts = [
+        config.model.name.upper(),
+        f"{task.kind} of {', '.join(task.labels)}",
+        f"features: {', '.join(features) or 'none'}",
+        selected,
+    ]
+    parts.append(f"<p>{' &middot; '.join(html.escape(fact) for fact in facts if fact)}</p>")
     parts.append("<h2>Data</h2>")
     parts.append(
         table_html(
@@ -203,7 +210,7 @@ def write_run_report(
                 embedded_figure(ccc_scatter_figure(outputs, task.labels, PATH_TITLES[path]))
             )
     if history:
-        figures.insert(0, embedded_figure(training_curves_figure(history)))
+        figures.insert(0, embedded_figure(training_curves_figure(history, best_epoch)))
     parts.append('<h2>Pictures</h2><div class="figures">' + "".join(figures) + "</div>")
     return write_page(run_dir / "report.html", f"vavl run {run_dir.name}", parts)
 

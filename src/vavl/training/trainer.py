@@ -37,6 +37,7 @@ from vavl.inference import InferenceEngine, PathOutputs, merge_outputs
 from vavl.models import build_model
 from vavl.records import EpochRecord, PathMetrics
 from vavl.sampling import BucketBatchSampler, balanced_draw, pair_unpaired
+from vavl.training.cost import RunCost
 from vavl.training.recipes import build_recipe, class_weights_for
 from vavl.types import MODALITIES, PathName
 
@@ -359,6 +360,7 @@ class Trainer:
         training = self.config.training
         progress = training.progress and distributed.is_main()
         self.model.train()
+        cost: RunCost | None = None
         while self.state.epoch < training.epochs:
             items = self.train_items
             if training.pair_unpaired:  # new pairs every epoch, the same after a resume
@@ -375,6 +377,10 @@ class Trainer:
             loader = self._loader(items, sampler)
             sampler.set_epoch(self.state.epoch, start_batch=self.state.step_in_epoch)
             total = len(sampler.batches())
+            if cost is None:
+                left = (training.epochs - self.state.epoch) * total - self.state.step_in_epoch
+                cost = RunCost(self.model, self.device, left)
+                cost.announce(len(self.train_items), total, training.epochs)
             with tqdm(
                 total=total,
                 initial=self.state.step_in_epoch,
@@ -396,6 +402,7 @@ class Trainer:
                         self.state.loss_counts[name] = self.state.loss_counts.get(name, 0) + 1
                     self.state.step_in_epoch += 1
                     self.state.global_step += 1
+                    cost.stepped()
                     bar.update()
                     bar.set_postfix({k: f"{v:.3f}" for k, v in losses.items() if "loss" in k})
                     if (
