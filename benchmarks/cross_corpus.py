@@ -11,6 +11,12 @@ fitted on the fold's own training clips. The last rows are the means over the fo
     vavl cv CONFIG --run-dir runs/loco        # CONFIG with data.split.method: corpora
     python benchmarks/cross_corpus.py runs/loco [--card src/vavl/assets/default-model.json]
 
+For each fold whose left-out corpus has faces, its faces are also tried as a user's photos:
+three frames of each of its videos (a quarter, half and three quarters in) saved as PNG, each
+predicted by the fold's model through `Predictor.predict(photo)` with automatic face detection,
+beside the ``fer`` network's own 7-class classifier (restricted to the task's classes) on the
+same detected faces.
+
 ``--card`` writes the table into a model card (``vavl info`` prints it).
 """
 
@@ -20,18 +26,30 @@ import argparse
 import csv
 import json
 import logging
+import tempfile
 import warnings
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from default_model import fit_probe, probe_predict
+from PIL import Image
 
 from vavl.calibration import unweighted_accuracy
+from vavl.config_data import CorporaDataConfig
 from vavl.config_files import load_config
+from vavl.corpora import label_map_of, load_corpus
+from vavl.data import Item
+from vavl.features import create_extractor
+from vavl.features.pipeline import FeaturePipeline
+from vavl.features.visual import FER_CLASSES
+from vavl.media import VideoReader
+from vavl.normalization import FeatureNormalizer, source_of
+from vavl.predict import Predictor
 from vavl.preparation import prepare
-from vavl.types import MODALITIES
+from vavl.types import MODALITIES, Modality
 
 
 def model_rows(
@@ -65,41 +83,124 @@ def fold_table(fold_dir: Path) -> list[dict[str, Any]]:
             "top_class_share": round(counts.most_common(1)[0][1] / len(predicted), 3),
         }
         if path in MODALITIES:
-            train = [i for i in splits["train"] if i.has(path)]  # type: ignore[arg-type]
-            dev = [i for i in splits["dev"] if i.has(path)]  # type: ignore[arg-type]
-            test = [i for i in splits["test"] if i.has(path)]  # type: ignore[arg-type]
-            probe = fit_probe(train, dev, path)  # type: ignore[arg-type]
-            guessed = probe_predict(probe, test, path)  # type: ignore[arg-type]
-            truth = np.array([item.label for item in test])
-            shares = Counter(guessed.tolist())
-            entry["probe_ua"] = round(unweighted_accuracy(guessed, truth), 3)
-            entry["probe_top_class_share"] = round(shares.most_common(1)[0][1] / len(guessed), 3)
+            modality: Modality = path  # type: ignore[assignment]
+            train, dev, test = (
+                [i for i in splits[split] if i.has(modality)] for split in ("train", "dev", "test")
+            )
+            entry |= probe_figures(train, dev, test, modality, "probe")
+            if config.features.normalise == "source":  # the probe standardised as the model is
+                statistics = FeatureNormalizer.fit(train).for_items(train, "source")
+                own = [
+                    standardised(items, statistics.for_items(items, "source"), modality)
+                    for items in (train, dev, test)
+                ]
+                entry |= probe_figures(*own, modality, "source_probe")
         rows.append(entry)
     return rows
 
 
+STILL_AT = (0.25, 0.5, 0.75)  # where in a video its photos are taken
+
+
+def photos(fold_dir: Path, folder: Path) -> dict[str, Any] | None:
+    """The fold's left-out faces as photos (PNG), predicted as a user's photos are, and by
+    ``fer``'s own classifier on the same detected faces (None: the corpus has no video)."""
+    config = load_config(fold_dir / "config.yaml")
+    assert isinstance(config.data, CorporaDataConfig)
+    labels = config.task.labels
+    tested = {corpus for _, _, corpus in model_rows(fold_dir, labels).values()}
+    (left_out,) = [spec for spec in config.data.corpora if (spec.name or spec.format) in tested]
+    clips = [c for c in load_corpus(left_out).clips if "visual" in c.media and c.label]
+    mapping = label_map_of(left_out)
+    wanted = [(c, mapping.get(c.label, c.label)) for c in clips]  # type: ignore[arg-type]
+    videos = [(c.media["visual"], label) for c, label in wanted if label in labels]
+    if not videos:
+        return None
+    predictor = Predictor.load(fold_dir / "best.pt")
+    fer = FeaturePipeline(None, create_extractor("fer", output="probabilities"))
+    columns = [FER_CLASSES.index(name) for name in labels]
+    truth, ours, theirs = [], [], []
+    for number, (video, label) in enumerate(videos):
+        frames = [frame.image for frame in VideoReader(video, fps=5)]
+        for share in STILL_AT:
+            photo = folder / f"{number}-{share}.png"
+            Image.fromarray(frames[int(share * (len(frames) - 1))]).save(photo)
+            answer = predictor.predict(photo).paths.get("visual")
+            found = fer.extract(photo).visual
+            if answer is None or found is None:
+                continue  # no face found: neither answers
+            truth.append(labels.index(label))
+            ours.append(labels.index(answer.label or ""))
+            theirs.append(int(np.argmax(found.features[0][columns])))
+    chosen = Counter(ours)
+    return {
+        "corpus": left_out.name or left_out.format,
+        "photos": len(truth),
+        "ua": round(unweighted_accuracy(np.array(ours), np.array(truth)), 3),
+        "top_class": labels[chosen.most_common(1)[0][0]],
+        "top_class_share": round(chosen.most_common(1)[0][1] / len(ours), 3),
+        "fer_ua": round(unweighted_accuracy(np.array(theirs), np.array(truth)), 3),
+    }
+
+
+def probe_figures(
+    train: list[Item], dev: list[Item], test: list[Item], modality: Modality, name: str
+) -> dict[str, float]:
+    """UA and the most predicted class's share of a probe fitted on ``train``."""
+    guessed = probe_predict(fit_probe(train, dev, modality), test, modality)
+    truth = np.array([item.label for item in test])
+    shares = Counter(guessed.tolist())
+    return {
+        f"{name}_ua": round(unweighted_accuracy(guessed, truth), 3),
+        f"{name}_top_class_share": round(shares.most_common(1)[0][1] / len(guessed), 3),
+    }
+
+
+def standardised(
+    items: list[Item], statistics: FeatureNormalizer, modality: Modality
+) -> list[Item]:
+    """The items with ``modality``'s frames standardised by their sources' statistics."""
+    found = []
+    for item in items:
+        frames = item.features(modality)
+        assert frames is not None
+        scaled = statistics.apply(modality, frames, source_of(item, modality))
+        found.append(replace(item, **{modality: scaled}))
+    return found
+
+
 def markdown(rows: list[dict[str, Any]]) -> str:
     lines = [
-        "| left-out corpus | path | clips | UA | most predicted | probe UA | probe's most |",
+        "| left-out corpus | path | clips | UA | most predicted | probe UA (its most) | "
+        "probe standardised by source UA (its most) |",
         "|---|---|---|---|---|---|---|",
     ]
+
+    def probe(entry: dict[str, Any], name: str) -> str:
+        if f"{name}_ua" not in entry:
+            return ""
+        return f"{entry[f'{name}_ua']:.3f} ({entry[f'{name}_top_class_share']:.0%})"
+
     for entry in rows:
-        probe_top = entry.get("probe_top_class_share")
         lines.append(
             f"| {entry['corpus']} | {entry['path']} | {entry['clips']} | {entry['ua']:.3f} | "
-            f"{entry['top_class']} {entry['top_class_share']:.0%} | "
-            f"{entry.get('probe_ua', '')} | {'' if probe_top is None else f'{probe_top:.0%}'} |"
+            f"{entry['top_class']} {entry['top_class_share']:.0%} | {probe(entry, 'probe')} | "
+            f"{probe(entry, 'source_probe')} |"
         )
     for path in dict.fromkeys(entry["path"] for entry in rows):
         chosen = [entry for entry in rows if entry["path"] == path]
         mean = np.mean([entry["ua"] for entry in chosen])
         top = max(entry["top_class_share"] for entry in chosen)
-        probes = [entry["probe_ua"] for entry in chosen if "probe_ua" in entry]
-        above = sum(entry["ua"] > entry.get("probe_ua", 1.0) for entry in chosen)
-        against = f"{np.mean(probes):.3f} (model above on {above} of {len(chosen)})"
+        cells = []
+        for name in ("probe", "source_probe"):
+            probes = [entry[f"{name}_ua"] for entry in chosen if f"{name}_ua" in entry]
+            above = sum(entry["ua"] > entry.get(f"{name}_ua", 1.0) for entry in chosen)
+            cells.append(
+                f"{np.mean(probes):.3f} (model above on {above} of {len(chosen)})" if probes else ""
+            )
         lines.append(
             f"| **mean of {len(chosen)}** | {path} | | **{mean:.3f}** | at most {top:.0%} | "
-            f"{against if probes else ''} | |"
+            f"{cells[0]} | {cells[1]} |"
         )
     return "\n".join(lines)
 
@@ -111,11 +212,27 @@ def main() -> None:
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     warnings.filterwarnings("ignore")
-    rows = [row for fold in sorted(args.run.glob("fold-*")) for row in fold_table(fold)]
+    folds = sorted(args.run.glob("fold-*"), key=lambda path: int(path.name.split("-")[1]))
+    rows = [row for fold in folds for row in fold_table(fold)]
     print(markdown(rows))
+    stills = []
+    with tempfile.TemporaryDirectory() as folder:
+        for fold in folds:
+            found = photos(fold, Path(folder))
+            if found is not None:
+                stills.append(found)
+    if stills:
+        print("\nphotos of the left-out corpus (vavl predict photo.png, automatic detection):")
+        print("| left-out corpus | photos | UA | most predicted | fer's own classifier UA |")
+        print("|---|---|---|---|---|")
+        for entry in stills:
+            print(
+                f"| {entry['corpus']} | {entry['photos']} | {entry['ua']:.3f} | "
+                f"{entry['top_class']} {entry['top_class_share']:.0%} | {entry['fer_ua']:.3f} |"
+            )
     if args.card:
         existing = json.loads(args.card.read_text()) if args.card.is_file() else {}
-        existing["cross_corpus"] = rows
+        existing["cross_corpus"] = {"folds": rows, "photos": stills}
         args.card.write_text(json.dumps(existing, indent=2, ensure_ascii=False) + "\n")
         print(f"\nwritten: {args.card}")
 

@@ -14,10 +14,11 @@ import torch.distributed as dist
 
 from helpers import demo_config
 from vavl import distributed
-from vavl.data import Collator, FeatureNormalizer
+from vavl.data import Collator
 from vavl.distributed import complete_batch
 from vavl.methods import METHODS
 from vavl.models import build_model
+from vavl.normalization import FeatureNormalizer
 from vavl.preparation import prepare
 from vavl.training import ThreeStepRecipe, build_recipe
 

@@ -135,9 +135,9 @@ def logmel_checkpoint(path: Path, *overrides: str) -> Path:
     """An untrained small VAVL on log-mel audio features (no weights to load, cheap to run):
     for tests of prediction mechanics, not of accuracy. ``overrides``: config ``KEY=VALUE``."""
     from vavl.checkpoint import Checkpoint, save_checkpoint
-    from vavl.data import FeatureNormalizer
     from vavl.features import create_extractor
     from vavl.models import build_model
+    from vavl.normalization import FeatureNormalizer
 
     config = apply_overrides(
         load_config("demo-synthetic"),

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -8,8 +9,9 @@ import torch
 
 from helpers import demo_config
 from vavl.config import TaskConfig
-from vavl.data import Collator, FeatureNormalizer, Item, check_items
+from vavl.data import Collator, Item, check_items
 from vavl.errors import DataError
+from vavl.normalization import FeatureNormalizer
 from vavl.sampling import BucketBatchSampler, balanced_draw
 
 TASK = TaskConfig(labels=("a", "b", "c"))
@@ -124,3 +126,52 @@ def test_balanced_draws_weigh_every_corpus_and_class_alike() -> None:
     by_class = balanced_draw(items, "corpus-class", (0, 1))
     groups = Counter((i.metadata["corpus"], i.label) for i in by_class)
     assert all(22 <= count <= 45 for count in groups.values()) and len(groups) == 3
+
+
+def test_each_source_is_standardised_by_its_own_statistics() -> None:
+    """Two corpora whose features sit far apart: by source, each is centred on its own mean
+    (a clip of an unknown source falls back on the global statistics); the statistics survive
+    a checkpoint; a pair's face is standardised by the face's corpus."""
+    rng = np.random.default_rng(0)
+
+    def clips(corpus: str, offset: float, n: int = 20) -> list[Item]:
+        return [
+            Item(
+                f"{corpus}/{i}",
+                audio=(rng.normal(offset, 1.0, (30, 4))).astype(np.float32),
+                label=0,
+                metadata={"corpus": corpus},
+            )
+            for i in range(n)
+        ]
+
+    near, far = clips("near", 0.0), clips("far", 10.0)
+    global_only = FeatureNormalizer.fit(near + far)
+    by_source = global_only.for_items(near + far, "source")
+    assert global_only.for_items(near + far, "global") is global_only
+    far_features = far[0].audio
+    assert far_features is not None
+    assert abs(by_source.apply("audio", far_features, "far").mean()) < 0.5
+    assert by_source.apply("audio", far_features, "far").mean() != pytest.approx(
+        global_only.apply("audio", far_features).mean(), abs=0.5
+    )
+    unknown = by_source.apply("audio", far_features, "elsewhere")
+    assert np.allclose(unknown, global_only.apply("audio", far_features))
+    again = FeatureNormalizer.from_state_dict(by_source.state_dict())
+    assert np.allclose(
+        again.apply("audio", far_features, "far"), by_source.apply("audio", far_features, "far")
+    )
+    # A source with no visual statistics: its clips' faces use the global ones.
+    visual = [rng.normal(5.0, 2.0, (3, 4)).astype(np.float32) for _ in range(10)]
+    faces = [
+        Item(f"faces/{i}", visual=v, label=0, metadata={"corpus": "faces"})
+        for i, v in enumerate(visual)
+    ]
+    mixed = FeatureNormalizer.fit(near + faces).for_items(near + faces, "source")
+    pair = replace(
+        near[0], visual=faces[0].visual, metadata={"corpus": "near", "visual_corpus": "faces"}
+    )
+    batch = Collator(TaskConfig(labels=("a", "b")), mixed)([pair])
+    assert batch.visual is not None
+    expected = mixed.apply("visual", faces[0].visual, "faces")  # type: ignore[arg-type]
+    assert np.allclose(batch.visual[0].numpy(), expected)

@@ -141,8 +141,8 @@ def _unweighted_accuracy(csv_path: Path, path: str) -> float:
 
 def test_an_ensemble_exports_to_onnx_and_agrees_with_pytorch(tmp_path: Path) -> None:
     from vavl.checkpoint import Checkpoint, save_checkpoint
-    from vavl.data import FeatureNormalizer
     from vavl.export import OnnxModel, export_onnx
+    from vavl.normalization import FeatureNormalizer
 
     config = demo_config(
         "model.projection_dim=8", "model.model_dim=16", "model.heads=2", "model.head_hidden=[8]",

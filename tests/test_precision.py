@@ -11,9 +11,10 @@ import pytest
 import torch
 
 from helpers import demo_config
-from vavl.data import Batch, Collator, FeatureNormalizer
+from vavl.data import Batch, Collator
 from vavl.errors import TrainingError
 from vavl.models import build_model
+from vavl.normalization import FeatureNormalizer
 from vavl.preparation import prepare
 from vavl.training import Trainer, build_recipe
 from vavl.training.recipes import Recipe

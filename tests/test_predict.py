@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from helpers import require_shared_data
+from helpers import logmel_checkpoint, require_shared_data
 from vavl.cli import main
 from vavl.config_files import apply_overrides
 from vavl.demo import demo_config
@@ -17,6 +17,7 @@ from vavl.errors import FeatureMismatchError, MediaError
 from vavl.experiment import run_experiment
 from vavl.media import VideoReader, read_audio
 from vavl.predict import Predictor
+from vavl.results import Prediction
 
 
 @pytest.fixture(scope="module")
@@ -219,3 +220,45 @@ def test_the_default_models_extractors_are_built_once() -> None:
     assert len(base._PRELOADED) == 2
     Predictor.load()
     assert base._PRELOADED == {}
+
+
+def test_clips_predicted_together_are_standardised_by_their_own_statistics(
+    tmp_path: Path,
+) -> None:
+    """A model trained with source statistics: 20 RAVDESS clips predicted in one call are
+    standardised by theirs (a corpus the model never met is its own source); each alone, or
+    with a model of global statistics, they are not; too few clips say too little."""
+    from vavl.data import Item
+    from vavl.normalization import SOURCE
+
+    clips = sorted((require_shared_data() / "ravdess-speech-16k/Actor_01").glob("*.flac"))[:20]
+    source = Predictor.load(logmel_checkpoint(tmp_path / "source.pt", "features.normalise=source"))
+    together = list(source.predict_files(clips))
+    alone = list(source.predict_files(clips, together=False))
+    features = [source.features.of_file(clip) for clip in clips]
+    items = [
+        Item.from_features(str(clip), found, metadata={SOURCE: "set"})
+        for clip, found in zip(clips, features, strict=True)
+    ]
+    assert source.engine.normalizer is not None
+    own = source.engine.normalizer.with_sources(items)
+    expected = [source.answers.paths(o)["audio"] for o in source.engine.per_item(items, own)]
+    for clip, one, other, wanted in zip(clips, together, alone, expected, strict=True):
+        assert isinstance(one, Prediction) and isinstance(other, Prediction), clip
+        assert one.paths["audio"].probabilities == pytest.approx(wanted.probabilities, abs=1e-5)
+        assert "statistics of the 20 clips predicted together" in " ".join(one.notes)
+        assert other.paths["audio"].probabilities != pytest.approx(
+            one.paths["audio"].probabilities, abs=1e-4
+        )
+        assert _audio(other) == pytest.approx(_audio(source.predict(clip)), abs=1e-5)
+    few = list(source.predict_files(clips[:5]))  # too few to say anything of their source
+    for one, other in zip(few, alone[:5], strict=True):
+        assert _audio(one) == pytest.approx(_audio(other), abs=1e-5)
+    plain = Predictor.load(logmel_checkpoint(tmp_path / "global.pt"))
+    for clip, one in zip(clips, plain.predict_files(clips), strict=True):
+        assert _audio(one) == pytest.approx(_audio(plain.predict(clip)), abs=1e-5)
+
+
+def _audio(prediction: object) -> dict[str, float]:
+    assert isinstance(prediction, Prediction)
+    return prediction.paths["audio"].probabilities

@@ -21,7 +21,7 @@ from vavl.config_data import CorpusConfig
 from vavl.config_files import apply_overrides, load_config
 from vavl.corpora import load_corpus
 from vavl.corpora.base import Clip, check_clips
-from vavl.data import Collator, FeatureNormalizer
+from vavl.data import Collator
 from vavl.experiment import partition_overlap
 from vavl.methods import METHODS
 from vavl.models import build_model
@@ -33,6 +33,7 @@ from vavl.models.conformer import (
 )
 from vavl.models.layers import MLP, masked_mean
 from vavl.models.vavl import VAVL
+from vavl.normalization import FeatureNormalizer
 from vavl.preparation import prepare
 from vavl.training import build_recipe
 

@@ -362,3 +362,71 @@ def test_a_client_that_goes_away_leaves_no_traceback(
     assert "the client went away during the upload" in caplog.text
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info]
     assert list(server.app.work_dir.iterdir()) == []
+
+
+def _trickle(server: VavlServer, stop: threading.Event, answers: list[bytes]) -> None:
+    """An upload that announces a megabyte and sends a byte every 0.3 s (slowloris)."""
+    connection = raw_connection(server)
+    port = server.server_address[1]
+    head = (
+        f"POST /api/predict HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+        "Content-Length: 1000000\r\nX-Filename: trickle.mp4\r\n\r\n"
+    )
+    try:
+        connection.sendall(head.encode() + b"\x00\x00\x00\x18ftypisom")
+        while not stop.is_set():
+            connection.sendall(b"\x00")
+            time.sleep(0.3)
+    except OSError:  # cut off by the server
+        pass
+    connection.settimeout(5)
+    with contextlib.suppress(OSError):
+        answers.append(connection.recv(65536))
+    connection.close()
+
+
+def test_floods_of_slow_uploads_and_websockets_leave_a_fresh_client_served(
+    predictor: Predictor, tmp_path: Path
+) -> None:
+    """15 uploads trickling a byte at a time and 20 live WebSockets against a server of 16
+    connections: uploads and WebSockets share one budget (14 here) and the rest is kept, so a
+    fresh client is answered at once; a trickle is cut off as too slow after --timeout."""
+    from websockets.sync.client import connect
+
+    settings = ServeSettings(port=0, timeout=2, max_connections=16)
+    stop, answers = threading.Event(), []
+    with running(create_server(predictor, settings, tmp_path)) as server:
+        trickles = [
+            threading.Thread(target=_trickle, args=(server, stop, answers), daemon=True)
+            for _ in range(15)
+        ]
+        for thread in trickles:
+            thread.start()
+        time.sleep(0.5)
+        url = server.url.replace("http://", "ws://") + "api/live"
+        opened, refused = [], 0
+        for _ in range(20):
+            try:
+                socket_ = connect(url, open_timeout=5)
+                socket_.recv(timeout=5)  # "ready": accepted
+                opened.append(socket_)
+            except Exception:  # closed with 1013 (busy) before or after the handshake
+                refused += 1
+        try:
+            assert server.app.heavy <= settings.heavy_connections < 16
+            assert refused >= 20 - settings.heavy_connections
+            started = time.monotonic()
+            assert request(server, "GET", "api/health")[0] == 200
+            assert time.monotonic() - started < 2
+            started = time.monotonic()
+            host = {"Host": f"127.0.0.1:{server.server_address[1]}"}
+            assert _status(server, "POST", host) == 503  # the budget is full: said at once
+            assert time.monotonic() - started < 2
+        finally:
+            for socket_ in opened:
+                socket_.close()
+        time.sleep(3)  # past --timeout: the trickles are too slow
+        stop.set()
+        for thread in trickles:
+            thread.join(timeout=10)
+    assert any(b"408" in answer and b"too slow" in answer for answer in answers), answers

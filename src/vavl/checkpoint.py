@@ -24,11 +24,11 @@ from torch import Tensor
 from vavl import __version__
 from vavl.calibration import PathReliability
 from vavl.config import ExperimentConfig, config_from_dict
-from vavl.data import FeatureNormalizer
 from vavl.errors import CheckpointError, ConfigError
 from vavl.features.base import Descriptions, ExtractorDescription, check_extractors
 from vavl.files import write_atomically
 from vavl.models import EmotionModel, Ensemble, build_model
+from vavl.normalization import FeatureNormalizer
 from vavl.records import EpochRecord
 
 FORMAT_VERSION = 1

@@ -266,6 +266,12 @@ class FeaturesConfig(_Strict):
     audio_options: dict[str, Any] = Field(default_factory=dict)
     visual_options: dict[str, Any] = Field(default_factory=dict)
     faces: FaceSettings = FaceSettings()
+    normalise: Literal["global", "source"] = Field(
+        "global",
+        description="'source': every training corpus standardised by its own statistics, and "
+        "so is every set of clips predicted together (a folder, a corpus); one file alone is "
+        "standardised by the training statistics. 'global': the training statistics for all",
+    )
 
     def extractor(self, modality: Modality) -> str | None:
         return self.audio if modality == "audio" else self.visual

@@ -21,6 +21,7 @@ from vavl.config import ExperimentConfig, TaskConfig
 from vavl.errors import DataError
 from vavl.features.records import FileFeatures, ModalityFeatures
 from vavl.masks import trim_to_valid
+from vavl.normalization import FeatureNormalizer, source_of
 from vavl.types import MODALITIES, Modality
 
 FloatArray = NDArray[np.float32]
@@ -221,57 +222,6 @@ class Batch:
         return subset
 
 
-@dataclass
-class FeatureNormalizer:
-    """Per-dimension mean and standard deviation of each modality over real training frames."""
-
-    mean: dict[str, FloatArray] = field(default_factory=dict)
-    std: dict[str, FloatArray] = field(default_factory=dict)
-
-    @classmethod
-    def fit(cls, items: Sequence[Item]) -> FeatureNormalizer:
-        normalizer = cls()
-        for modality in MODALITIES:
-            total: NDArray[np.float64] | None = None
-            squares: NDArray[np.float64] | None = None
-            count = 0
-            for item in items:
-                valid = item.valid_frames(modality)
-                features = item.features(modality)
-                if valid is None or features is None:
-                    continue
-                frames = features[valid].astype(np.float64)
-                total = frames.sum(0) if total is None else total + frames.sum(0)
-                squares = (frames**2).sum(0) if squares is None else squares + (frames**2).sum(0)
-                count += len(frames)
-            if total is None or squares is None:
-                continue
-            mean = total / count
-            std = np.sqrt(np.maximum(squares / count - mean**2, 0.0))
-            normalizer.mean[modality] = mean.astype(np.float32)
-            # A constant dimension carries nothing; leave it centred but unscaled.
-            normalizer.std[modality] = np.where(std > 1e-6, std, 1.0).astype(np.float32)
-        return normalizer
-
-    def apply(self, modality: Modality, features: FloatArray) -> FloatArray:
-        if modality not in self.mean:
-            return features
-        return (features - self.mean[modality]) / self.std[modality]
-
-    def state_dict(self) -> dict[str, dict[str, Tensor]]:
-        return {
-            "mean": {k: torch.from_numpy(v) for k, v in self.mean.items()},
-            "std": {k: torch.from_numpy(v) for k, v in self.std.items()},
-        }
-
-    @classmethod
-    def from_state_dict(cls, state: dict[str, dict[str, Tensor]]) -> FeatureNormalizer:
-        return cls(
-            mean={k: v.numpy().astype(np.float32) for k, v in state["mean"].items()},
-            std={k: v.numpy().astype(np.float32) for k, v in state["std"].items()},
-        )
-
-
 class Collator:
     """Turns a list of items into a :class:`Batch`, normalising features on the way."""
 
@@ -294,7 +244,7 @@ class Collator:
                 if frames_valid is None or raw is None:
                     continue
                 if self.normalizer is not None:
-                    raw = self.normalizer.apply(modality, raw)
+                    raw = self.normalizer.apply(modality, raw, source_of(item, modality))
                 features[row, : len(raw)] = np.where(frames_valid[:, None], raw, 0.0)
                 mask[row, : len(raw)] = frames_valid
             batch.set_modality(modality, torch.from_numpy(features), torch.from_numpy(mask))

@@ -27,7 +27,7 @@ from vavl.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpo
 from vavl.config import ExperimentConfig, config_from_dict
 from vavl.config_files import apply_overrides, load_config, save_config
 from vavl.corpora import Split
-from vavl.data import FeatureNormalizer, Item
+from vavl.data import Item
 from vavl.devices import check_trainable, resolve_device
 from vavl.errors import ConfigError
 from vavl.evaluation import evaluate_predictions, hard_labels, headline
@@ -40,6 +40,7 @@ from vavl.files import (
 )
 from vavl.inference import InferenceEngine, PathOutputs
 from vavl.models import EmotionModel, parameter_count
+from vavl.normalization import FeatureNormalizer
 from vavl.preparation import ExperimentData, prepare
 from vavl.records import CVSummary, EpochRecord, PathMetrics
 from vavl.reports import cv_markdown, cv_table, write_cv_report, write_run_report
@@ -140,7 +141,11 @@ def score_run(
         if not items:
             continue
         engine = InferenceEngine.for_model(
-            model, config.task, normalizer, config.training.batch_size, device
+            model,
+            config.task,
+            normalizer.for_items(items, config.features.normalise),
+            config.training.batch_size,
+            device,
         )
         predictions = engine.outputs(items, progress, description=f"predict {split}")
         all_predictions[split] = predictions

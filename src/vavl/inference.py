@@ -25,9 +25,10 @@ from tqdm.auto import tqdm
 from vavl.calibration import softmax
 from vavl.checkpoint import Checkpoint, model_from_checkpoint
 from vavl.config import TaskConfig
-from vavl.data import Batch, Collator, FeatureNormalizer, Item
+from vavl.data import Batch, Collator, Item
 from vavl.errors import CheckpointError
 from vavl.models import EmotionModel
+from vavl.normalization import FeatureNormalizer
 from vavl.sampling import BucketBatchSampler
 from vavl.types import PATH_MODALITIES, PATHS, PathName
 
@@ -145,6 +146,7 @@ class InferenceEngine:
         batch_size: int = BATCH_SIZE,
     ) -> None:
         self.backend, self.task, self.batch_size = backend, task, batch_size
+        self.normalizer = normalizer
         self.collate = Collator(task, normalizer)
 
     @classmethod
@@ -185,13 +187,16 @@ class InferenceEngine:
             if ids
         }
 
-    def per_item(self, items: Sequence[Item]) -> list[ItemOutputs]:
+    def per_item(
+        self, items: Sequence[Item], normalizer: FeatureNormalizer | None = None
+    ) -> list[ItemOutputs]:
         """Each item's output vector per path it feeds ({} for an item with no features), in
-        the order given."""
+        the order given; ``normalizer`` replaces the engine's statistics for these items."""
         results: list[ItemOutputs] = [{} for _ in items]
         usable = [i for i, item in enumerate(items) if item.has("audio") or item.has("visual")]
+        collate = self.collate if normalizer is None else Collator(self.task, normalizer)
         for chosen in self._batches(usable, items):
-            batch = self.collate([items[i] for i in chosen])
+            batch = collate([items[i] for i in chosen])
             for path, (values, present) in self.backend.run(batch).items():
                 for row, index in enumerate(chosen):
                     if present[row]:

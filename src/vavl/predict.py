@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -22,6 +22,7 @@ from vavl.answers import Answers
 from vavl.checkpoint import Checkpoint, load_checkpoint
 from vavl.data import Item
 from vavl.devices import resolve_device
+from vavl.errors import VavlError
 from vavl.features.rebuild import rebuild_features
 from vavl.features.records import FileFeatures
 from vavl.features.store import FeatureStore
@@ -31,6 +32,7 @@ from vavl.media import probe
 from vavl.model_card import DEFAULT_MODEL, default_model_card
 from vavl.results import PathPrediction, Prediction
 from vavl.timeline import Timeline, timeline_of
+from vavl.together import ClipSet
 
 logger = logging.getLogger("vavl")
 Source = str | Path | NDArray[Any] | Sequence[NDArray[np.uint8]]
@@ -119,6 +121,22 @@ class Predictor:
             outputs = self.engine.over_windows(shown)
             return self.answers.long_file(Path(source), duration, longest, outputs)
         return self.predict_features(self.features.of_file(Path(source), store))
+
+    def predict_files(
+        self, paths: Sequence[Path], store: FeatureStore | None = None, together: bool = True
+    ) -> Iterator[Prediction | VavlError | OSError]:
+        """Each file's prediction, or why it failed, in order. With a model trained with
+        ``features.normalise: source``, the short clips among ``paths`` (at least
+        :data:`~vavl.together.MIN_TOGETHER`) are standardised by their own statistics, as one
+        source (a corpus, a folder of one's recordings); ``together=False``: each alone."""
+        alone = not together or self.checkpoint.config.features.normalise != "source"
+        longest = self.checkpoint.config.prediction.max_clip_seconds
+
+        def predict_alone(path: Path) -> Prediction:
+            return self.predict(path, store=store)
+
+        clips = ClipSet(self.features, self.engine, self.answers, predict_alone, longest, store)
+        yield from clips.predictions(paths, alone)
 
     def predict_features(self, features: FileFeatures) -> Prediction:
         item = Item.from_features(str(features.path), features)

@@ -13,6 +13,7 @@ import numpy as np
 from torch.utils.data import Sampler
 
 from vavl.data import Item
+from vavl.normalization import SOURCE
 
 
 def pair_unpaired(items: Sequence[Item], seed: Sequence[int]) -> list[Item]:
@@ -47,7 +48,11 @@ def pair_unpaired(items: Sequence[Item], seed: Sequence[int]) -> list[Item]:
                     id=f"{sound.id}+{face.id}",
                     visual=face.visual,
                     visual_valid=face.visual_valid,
-                    metadata={**sound.metadata, "paired_with": face.id},
+                    metadata={
+                        **sound.metadata,
+                        "paired_with": face.id,
+                        f"visual_{SOURCE}": face.metadata.get(SOURCE),
+                    },
                 )
             )
         pairs = min(len(sounds), len(faces))

@@ -4,12 +4,18 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from tqdm.auto import tqdm
 
 from vavl.commands.base import Subcommands, add_checkpoint_option, face_rank, positive_seconds
 from vavl.errors import VavlError
+
+if TYPE_CHECKING:
+    from vavl.features.store import FeatureStore
+    from vavl.predict import Predictor
 
 
 def _unique(name: str, taken: set[str]) -> str:
@@ -63,16 +69,25 @@ def _command_predict(args: argparse.Namespace) -> int:
         )  # fmt: skip
     store = FeatureStore(args.store) if args.store else None
     names: set[str] = set()
-    for media in tqdm(readable, desc="predict", unit="file", disable=len(readable) < 2):
-        assert predictor is not None
-        try:
-            predictions.append(predictor.predict(media, store=store, progress=len(readable) < 2))
-            if args.timeline:
+    outcomes: Iterable[Any] = []
+    if predictor is not None and len(readable) == 1:  # one file: its windows counted instead
+        outcomes = [_one(predictor, readable[0], store)]
+    elif predictor is not None:
+        found = predictor.predict_files(readable, store, together=not args.each_alone)
+        outcomes = tqdm(found, desc="predict", unit="file", total=len(readable))
+    for media, outcome in zip(readable, outcomes, strict=True):
+        if isinstance(outcome, VavlError | OSError):
+            failed(media, outcome)
+            continue
+        predictions.append(outcome)
+        if args.timeline:
+            assert predictor is not None
+            try:
                 timeline = predictor.timeline(media, args.window, args.hop, progress=True)
                 written = timeline.write(args.timeline_dir, _unique(Path(media).name, names))
                 print(f"timeline: {', '.join(str(p) for p in written.values())}", file=sys.stderr)
-        except (VavlError, OSError) as error:
-            failed(media, error)
+            except (VavlError, OSError) as error:
+                failed(media, error)
     empty = [p for p in predictions if not p.paths]
     for prediction in empty:
         print(f"vavl: {prediction.source}: {prediction.fallback}", file=sys.stderr)
@@ -90,6 +105,14 @@ def _command_predict(args: argparse.Namespace) -> int:
         print(text)
     print(prediction_summary(predictions, len(failures), len(args.media)), file=sys.stderr)
     return 0 if len(predictions) > len(empty) else 1
+
+
+def _one(predictor: Predictor, media: Path, store: FeatureStore | None) -> Any:
+    """One file's prediction (its long windows counted), or why it failed."""
+    try:
+        return predictor.predict(media, store=store, progress=True)
+    except (VavlError, OSError) as error:
+        return error
 
 
 def _os_error(error: OSError, fallback: object) -> str:
@@ -126,6 +149,25 @@ def _command_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_timeline_options(predict: argparse.ArgumentParser) -> None:
+    predict.add_argument(
+        "--timeline",
+        action="store_true",
+        help="also predict sliding windows: <file name>.timeline.csv/.json/.png per file, in "
+        "--timeline-dir",
+    )
+    predict.add_argument(
+        "--window", type=positive_seconds, default=3.0, help="timeline window, seconds"
+    )
+    predict.add_argument("--hop", type=positive_seconds, default=1.0, help="timeline hop, seconds")
+    predict.add_argument(
+        "--timeline-dir",
+        type=Path,
+        default=Path("timelines"),
+        help="where timelines are written (default: ./timelines)",
+    )
+
+
 def add_parsers(commands: Subcommands, overrides: argparse.ArgumentParser) -> None:
     """Declare this group's subcommands (``overrides``: --set, --force, --model)."""
     predict = commands.add_parser(
@@ -142,6 +184,12 @@ def add_parsers(commands: Subcommands, overrides: argparse.ArgumentParser) -> No
     )
     predict.add_argument(
         "--store", type=Path, help="a feature store: reuse the features already extracted there"
+    )
+    predict.add_argument(
+        "--each-alone",
+        action="store_true",
+        help="predict every file on its own; by default a model trained with source statistics "
+        "standardises the clips predicted together by theirs (at least 16 clips)",
     )
     predict.add_argument("--format", choices=["table", "json", "csv"], default="table")
     predict.add_argument("--out", type=Path, help="write here instead of standard output")
@@ -169,22 +217,7 @@ def add_parsers(commands: Subcommands, overrides: argparse.ArgumentParser) -> No
     predict.add_argument(
         "--onnx-dir", type=Path, help="an export of `vavl export --onnx` (default: export once)"
     )
-    predict.add_argument(
-        "--timeline",
-        action="store_true",
-        help="also predict sliding windows: <file name>.timeline.csv/.json/.png per file, in "
-        "--timeline-dir",
-    )
-    predict.add_argument(
-        "--window", type=positive_seconds, default=3.0, help="timeline window, seconds"
-    )
-    predict.add_argument("--hop", type=positive_seconds, default=1.0, help="timeline hop, seconds")
-    predict.add_argument(
-        "--timeline-dir",
-        type=Path,
-        default=Path("timelines"),
-        help="where timelines are written (default: ./timelines)",
-    )
+    _add_timeline_options(predict)
     predict.set_defaults(handler=_command_predict)
 
     export = commands.add_parser(

@@ -47,9 +47,13 @@ from vavl.predict import Predictor
 logger = logging.getLogger("vavl")
 
 UPLOAD_PREFIX = "upload-"
+# An upload slower than this on average, once --timeout seconds have passed, is cut off: a
+# client trickling a byte at a time would otherwise hold its connection for ever.
+MIN_UPLOAD_BYTES_PER_SECOND = 16 * 1024
 SNIFF_BYTES = 64
 LOCAL_NAMES = ("127.0.0.1", "localhost", "::1", "[::1]")
 UNSAFE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
+BUSY = "the server is busy (uploads and live streams at their limit); try again shortly"
 
 
 def sniff_media_type(head: bytes) -> str | None:
@@ -115,6 +119,12 @@ class ServeSettings:
         return int(self.max_upload_mb * 2**20)
 
     @property
+    def heavy_connections(self) -> int:
+        """Uploads and live WebSockets at once (the long, costly connections): the connection
+        budget less a few kept for the page and the health check, whatever the load."""
+        return max(1, self.max_connections - max(1, self.max_connections // 8))
+
+    @property
     def max_message_bytes(self) -> int:
         """The largest WebSocket message: a camera frame as JPEG, or a second of audio."""
         return 4 * 2**20
@@ -137,6 +147,7 @@ class App:
         default = Path(predictor.name) == DEFAULT_MODEL
         self.notice = default_model_card()["notice"] if default else None
         self.lock = threading.Lock()  # the model and extractors are not thread-safe
+        self.heavy = 0  # uploads and WebSockets being served (counted in the event loop)
         self.page = (
             resources.files("vavl").joinpath("assets/serve.html").read_text(encoding="utf-8")
         )
@@ -232,17 +243,25 @@ async def _receive_upload(request: Request, app: App, name: str) -> Path:
         )
     chunks = request.stream().__aiter__()
     head, received, upload, handle = b"", 0, None, None
+    started = time.monotonic()
     try:
         while True:
             try:
                 chunk = await asyncio.wait_for(chunks.__anext__(), settings.timeout)
             except StopAsyncIteration:
                 break
-            except TimeoutError:
+            except (TimeoutError, asyncio.TimeoutError):  # distinct classes before Python 3.11
                 raise RequestError(408, f"{name}: the upload stalled") from None
             received += len(chunk)
             if received > limit:
                 raise RequestError(413, too_big)
+            elapsed = time.monotonic() - started
+            if elapsed > settings.timeout and received < MIN_UPLOAD_BYTES_PER_SECOND * elapsed:
+                raise RequestError(
+                    408,
+                    f"{name}: the upload is too slow ({received} bytes in {elapsed:.0f} s; at "
+                    f"least {MIN_UPLOAD_BYTES_PER_SECOND // 1024} KB a second are needed)",
+                )
             if handle is None:
                 head += chunk
                 if len(head) < SNIFF_BYTES:
@@ -333,8 +352,21 @@ class Guard:
             return
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         problem = self._problem(scope, headers)
-        if problem is None:
+        heavy = scope["type"] == "websocket" or scope.get("method") == "POST"
+        if problem is None and heavy and self.vavl.heavy >= self.vavl.settings.heavy_connections:
+            problem = BUSY
+        if problem is None and heavy:
+            self.vavl.heavy += 1
+            try:
+                await self.app(scope, receive, send)
+            finally:
+                self.vavl.heavy -= 1
+        elif problem is None:
             await self.app(scope, receive, send)
+        elif problem is BUSY and scope["type"] == "websocket":
+            await send({"type": "websocket.close", "code": 1013, "reason": problem})
+        elif problem is BUSY:
+            await _error(503, problem, close=True)(scope, receive, send)
         elif scope["type"] == "websocket":
             logger.warning("refused a WebSocket: %s", problem)
             await send({"type": "websocket.close", "code": 1008, "reason": problem[:120]})

@@ -12,12 +12,13 @@ import torch
 
 from vavl.checkpoint import Checkpoint, load_checkpoint, model_from_checkpoint
 from vavl.config import ExperimentConfig
-from vavl.data import FeatureNormalizer, Item
+from vavl.data import Item
 from vavl.errors import TrainingError
 from vavl.evaluation import calibrate_predictions
 from vavl.features.base import Descriptions
 from vavl.inference import InferenceEngine
 from vavl.models import Ensemble
+from vavl.normalization import FeatureNormalizer
 from vavl.training.trainer import BEST_CHECKPOINT, development_items
 
 
@@ -70,7 +71,11 @@ def combine_members(
     ensemble = Ensemble(members, config.task.kind).to(device).eval()
     items = development_items(config, dev)
     engine = InferenceEngine.for_model(
-        ensemble, config.task, normalizer, config.training.batch_size, device
+        ensemble,
+        config.task,
+        normalizer.for_items(items, config.features.normalise),
+        config.training.batch_size,
+        device,
     )
     predictions = engine.outputs(items) if items else {}
     checkpoint = Checkpoint(

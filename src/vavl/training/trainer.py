@@ -27,7 +27,7 @@ from vavl.augmentation import augment
 from vavl.calibration import PathReliability
 from vavl.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from vavl.config import ExperimentConfig
-from vavl.data import Collator, FeatureNormalizer, Item, ItemDataset, check_items
+from vavl.data import Collator, Item, ItemDataset, check_items
 from vavl.devices import compile_model, resolve_device
 from vavl.errors import CheckpointError, ConfigError, TrainingError
 from vavl.evaluation import calibrate_predictions, evaluate_predictions
@@ -35,6 +35,7 @@ from vavl.features.base import Descriptions, ExtractorDescription
 from vavl.files import write_json_atomically
 from vavl.inference import InferenceEngine, PathOutputs, merge_outputs
 from vavl.models import build_model
+from vavl.normalization import FeatureNormalizer
 from vavl.records import EpochRecord, PathMetrics
 from vavl.sampling import BucketBatchSampler, balanced_draw, pair_unpaired
 from vavl.training.cost import RunCost
@@ -157,7 +158,9 @@ class Trainer:
             compile_model(self.model)
         self.class_weights = class_weights_for(config.task, self.train_items)
         self.recipe = build_recipe(self.model, config, self.device, self.class_weights)
-        self.normalizer = FeatureNormalizer.fit(self.train_items)
+        self.normalizer = FeatureNormalizer.fit(self.train_items).for_items(
+            self.train_items, config.features.normalise
+        )
         self.state = TrainerState()
         self.history: list[EpochRecord] = []
         self.calibration: dict[str, PathReliability] = {}
@@ -280,7 +283,9 @@ class Trainer:
             return {}
         share = self.dev_items[distributed.rank() :: distributed.world_size()]
         engine = InferenceEngine.for_model(
-            self.model, self.config.task, self.normalizer, self.config.training.batch_size,
+            self.model, self.config.task,
+            self.normalizer.for_items(self.dev_items, self.config.features.normalise),
+            self.config.training.batch_size,
             self.device,
         )  # fmt: skip
         predictions = engine.outputs(share) if share else {}
