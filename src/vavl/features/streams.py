@@ -27,7 +27,8 @@ from vavl.media import SAMPLE_RATE, VideoFrame
 
 SILENCE_RMS = 1e-4  # about -80 dBFS
 CROP_BATCH = 64
-FACES_PER_FRAME = 3  # the largest faces of a frame whose features are kept
+FACES_PER_FRAME = 3  # the largest faces of a video frame whose features are kept
+PHOTO_FACES = 8  # a photo is one frame: more of its faces are kept
 # A face that fills a tightly cropped still is too big for the detector's anchors: look again
 # with the image centred on a canvas this many times its side (found 100% of 200 FER2013 faces).
 STILL_PADDINGS = (1.5, 2.0)
@@ -155,6 +156,15 @@ class AudioStream:
         self.first_sample += drop
 
 
+def _covers_several(box: Detection, detections: list[Detection]) -> bool:
+    """Whether two or more of ``detections`` have their centre inside ``box``."""
+    left, top, right, bottom = box.box
+    inside = [
+        d for d in detections if left <= d.center[0] <= right and top <= d.center[1] <= bottom
+    ]
+    return len(inside) >= 2
+
+
 def _most_prominent(found: list[Detection], count: int = FACES_PER_FRAME) -> list[Detection]:
     """The ``count`` detections with the largest area x confidence."""
     return sorted(found, key=lambda d: -d.area * d.score)[: max(count, 0)]
@@ -262,13 +272,28 @@ class VisualStream:
                 return
 
     def _add_far_faces(self, image: NDArray[np.uint8]) -> None:
-        known = [track.last for track in self.tracker.tracks]
-        far = [
+        """A group photo: the full-range model's faces join the close-range ones (up to
+        :data:`PHOTO_FACES`); a close-range box over two or more of them (two heads side by
+        side, taken for one) gives way to them."""
+        far = self.pipeline.detector("full").detect(image)
+        for index, track in enumerate(self.tracker.tracks):
+            if track.members and _covers_several(track.last, far):
+                self._forget(index)
+        known = [track.last for track in self.tracker.tracks if track.members]
+        new = [
             detection
-            for detection in self.pipeline.detector("full").detect(image)
+            for detection in far
             if not any(same_face(face, detection, self.tracker.min_iou) for face in known)
         ]
-        self._keep_faces(image, 0, _most_prominent(far, FACES_PER_FRAME - len(known)))
+        self._keep_faces(image, 0, _most_prominent(new, PHOTO_FACES - len(known)))
+
+    def _forget(self, track: int) -> None:
+        """Drop a track and everything kept of it (it was no face)."""
+        self._flush()
+        self.tracker.tracks[track].members = {}
+        self.tracker.tracks[track].last_frame = -(2**31)  # never linked to again
+        for kept in (self.features, self.crops, self.areas):
+            kept.pop(track, None)
 
     def _keep_faces(self, image: NDArray[np.uint8], index: int, found: list[Detection]) -> None:
         """Track a frame's detections and keep each one's aligned crop."""
