@@ -6,6 +6,7 @@ from __future__ import annotations
 import builtins
 import csv
 import io
+import json
 import os
 import wave
 from collections.abc import Callable
@@ -19,6 +20,7 @@ from PIL import Image
 
 from helpers import real_face_frames, require_shared_data, write_media
 from vavl.cli import main
+from vavl.files import printable
 
 SPEECH = "crema-d-samples/AudioMP3/1002_DFA_ANG_XX.mp3"
 
@@ -211,11 +213,11 @@ def test_every_bad_input_gets_its_row_and_one_line(
     code = main(["extract", str(folder), "--out", str(store), "--audio", "logmel", "--quiet"])
     captured = capsys.readouterr()
     assert code == 0 and "Traceback" not in captured.err
-    with open(store / "report.csv", newline="", encoding="utf-8", errors="surrogateescape") as f:
+    with open(store / "report.csv", newline="", encoding="utf-8") as f:  # valid UTF-8
         rows = {Path(row["path"]).name: row for row in csv.DictReader(f)}
-    assert set(rows) == set(expected)
+    assert set(rows) == {printable(name) for name in expected}
     for name, outcome in expected.items():
-        row = rows[name]
+        row = rows[printable(name)]
         said = " ".join(row[key] for key in ("error", "audio", "visual")).lower()
         if outcome == "ok":
             # Files with the same bytes are one store entry: the first extracted, the rest cached.
@@ -239,9 +241,19 @@ def test_every_bad_input_gets_its_row_and_one_line(
     failed = [n for n, o in expected.items() if o != "ok" and n not in (*skipped, "random.flac")]
     for name in failed:
         assert sum(name.split("\n")[0] in line for line in errors) >= 1, name
-    text = out.read_text(encoding="utf-8", errors="surrogateescape")
+    text = out.read_text(encoding="utf-8")  # valid UTF-8
     statuses = [row["status"] for row in csv.DictReader(io.StringIO(text))]
     assert statuses.count("failed") == len(failed)
     assert "nothing to predict from" in statuses  # the silent file
     rows_by_file = {Path(r["file"]).name: r for r in csv.DictReader(io.StringIO(text))}
     assert rows_by_file["truncated-faststart.mp4"]["notes"].startswith("truncated")  # kept in CSV
+    # The same files as JSON: valid JSON (no NaN) in valid UTF-8.
+    out = tmp_path / "predictions.json"
+    assert main(["predict", *media, "--format", "json", "--out", str(out)]) == 0
+    capsys.readouterr()
+
+    def no_nan(constant: str) -> None:
+        raise AssertionError(f"{constant} in the JSON")
+
+    document = json.loads(out.read_text(encoding="utf-8"), parse_constant=no_nan)
+    assert len(document["predictions"]) + len(document["failed"]) == len(media)

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+import torch
 import yaml
 
 from helpers import demo_config, require_shared_data, write_media
@@ -182,10 +183,12 @@ def test_names_that_are_not_utf8_work_end_to_end(tmp_path: Path) -> None:
     args = ["--out", str(store), "--audio", "logmel", "--visual", "none", "--quiet"]
     assert main(["extract", str(folder), *args]) == 0
     assert main(["extract", str(folder), *args]) == 0  # again: cached, the report rewritten
-    raw = (store / "report.csv").read_bytes()
-    assert b"caf\xe9.mp3" in raw and b",cached," in raw
+    # Reports are valid UTF-8: the name's byte that is not is written as an escape.
+    report = (store / "report.csv").read_text(encoding="utf-8")
+    assert "d\\xe9j\\xe0/caf\\xe9.mp3" in report and ",cached," in report
+    json.loads((store / "report.json").read_text(encoding="utf-8"))
     assert main(["predict", str(clip), "--format", "csv", "--out", str(tmp_path / "p.csv")]) == 0
-    assert b"caf\xe9.mp3" in (tmp_path / "p.csv").read_bytes()
+    assert "caf\\xe9.mp3" in (tmp_path / "p.csv").read_text(encoding="utf-8")
 
 
 def _children(pid: int) -> set[int]:
@@ -297,3 +300,84 @@ def test_a_second_writer_of_a_run_directory_is_refused(
         first.wait()
     # The kernel freed the lock with its holder, however it ended: the run goes on.
     assert main([*second, "--set", "training.epochs=1", "--force"]) == 0
+
+
+def test_command_line_mistakes_get_one_line_from_the_command_they_concern(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Each was a traceback, the top-level usage or a misleading line."""
+    cases = {
+        ("serve", "--port", "99999"): "argument --port: a port is 0 to 65535, not 99999",
+        ("serve", "--timeout", "0"): "argument --timeout: must be more than 0 seconds",
+        ("serve", "--max-upload-mb", "-1"): "argument --max-upload-mb: must be more than 0 MiB",
+        ("serve", "--max-connections", "0"): "argument --max-connections: must be 1 or more",
+        ("predict", "x.wav", "--formt", "json"): "vavl predict: error: unrecognized arguments: "
+        "--formt json (did you mean --format?)",
+    }
+    for arguments, said in cases.items():
+        with pytest.raises(SystemExit) as exit_:
+            main(list(arguments))
+        assert exit_.value.code == 2 and said in capsys.readouterr().err, arguments
+    run_like = tmp_path / "not-a-run"
+    run_like.mkdir()
+    assert main(["evaluate", str(run_like)]) == 2
+    assert f"{run_like}: not a finished vavl run (no config.yaml or best.pt)" in (
+        capsys.readouterr().err
+    )
+    assert main(["demo", "--data", str(tmp_path / "nowhere"), "--out", str(tmp_path)]) == 2
+    assert f"{tmp_path / 'nowhere'}: folder not found" in capsys.readouterr().err
+    assert main(["predict", str(tmp_path / "nosuchfile.mp4")]) == 1
+    captured = capsys.readouterr()
+    assert captured.out == "" and "nosuchfile.mp4: file not found" in captured.err
+
+
+def test_sizes_devices_and_depth_are_checked_before_anything_is_allocated(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run = tmp_path / "huge"
+    huge = ["train", "demo-synthetic", "--run-dir", str(run), "--set", "model.model_dim=16384"]
+    assert main(huge) == 2
+    assert "M parameters: training it needs" in capsys.readouterr().err
+    assert not run.exists()  # no empty run directory left behind
+    assert main(["config", "demo-synthetic", "--set", "training.device=tpu9"]) == 2
+    assert "training.device: must be auto, cpu, cuda, cuda:N or mps, not 'tpu9'" in (
+        capsys.readouterr().err
+    )
+    clip = require_shared_data() / "crema-d-samples/AudioMP3/1002_DFA_SAD_XX.mp3"
+    if not torch.cuda.is_available():
+        assert main(["predict", str(clip), "--device", "cuda"]) == 2
+        assert "device 'cuda' was asked for, but this machine has no CUDA device" in (
+            capsys.readouterr().err
+        )
+    assert main(["predict", str(clip), "--device", "nosuch"]) == 2
+    assert "device 'nosuch' is not one of auto, cpu, cuda, cuda:N, mps" in capsys.readouterr().err
+    deep = tmp_path / "deep.yaml"
+    deep.write_text("model: " + "{a: " * 5000 + "1" + "}" * 5000 + "\n")
+    assert main(["config", str(deep)]) == 2
+    assert f"{deep}: nested too deeply to be a config" in capsys.readouterr().err
+
+
+def test_a_full_disk_is_one_line_naming_the_path_and_keeps_what_was_computed(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A full disk (ENOSPC, as root cannot be refused by permissions) while training, and
+    while writing predictions: one line naming the file; predictions go to the screen."""
+    import errno
+
+    from vavl import checkpoint, files
+
+    def full(path: Any, *args: Any, **kwargs: Any) -> Any:
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr(checkpoint, "write_atomically", full)
+    run = tmp_path / "run"
+    assert main(["train", "demo-synthetic", "--run-dir", str(run), "--quiet"]) == 2
+    said = capsys.readouterr().err
+    assert "No space left on device" in said and f"{run}/" in said and "Traceback" not in said
+    monkeypatch.setattr(files, "write_atomically", full)
+    clip = require_shared_data() / "crema-d-samples/AudioMP3/1002_DFA_SAD_XX.mp3"
+    out = tmp_path / "predictions.json"
+    assert main(["predict", str(clip), "--format", "json", "--out", str(out)]) == 0
+    captured = capsys.readouterr()
+    assert f"{out}: No space left on device; the predictions follow" in captured.err
+    assert json.loads(captured.out)["predictions"][0]["source"] == str(clip)

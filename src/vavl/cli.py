@@ -104,6 +104,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except VavlError as error:
         print(f"vavl: error: {error}", file=sys.stderr)
         return 2
+    except OSError as error:  # a full disk, a read-only folder: the path and what went wrong
+        where = f"{error.filename}: " if error.filename else ""
+        print(f"vavl: error: {where}{error.strerror or error}", file=sys.stderr)
+        return 2
+
     except KeyboardInterrupt:
         print("vavl: interrupted; run the same command again to resume", file=sys.stderr)
         return 130

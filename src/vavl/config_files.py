@@ -55,11 +55,16 @@ def load_config(name_or_path: str | Path) -> ExperimentConfig:
     except tomllib.TOMLDecodeError as error:
         first_line = str(error).splitlines()[0] if str(error) else type(error).__name__
         raise ConfigError(f"{path}: not valid TOML: {first_line}") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: nested too deeply to be a config") from None
     if values is None:
         values = {}
     if not isinstance(values, dict):
         raise ConfigError(f"{path}: expected a mapping of sections at the top level")
-    return config_from_dict(values, source=str(path))
+    try:
+        return config_from_dict(values, source=str(path))
+    except RecursionError:
+        raise ConfigError(f"{path}: nested too deeply to be a config") from None
 
 
 def yaml_problem(error: yaml.YAMLError) -> str:

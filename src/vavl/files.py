@@ -43,18 +43,35 @@ def write_atomically(path: str | Path, write: Callable[[IO[bytes]], object]) -> 
     return path
 
 
+def printable(text: str) -> str:
+    """``text`` as valid Unicode: the bytes of a file name that is not UTF-8 (which Python keeps
+    as lone surrogates) written as ``\\xe9`` escapes, everything else as it is."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
 def write_text_atomically(path: str | Path, text: str) -> Path:
-    """UTF-8 text; file names that are not UTF-8 (kept by Python as surrogates) are written as
-    their own bytes, as the file system has them."""
+    """Valid UTF-8 text (names that are not UTF-8 escaped: :func:`printable`)."""
 
     def write(handle: IO[bytes]) -> None:
-        handle.write(text.encode("utf-8", "surrogateescape"))
+        handle.write(printable(text).encode("utf-8"))
 
     return write_atomically(path, write)
 
 
 def write_json_atomically(path: str | Path, value: Any) -> Path:
-    return write_text_atomically(path, json.dumps(value, indent=2, ensure_ascii=False) + "\n")
+    text = json.dumps(_printable_strings(value), indent=2, ensure_ascii=False)
+    return write_text_atomically(path, text + "\n")
+
+
+def _printable_strings(value: Any) -> Any:
+    """``value`` with every string (keys too) :func:`printable`."""
+    if isinstance(value, str):
+        return printable(value)
+    if isinstance(value, dict):
+        return {_printable_strings(k): _printable_strings(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_printable_strings(item) for item in value]
+    return value
 
 
 def cache_dir() -> Path:

@@ -209,8 +209,13 @@ def _prepare_corpora(
         corpus = load_corpus(spec, attributes)
         if config.task.kind == "classification":
             corpus.clips, dropped = map_labels(corpus.clips, label_map_of(spec), config.task.labels)
+            listed = ", ".join(f"{label} {count}" for label, count in sorted(dropped.items()))
+            if dropped and not corpus.clips:
+                raise DataError(
+                    f"{corpus.name}: its label map leaves out every clip ({listed}); map its "
+                    f"labels onto {', '.join(config.task.labels)}"
+                )
             if dropped:
-                listed = ", ".join(f"{label} {count}" for label, count in sorted(dropped.items()))
                 notes.append(f"{corpus.name}: clips left out by the label map: {listed}")
         corpora.append(corpus)
         clips += corpus.clips

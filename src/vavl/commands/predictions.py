@@ -41,6 +41,7 @@ def _command_predict(args: argparse.Namespace) -> int:
         preload_default_extractors()  # before torch is imported: the two overlap
 
     from vavl.features.store import FeatureStore
+    from vavl.files import printable
     from vavl.media import check_readable
     from vavl.model_card import DEFAULT_MODEL
     from vavl.predict import Predictor
@@ -100,9 +101,9 @@ def _command_predict(args: argparse.Namespace) -> int:
             write_text_atomically(args.out, text + "\n")
         except OSError as error:  # what was computed is not lost: it goes to the screen
             print(f"vavl: {_os_error(error, args.out)}; the predictions follow", file=sys.stderr)
-            print(text)
+            print(printable(text))
     elif text:
-        print(text)
+        print(printable(text))
     print(prediction_summary(predictions, len(failures), len(args.media)), file=sys.stderr)
     return 0 if len(predictions) > len(empty) else 1
 
