@@ -122,7 +122,8 @@ def test_the_model_option_names_a_known_method(capsys: pytest.CaptureFixture[str
 
     assert main(["config", "demo-synthetic", "--model", "transformer"]) == 2
     assert (
-        "--model transformer: unknown; choose from vavl, vavl-no-shared" in capsys.readouterr().err
+        "--model transformer: unknown; choose from vavl, vavl-small, vavl-no-shared"
+        in capsys.readouterr().err
     )
     assert (
         main(["config", "demo-synthetic", "--model", "auxformer", "--set", "model.heads=10"]) == 0
