@@ -81,8 +81,10 @@ def active() -> bool:
 
 def backend_for(device: str) -> str:
     """The process group's backend for training on ``device`` (a config's ``training.device``):
-    on CUDA, nccl carries CUDA tensors and gloo the CPU ones (objects, counts)."""
-    return "cuda:nccl,cpu:gloo" if resolve_device(device).type == "cuda" else "gloo"
+    on CUDA, nccl carries CUDA tensors and gloo the CPU ones (objects, counts). A named device
+    decides by its name alone; whether this machine has it is checked when it is used."""
+    kind = resolve_device(device).type if device == "auto" else device.partition(":")[0]
+    return "cuda:nccl,cpu:gloo" if kind == "cuda" else "gloo"
 
 
 def initialize(device: str = "auto", timeout_s: float = DEFAULT_TIMEOUT_S) -> Environment:
