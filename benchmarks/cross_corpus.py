@@ -12,7 +12,8 @@ fitted on the fold's own training clips. The last rows are the means over the fo
     python benchmarks/cross_corpus.py runs/loco [--card src/vavl/assets/default-model.json]
 
 For each fold whose left-out corpus has faces, its faces are also tried as a user's photos:
-three frames of each of its videos (a quarter, half and three quarters in) saved as PNG, each
+three frames of each of its videos (a quarter, half and three quarters in; a still corpus's
+images themselves, 600 of them at most) saved as PNG, each
 predicted by the fold's model through `Predictor.predict(photo)` with automatic face detection,
 beside the ``fer`` network's own 7-class classifier (restricted to the task's classes) on the
 same detected faces.
@@ -99,7 +100,8 @@ def fold_table(fold_dir: Path) -> list[dict[str, Any]]:
     return rows
 
 
-STILL_AT = (0.25, 0.5, 0.75)  # where in a video its photos are taken
+STILL_AT = (0.25, 0.5, 0.75)  # where in a video its photos are taken (a still: itself, once)
+MOST_SOURCES = 600  # videos or stills of a left-out corpus tried as photos
 
 
 def photos(fold_dir: Path, folder: Path) -> dict[str, Any] | None:
@@ -116,15 +118,18 @@ def photos(fold_dir: Path, folder: Path) -> dict[str, Any] | None:
     videos = [(c.media["visual"], label) for c, label in wanted if label in labels]
     if not videos:
         return None
+    if len(videos) > MOST_SOURCES:  # a still corpus of thousands: an even sample is enough
+        chosen = np.random.default_rng(0).choice(len(videos), MOST_SOURCES, replace=False)
+        videos = [videos[index] for index in sorted(chosen)]
     predictor = Predictor.load(fold_dir / "best.pt")
     fer = FeaturePipeline(None, create_extractor("fer", output="probabilities"))
     columns = [FER_CLASSES.index(name) for name in labels]
     truth, ours, theirs = [], [], []
     for number, (video, label) in enumerate(videos):
         frames = [frame.image for frame in VideoReader(video, fps=5)]
-        for share in STILL_AT:
-            photo = folder / f"{number}-{share}.png"
-            Image.fromarray(frames[int(share * (len(frames) - 1))]).save(photo)
+        for index in sorted({int(share * (len(frames) - 1)) for share in STILL_AT}):
+            photo = folder / f"{number}-{index}.png"
+            Image.fromarray(frames[index]).save(photo)
             answer = predictor.predict(photo).paths.get("visual")
             found = fer.extract(photo).visual
             if answer is None or found is None:

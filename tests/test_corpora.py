@@ -224,6 +224,9 @@ def test_generic_folder_and_manifest(tmp_path: Path) -> None:
     assert listed.partitions == [
         {"listed/happy/1002_DFA_HAP_XX.mp3": "train", "listed/sad/1002_DFA_SAD_XX.mp3": "test"}
     ]
+    manifest.write_text("path,label,split\nhappy/1002_DFA_HAP_XX.mp3,happy,Valid\n")
+    (partition,) = load_corpus(CorpusConfig(format="manifest", root=manifest)).partitions or []
+    assert list(partition.values()) == ["dev"]  # FER+'s word for its development split
     attributes = tmp_path / "folder" / "attributes.csv"
     attributes.write_text("path,arousal,valence\nhappy/1002_DFA_HAP_XX.mp3,0.8,0.9\n")
     regression = load_corpus(

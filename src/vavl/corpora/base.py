@@ -22,7 +22,12 @@ from vavl.types import Modality
 
 Split = Literal["train", "dev", "test"]
 SPLITS: tuple[Split, Split, Split] = ("train", "dev", "test")
-SPLIT_NAMES = {"train": "train", "development": "dev", "dev": "dev", "test": "test"}
+# The words corpora use for their partitions (FER+ says "valid", Hugging Face "validation").
+SPLIT_NAMES = {
+    "train": "train",
+    **dict.fromkeys(("dev", "development", "valid", "validation", "val"), "dev"),
+    "test": "test",
+}
 
 logger = logging.getLogger("vavl")
 
@@ -55,7 +60,7 @@ def split_name(value: str, source: str) -> Split:
     try:
         return SPLIT_NAMES[value.strip().lower()]  # type: ignore[return-value]
     except KeyError:
-        raise DataError(f"{source}: unknown split '{value}' (use train, dev or test)") from None
+        raise DataError(f"{source}: unknown split '{value}' (use train, dev (or valid) or test)") from None
 
 
 @dataclass
