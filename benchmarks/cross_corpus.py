@@ -8,8 +8,10 @@ linear probe beside it: logistic regression (balanced classes, C chosen on the f
 development clips) on each clip's mean and standard deviation of the same frame features,
 fitted on the fold's own training clips. The last rows are the means over the folds.
 
-    vavl cv CONFIG --run-dir runs/loco        # CONFIG with data.split.method: corpora
-    python benchmarks/cross_corpus.py runs/loco [--card src/vavl/assets/default-model.json]
+    vavl cv CONFIG --run-dir runs/loco    # CONFIG with data.split.method: corpora
+    python benchmarks/cross_corpus.py runs/loco [RUN ...] [--card MODEL_CARD]
+
+(the shipped configs cross-corpus-audio and cross-corpus-faces are the default model's recipe).
 
 For each fold whose left-out corpus has faces, its faces are also tried as a user's photos:
 three frames of each of its videos (a quarter, half and three quarters in; a still corpus's
@@ -212,12 +214,18 @@ def markdown(rows: list[dict[str, Any]]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("run", type=Path, help="a finished `vavl cv` run of a cross-corpus config")
+    parser.add_argument(
+        "runs", type=Path, nargs="+", help="finished `vavl cv` runs of cross-corpus configs"
+    )
     parser.add_argument("--card", type=Path, help="write the table into this model card")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     warnings.filterwarnings("ignore")
-    folds = sorted(args.run.glob("fold-*"), key=lambda path: int(path.name.split("-")[1]))
+    folds = [
+        fold
+        for run in args.runs
+        for fold in sorted(run.glob("fold-*"), key=lambda path: int(path.name.split("-")[1]))
+    ]
     rows = [row for fold in folds for row in fold_table(fold)]
     print(markdown(rows))
     stills = []

@@ -23,6 +23,7 @@ from vavl.cli import main
 from vavl.files import printable
 
 SPEECH = "crema-d-samples/AudioMP3/1002_DFA_ANG_XX.mp3"
+CREMA_D_FLV = "crema-d-samples/VideoFlash/1001_DFA_HAP_XX.flv"
 
 
 def _speech() -> np.ndarray:
@@ -110,6 +111,13 @@ def catalogue(folder: Path) -> dict[str, str]:
         lambda p: write_media(p, [np.full((96, 128, 3), 40, np.uint8)] * 10, audio=speech),
     )
     case("blink.mp4", "too short", lambda p: write_media(p, faces[:1], audio=speech[:800]))
+
+    def cut(source: Path) -> Callable[[Path], Any]:
+        return lambda p: p.write_bytes(source.read_bytes()[: source.stat().st_size // 3])
+
+    # Files cut short: what decodes is predicted, with a note that the header promised more.
+    case("truncated.wav", "ok", cut(_wav(folder.parent / "whole.wav", speech, 16000)))
+    case("truncated.flv", "ok", cut(require_shared_data() / CREMA_D_FLV))
     case("silence-20min.wav", "ok", lambda p: _wav(p, np.zeros(20 * 60 * 8000), 8000))
     case("silent.wav", "ok", lambda p: _wav(p, np.zeros(3 * 16000), 16000))
     case("stereo-8k.wav", "ok", lambda p: _wav(p, speech[::2], 8000, channels=2))
@@ -246,7 +254,8 @@ def test_every_bad_input_gets_its_row_and_one_line(
     assert statuses.count("failed") == len(failed)
     assert "nothing to predict from" in statuses  # the silent file
     rows_by_file = {Path(r["file"]).name: r for r in csv.DictReader(io.StringIO(text))}
-    assert rows_by_file["truncated-faststart.mp4"]["notes"].startswith("truncated")  # kept in CSV
+    for name in ("truncated-faststart.mp4", "truncated.wav", "truncated.flv"):
+        assert rows_by_file[name]["notes"].startswith("truncated"), name  # kept in the CSV
     # The same files as JSON: valid JSON (no NaN) in valid UTF-8.
     out = tmp_path / "predictions.json"
     assert main(["predict", *media, "--format", "json", "--out", str(out)]) == 0

@@ -26,6 +26,7 @@ import pytest
 from PIL import Image
 
 from helpers import require_shared_data
+from vavl.files import LOCK_NAME
 from vavl.predict import Predictor
 from vavl.serve import ServeSettings, VavlServer, create_server, sniff_media_type
 
@@ -62,6 +63,11 @@ def strict(predictor: Predictor, tmp_path: Path) -> Iterator[VavlServer]:
     settings = ServeSettings(port=0, max_upload_mb=2, timeout=2, max_connections=4)
     with running(create_server(predictor, settings, tmp_path)) as server:
         yield server
+
+
+def uploads_in(server: VavlServer) -> list[Path]:
+    """What the server's work folder holds besides its claim on it."""
+    return [path for path in server.app.work_dir.iterdir() if path.name != LOCK_NAME]
 
 
 def raw_connection(server: VavlServer) -> socket.socket:
@@ -135,7 +141,7 @@ def test_the_api_predicts_every_path_with_crops_and_timeline(server: VavlServer)
     assert result["timeline"]["source"] == "clip.txt"
     windows = result["timeline"]["windows"]
     assert len(windows) >= 3 and all("audiovisual" in w["paths"] for w in windows)
-    assert list(server.app.work_dir.iterdir()) == []  # the upload is gone
+    assert uploads_in(server) == []  # the upload is gone
 
 
 def test_an_audio_file_gets_the_audio_path_and_says_why(server: VavlServer) -> None:
@@ -174,7 +180,7 @@ def test_bad_uploads_get_one_line_and_leave_nothing(server: VavlServer) -> None:
     connection.close()
     assert request(server, "GET", "../../etc/passwd")[0] == 404
     assert request(server, "POST", "api/other", b"x")[0] == 404
-    assert list(server.app.work_dir.iterdir()) == []
+    assert uploads_in(server) == []
     assert not (server.app.work_dir.parent / "outside").exists()
 
 
@@ -205,6 +211,28 @@ def test_the_serve_command_binds_locally_and_cleans_up(tmp_path: Path) -> None:
     assert "Traceback" not in errors
     assert not work_dir.exists()  # the server's own folder is gone, the user's files are not
     assert kept.read_bytes() == b"mine" and list(tmp_path.iterdir()) == [kept]
+
+
+def test_a_killed_servers_folder_is_removed_by_the_next_server(
+    predictor: Predictor, tmp_path: Path
+) -> None:
+    """kill -9 leaves the work folder behind; the next server on the same --work-dir removes
+    it, and neither a running server's folder nor a user's folder named alike."""
+    command = [sys.executable, "-m", "vavl.cli", "serve", "--port", "0", "--work-dir"]
+    killed = subprocess.Popen([*command, str(tmp_path)], stdout=subprocess.PIPE, text=True)
+    assert killed.stdout is not None
+    abandoned = Path(killed.stdout.readline().split("uploads in ")[1].split(";")[0])
+    (abandoned / "upload-half.mp4").write_bytes(b"half an upload")
+    killed.kill()
+    killed.wait(timeout=30)
+    users = tmp_path / "vavl-serve-mine"
+    users.mkdir()
+    settings = ServeSettings(port=0)
+    with running(create_server(predictor, settings, tmp_path)) as first:
+        assert not abandoned.exists()
+        with running(create_server(predictor, settings, tmp_path)) as second:
+            assert first.app.work_dir.is_dir() and second.app.work_dir.is_dir()
+    assert sorted(tmp_path.iterdir()) == [users]
 
 
 @pytest.mark.skipif(
@@ -255,7 +283,7 @@ def test_the_page_in_headless_chromium(server: VavlServer, tmp_path: Path) -> No
         assert browser.find_element(By.ID, "status").get_attribute("class") == "error"
     finally:
         browser.quit()
-    assert list(server.app.work_dir.iterdir()) == []
+    assert uploads_in(server) == []
 
 
 def test_idle_and_slow_clients_are_cut_off(strict: VavlServer) -> None:
@@ -281,14 +309,14 @@ def test_a_stalled_upload_is_cut_off_and_leaves_no_file(strict: VavlServer) -> N
     )
     connection.sendall(head.encode() + body[: len(body) // 2])
     deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and not list(strict.app.work_dir.iterdir()):
+    while time.monotonic() < deadline and not uploads_in(strict):
         time.sleep(0.05)
-    assert list(strict.app.work_dir.iterdir()), "the upload was not streamed to disk"
+    assert uploads_in(strict), "the upload was not streamed to disk"
     answer = b""
     while chunk := connection.recv(65536):
         answer += chunk
     assert answer.startswith(b"HTTP/1.1 408") and b"stalled.flv: the upload stalled" in answer
-    assert list(strict.app.work_dir.iterdir()) == []
+    assert uploads_in(strict) == []
 
 
 def test_connections_are_bounded(strict: VavlServer) -> None:
@@ -333,7 +361,7 @@ def test_foreign_hosts_and_other_sites_are_refused(
         assert _status(server, "POST", {**ours, "Origin": "http://127.0.0.1:1"}, audio) == 403
     assert "Origin 'http://evil.example' is another site" in caplog.text
     assert _status(server, "POST", {**ours, "Origin": f"http://127.0.0.1:{port}"}, audio) == 200
-    assert list(server.app.work_dir.iterdir()) == []
+    assert uploads_in(server) == []
 
 
 def test_more_names_can_be_allowed(predictor: Predictor, tmp_path: Path) -> None:
@@ -361,7 +389,7 @@ def test_a_client_that_goes_away_leaves_no_traceback(
             time.sleep(0.05)
     assert "the client went away during the upload" in caplog.text
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info]
-    assert list(server.app.work_dir.iterdir()) == []
+    assert uploads_in(server) == []
 
 
 def _trickle(server: VavlServer, stop: threading.Event, answers: list[bytes]) -> None:

@@ -7,6 +7,7 @@ import hashlib
 import io
 import json
 import os
+import shutil
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -107,6 +108,46 @@ def csv_text(rows: Sequence[Mapping[str, Any]], fields: Sequence[str] | None = N
     return buffer.getvalue()
 
 
+def _lock(handle: IO[str]) -> bool:
+    """Take ``handle``'s exclusive lock without waiting; False while another process holds it."""
+    if fcntl is None:
+        return True
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
+
+
+def claim_folder(folder: Path) -> IO[str]:
+    """Lock a folder of this process's own for as long as the returned handle stays open, so
+    that another process can tell it from one whose owner was killed."""
+    handle = open(folder / LOCK_NAME, "w", encoding="utf-8")  # noqa: SIM115 (held open)
+    _lock(handle)
+    handle.write(f"{os.getpid()}\n")
+    handle.flush()
+    return handle
+
+
+def remove_abandoned(parent: Path, pattern: str) -> list[Path]:
+    """Remove the folders in ``parent`` matching ``pattern`` that were claimed by a process now
+    gone (killed before it could clean up); a folder still claimed, or never claimed, stays."""
+    removed = []
+    for folder in sorted(parent.glob(pattern)):
+        lock = folder / LOCK_NAME
+        if not lock.is_file() or fcntl is None:
+            continue
+        try:
+            with open(lock, encoding="utf-8") as handle:
+                if not _lock(handle):
+                    continue
+                shutil.rmtree(folder, ignore_errors=True)
+        except OSError:
+            continue  # another user's folder, or one going away: not ours to clean
+        removed.append(folder)
+    return removed
+
+
 @contextmanager
 def run_directory_lock(folder: str | Path) -> Iterator[None]:
     """Hold ``folder``'s lock for the block: a second process writing the same run directory
@@ -115,16 +156,13 @@ def run_directory_lock(folder: str | Path) -> Iterator[None]:
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     with open(folder / LOCK_NAME, "a+", encoding="utf-8") as handle:
-        if fcntl is not None:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                handle.seek(0)
-                holder = handle.read().strip() or "unknown"
-                raise TrainingError(
-                    f"{folder}: in use by another vavl process (PID {holder}); wait for it to "
-                    "end, or give another --run-dir"
-                ) from None
+        if not _lock(handle):
+            handle.seek(0)
+            holder = handle.read().strip() or "unknown"
+            raise TrainingError(
+                f"{folder}: in use by another vavl process (PID {holder}); wait for it to "
+                "end, or give another --run-dir"
+            ) from None
         handle.seek(0)
         handle.truncate()
         handle.write(f"{os.getpid()}\n")

@@ -32,7 +32,7 @@ from vavl.errors import MediaError
 from vavl.images import image_format, opened_image, read_image, scaled_size
 
 SAMPLE_RATE = 16_000
-# A decoded video shorter than this share of the frames its header declares is reported truncated.
+# A decoded stream shorter than this share of what its header declares is reported truncated.
 TRUNCATION_TOLERANCE = 0.9
 
 
@@ -308,10 +308,54 @@ def iter_audio(
                 raise MediaError(f"{path}: audio stream cannot be decoded: {error}") from None
             seconds = (emitted + pending_samples) / sample_rate
             problems.append(f"audio decoding stopped after {seconds:.1f} s: {error}")
-        if damaged[0] and problems is not None:
-            problems.append(f"{damaged[0]} damaged audio packets skipped")
+        if problems is not None:
+            if damaged[0]:
+                problems.append(f"{damaged[0]} damaged audio packets skipped")
+            whole = start == 0 and end is None
+            decoded = (emitted + pending_samples) / sample_rate
+            declared = _declared_seconds(path, container, stream)
+            if whole and declared and decoded < TRUNCATION_TOLERANCE * declared:
+                problems.append(
+                    f"truncated: the header declares {declared:.1f} s of audio but only "
+                    f"{decoded:.1f} s decode"
+                )
         if pending_samples:
             yield np.concatenate(pending)
+
+
+def _declared_seconds(path: Path, container: Any, stream: Any) -> float | None:
+    """How long the file's header says the audio stream is (the container's length when the
+    stream does not say). FFmpeg clamps a WAV's length to the bytes present, so a WAV's own
+    header is read."""
+    if container.format.name == "wav":
+        return _wav_declared_seconds(path)
+    own = _seconds(stream.duration, stream.time_base)
+    if own:
+        return own
+    return container.duration / av.time_base if container.duration else None
+
+
+WAV_HEADER_BYTES = 4096  # where a WAV's fmt and data chunks start
+
+
+def _wav_declared_seconds(path: Path) -> float | None:
+    """The length a RIFF/WAVE header declares: its data chunk's size over its byte rate (None
+    for a header written while streaming, which declares no size)."""
+    with open(path, "rb") as handle:
+        header = handle.read(WAV_HEADER_BYTES)
+    offset, byte_rate = 12, 0
+    while offset + 8 <= len(header):
+        name, size = (
+            header[offset : offset + 4],
+            int.from_bytes(header[offset + 4 : offset + 8], "little"),
+        )
+        if name == b"fmt " and offset + 16 <= len(header):
+            byte_rate = int.from_bytes(header[offset + 16 : offset + 20], "little")
+        if name == b"data":
+            unknown = size in (0, 0xFFFFFFFF)
+            return None if unknown or not byte_rate else size / byte_rate
+        offset += 8 + size + size % 2
+    return None
 
 
 def read_audio(path: str | Path, sample_rate: int = SAMPLE_RATE) -> NDArray[np.float32] | None:

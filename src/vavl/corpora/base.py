@@ -60,7 +60,9 @@ def split_name(value: str, source: str) -> Split:
     try:
         return SPLIT_NAMES[value.strip().lower()]  # type: ignore[return-value]
     except KeyError:
-        raise DataError(f"{source}: unknown split '{value}' (use train, dev (or valid) or test)") from None
+        raise DataError(
+            f"{source}: unknown split '{value}' (use train, dev (or valid) or test)"
+        ) from None
 
 
 @dataclass

@@ -40,6 +40,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from vavl.errors import VavlError
+from vavl.files import claim_folder, remove_abandoned
 from vavl.images import image_format_of
 from vavl.model_card import DEFAULT_MODEL, default_model_card
 from vavl.predict import Predictor
@@ -47,6 +48,7 @@ from vavl.predict import Predictor
 logger = logging.getLogger("vavl")
 
 UPLOAD_PREFIX = "upload-"
+WORK_PREFIX = "vavl-serve-"  # the server's own work folder
 # An upload slower than this on average, once --timeout seconds have passed, is cut off: a
 # client trickling a byte at a time would otherwise hold its connection for ever.
 MIN_UPLOAD_BYTES_PER_SECOND = 16 * 1024
@@ -142,8 +144,13 @@ class App:
         self.port = settings.port  # the bound port, once known
         if work_root is not None:
             work_root.mkdir(parents=True, exist_ok=True)
-        # A folder of its own, so that cleaning up never touches what the user keeps there.
-        self.work_dir = Path(tempfile.mkdtemp(prefix="vavl-serve-", dir=work_root))
+        # A folder of its own, so that cleaning up never touches what the user keeps there;
+        # the folders of servers that were killed (kill -9 leaves them) go first.
+        parent = work_root or Path(tempfile.gettempdir())
+        for abandoned in remove_abandoned(parent, f"{WORK_PREFIX}*"):
+            logger.info("removed %s, left by a server that ended without cleaning up", abandoned)
+        self.work_dir = Path(tempfile.mkdtemp(prefix=WORK_PREFIX, dir=parent))
+        self.claim = claim_folder(self.work_dir)
         default = Path(predictor.name) == DEFAULT_MODEL
         self.notice = default_model_card()["notice"] if default else None
         self.lock = threading.Lock()  # the model and extractors are not thread-safe
@@ -154,6 +161,7 @@ class App:
 
     def close(self) -> None:
         shutil.rmtree(self.work_dir, ignore_errors=True)
+        self.claim.close()
 
     def host_names(self) -> set[str]:
         """The names a request's Host header may give (without the port)."""
