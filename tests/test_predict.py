@@ -10,12 +10,15 @@ import numpy as np
 import pytest
 
 from helpers import logmel_checkpoint, require_shared_data
+from vavl.checkpoint import load_checkpoint
 from vavl.cli import main
+from vavl.config_data import CorporaDataConfig
 from vavl.config_files import apply_overrides
 from vavl.demo import demo_config
 from vavl.errors import FeatureMismatchError, MediaError
 from vavl.experiment import run_experiment
 from vavl.media import VideoReader, read_audio
+from vavl.model_card import DEFAULT_MODEL, default_model_card
 from vavl.predict import Predictor
 from vavl.results import Prediction
 
@@ -207,8 +210,13 @@ def test_the_notice_names_every_corpus_once_per_command(
         assert main(["predict", *map(str, clips), "--format", "csv"]) == 0
     notices = [r.message for r in caplog.records if "non-commercial" in r.message]
     assert len(notices) == 1
-    for corpus in ("RAVDESS", "TESS", "MEAD", "CREMA-D", "FER2013"):
-        assert corpus in notices[0], corpus
+    # Every corpus the shipped model learned from (its saved config) is named, with its terms.
+    data_config = load_checkpoint(DEFAULT_MODEL).config.data
+    assert isinstance(data_config, CorporaDataConfig)
+    licences = default_model_card()["licences"]
+    for spec in data_config.corpora:
+        named = licences[spec.name or spec.format]
+        assert f"{named['name']} ({named['licence']})" in notices[0], spec
 
 
 def test_the_default_models_extractors_are_built_once() -> None:

@@ -13,6 +13,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from vavl.errors import MediaError
 
 # First bytes of the still-image formats we read (Pillow's name for each).
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp"}
 IMAGE_SIGNATURES = ((b"\xff\xd8\xff", "JPEG"), (b"\x89PNG\r\n\x1a\n", "PNG"), (b"BM", "BMP"))
 # Larger images are refused before they are decoded (a 16-bit 8K photo has 33 megapixels).
 MAX_IMAGE_PIXELS = 64_000_000

@@ -1,4 +1,5 @@
-"""The only place that opens media files: probing, audio at 16 kHz mono, RGB video frames.
+"""Decoding media: probing, audio at 16 kHz mono, RGB video frames (files are opened by
+``containers.py``, which turns what cannot be read into one line).
 
 Audio and video are decoded with PyAV (FFmpeg), streamed so that memory stays bounded on long
 files. Still images (JPEG, PNG, WebP, BMP; recognised by their first bytes, whatever their name)
@@ -10,26 +11,21 @@ file and the problem.
 
 from __future__ import annotations
 
-import errno
-import io
 import itertools
 import math
-import os
-import stat
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
 import av
-import av.logging
 import numpy as np
 from numpy.typing import NDArray
 from PIL import ImageOps
 
+from vavl.containers import check_readable, declared_audio_seconds, open_container, seconds_of
 from vavl.errors import MediaError
-from vavl.images import image_format, opened_image, read_image, scaled_size
+from vavl.images import IMAGE_SUFFIXES, image_format, opened_image, read_image, scaled_size
 
 SAMPLE_RATE = 16_000
 # A decoded stream shorter than this share of what its header declares is reported truncated.
@@ -67,7 +63,6 @@ AUDIO_SUFFIXES = {".wav", ".mp3", ".m4a", ".aac", ".flac", ".ogg", ".opus", ".wm
 VIDEO_SUFFIXES = {
     ".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".flv", ".mpg", ".mpeg", ".wmv", ".3gp",
 }  # fmt: skip
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp"}
 MEDIA_SUFFIXES = AUDIO_SUFFIXES | VIDEO_SUFFIXES | IMAGE_SUFFIXES
 NON_FINITE = "the audio has NaN or infinite samples (no sound is; the file is damaged)"
 
@@ -77,106 +72,6 @@ class VideoFrame:
     index: int  # position among the decoded frames
     time: float  # presentation time, seconds
     image: NDArray[np.uint8]  # (height, width, 3) RGB, upright
-
-
-def _seconds(value: int | None, time_base: Fraction | None) -> float | None:
-    if value is None or time_base is None:
-        return None
-    return float(value * time_base)
-
-
-ISO_BOX_TYPES = {b"ftyp", b"moov", b"mdat", b"free", b"wide", b"skip", b"pnot", b"uuid"}
-
-
-def _ffmpeg_reason(error: Exception, path: Path) -> str:
-    """The most telling part of a PyAV error (FFmpeg's own log line says more than errno)."""
-    log = getattr(error, "log", None)
-    detail = str(log[2]).strip() if isinstance(log, tuple) and len(log) > 2 else ""
-    if "moov atom not found" in detail:
-        with open(path, "rb") as handle:
-            box_type = handle.read(8)[4:]
-        if box_type not in ISO_BOX_TYPES:
-            return "its content is not MP4/MOV (nor any format FFmpeg knows), whatever its name"
-        return "truncated or unfinished MP4/MOV (moov atom not found)"
-    if isinstance(error, av.error.InvalidDataError) and not detail:
-        return "not audio or video that FFmpeg can read (invalid data)"
-    reason = getattr(error, "strerror", None) or str(error)
-    return f"{reason} ({detail})" if detail and detail not in reason else reason
-
-
-class _Unnamed(io.RawIOBase):
-    """A file read without its name (see :func:`open_container`)."""
-
-    def __init__(self, path: Path) -> None:
-        super().__init__()
-        self._file = open(path, "rb")  # noqa: SIM115 - closed with this reader
-
-    def readinto(self, buffer: Any) -> int:
-        return self._file.readinto(buffer)
-
-    def seek(self, offset: int, whence: int = 0) -> int:
-        return self._file.seek(offset, whence)
-
-    def tell(self) -> int:
-        return self._file.tell()
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def close(self) -> None:
-        self._file.close()
-        super().close()
-
-
-def open_container(path: str | Path) -> Any:
-    """``av.open`` with the failures a user can act on turned into one-line :class:`MediaError`."""
-    path = Path(path)
-    check_readable(path)
-    # FFmpeg explains failures only in its log: capture it while opening (and keep it quiet).
-    previous_level = av.logging.get_level()
-    av.logging.set_level(av.logging.ERROR)
-    # FFmpeg picks a demuxer by the name first: a file named like a picture that is none (an
-    # MP3 renamed .jpg, say) is given to it without a name, so that its content decides.
-    source: str | _Unnamed = str(path)
-    if path.suffix.lower() in IMAGE_SUFFIXES:
-        source = _Unnamed(path)
-    try:
-        with av.logging.Capture():
-            return av.open(source, metadata_errors="ignore")
-    except (av.error.FFmpegError, UnicodeDecodeError, ValueError) as error:
-        reason = _ffmpeg_reason(error, path)
-    finally:
-        av.logging.set_level(previous_level)
-    raise MediaError(f"{path}: cannot be read as audio or video: {reason}")
-
-
-def check_readable(path: str | Path) -> None:
-    """One-line :class:`MediaError` unless ``path`` is a regular file this process can open
-    (a named pipe would block a reader forever; a device never ends)."""
-    path = Path(path)
-    try:
-        status = path.stat()
-    except OSError as error:
-        if error.errno == errno.ELOOP:
-            raise MediaError(f"{path}: a loop of symbolic links") from None
-        if path.is_symlink():
-            raise MediaError(f"{path}: broken symbolic link (to {os.readlink(path)})") from None
-        raise MediaError(f"{path}: file not found") from None
-    if stat.S_ISDIR(status.st_mode):
-        raise MediaError(f"{path}: is a folder, not a media file")
-    if not stat.S_ISREG(status.st_mode):
-        kind = "a named pipe (FIFO)" if stat.S_ISFIFO(status.st_mode) else "a special file"
-        raise MediaError(f"{path}: {kind}, not a media file: only regular files are read")
-    try:
-        with open(path, "rb"):
-            pass
-    except OSError as error:
-        raise MediaError(f"{path}: cannot be read ({error.strerror or error})") from None
-    if path.stat().st_size == 0:
-        raise MediaError(f"{path}: empty file (0 bytes)")
 
 
 def _probe_image(path: Path, format_name: str) -> MediaInfo:
@@ -201,7 +96,7 @@ def probe(path: str | Path) -> MediaInfo:
                 codec=stream.codec_context.name,
                 sample_rate=int(stream.rate or 0),
                 channels=int(stream.codec_context.channels or 0),
-                duration=_seconds(stream.duration, stream.time_base),
+                duration=seconds_of(stream.duration, stream.time_base),
             )
         if container.streams.video:
             stream = container.streams.video[0]
@@ -212,7 +107,7 @@ def probe(path: str | Path) -> MediaInfo:
                 height=int(stream.codec_context.height),
                 fps=float(rate) if rate else None,
                 declared_frames=int(stream.frames) or None,
-                duration=_seconds(stream.duration, stream.time_base),
+                duration=seconds_of(stream.duration, stream.time_base),
             )
         durations = [s.duration for s in (audio, video) if s is not None and s.duration]
         duration = max(durations) if durations else None
@@ -313,7 +208,7 @@ def iter_audio(
                 problems.append(f"{damaged[0]} damaged audio packets skipped")
             whole = start == 0 and end is None
             decoded = (emitted + pending_samples) / sample_rate
-            declared = _declared_seconds(path, container, stream)
+            declared = declared_audio_seconds(path, container, stream)
             if whole and declared and decoded < TRUNCATION_TOLERANCE * declared:
                 problems.append(
                     f"truncated: the header declares {declared:.1f} s of audio but only "
@@ -321,41 +216,6 @@ def iter_audio(
                 )
         if pending_samples:
             yield np.concatenate(pending)
-
-
-def _declared_seconds(path: Path, container: Any, stream: Any) -> float | None:
-    """How long the file's header says the audio stream is (the container's length when the
-    stream does not say). FFmpeg clamps a WAV's length to the bytes present, so a WAV's own
-    header is read."""
-    if container.format.name == "wav":
-        return _wav_declared_seconds(path)
-    own = _seconds(stream.duration, stream.time_base)
-    if own:
-        return own
-    return container.duration / av.time_base if container.duration else None
-
-
-WAV_HEADER_BYTES = 4096  # where a WAV's fmt and data chunks start
-
-
-def _wav_declared_seconds(path: Path) -> float | None:
-    """The length a RIFF/WAVE header declares: its data chunk's size over its byte rate (None
-    for a header written while streaming, which declares no size)."""
-    with open(path, "rb") as handle:
-        header = handle.read(WAV_HEADER_BYTES)
-    offset, byte_rate = 12, 0
-    while offset + 8 <= len(header):
-        name, size = (
-            header[offset : offset + 4],
-            int.from_bytes(header[offset + 4 : offset + 8], "little"),
-        )
-        if name == b"fmt " and offset + 16 <= len(header):
-            byte_rate = int.from_bytes(header[offset + 16 : offset + 20], "little")
-        if name == b"data":
-            unknown = size in (0, 0xFFFFFFFF)
-            return None if unknown or not byte_rate else size / byte_rate
-        offset += 8 + size + size % 2
-    return None
 
 
 def read_audio(path: str | Path, sample_rate: int = SAMPLE_RATE) -> NDArray[np.float32] | None:

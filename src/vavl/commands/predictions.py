@@ -40,9 +40,9 @@ def _command_predict(args: argparse.Namespace) -> int:
 
         preload_default_extractors()  # before torch is imported: the two overlap
 
+    from vavl.containers import check_readable
     from vavl.features.store import FeatureStore
     from vavl.files import printable
-    from vavl.media import check_readable
     from vavl.model_card import DEFAULT_MODEL
     from vavl.predict import Predictor
     from vavl.results import prediction_summary, render_predictions

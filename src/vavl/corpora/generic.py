@@ -17,7 +17,8 @@ from pathlib import Path
 
 from vavl.corpora.base import Clip, Corpus, Split, require_folder, split_name
 from vavl.errors import DataError
-from vavl.media import AUDIO_SUFFIXES, IMAGE_SUFFIXES
+from vavl.images import IMAGE_SUFFIXES
+from vavl.media import AUDIO_SUFFIXES
 from vavl.types import Modality
 
 VOTES = "votes_"  # a manifest's vote columns: votes_<class>, the annotators' counts

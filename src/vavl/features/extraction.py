@@ -31,6 +31,7 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from vavl.config import FaceSettings
+from vavl.containers import check_readable
 from vavl.errors import DataError, VavlError
 from vavl.features.base import (
     AudioExtractor,
@@ -47,7 +48,7 @@ from vavl.files import (
     write_json_atomically,
     write_text_atomically,
 )
-from vavl.media import MEDIA_SUFFIXES, check_readable
+from vavl.media import MEDIA_SUFFIXES
 from vavl.types import MODALITIES
 
 logger = logging.getLogger("vavl")
