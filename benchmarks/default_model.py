@@ -132,7 +132,8 @@ class Card:
         self.model = model_from_checkpoint(self.checkpoint)
         self.classes = self.config.task.labels
         self.data = prepare(self.config, progress=True)
-        self.splits = self.data.split(self.config.data.fold if self.config.data else 1)
+        fold = self.config.data.fold if self.config.data else 1
+        self.splits = self.data.split(fold, allow_empty_test=True)  # the shipped model has none
         self.store = FeatureStore(store)
         self.media = self._media()
 
