@@ -381,3 +381,14 @@ def test_a_full_disk_is_one_line_naming_the_path_and_keeps_what_was_computed(
     captured = capsys.readouterr()
     assert f"{out}: No space left on device; the predictions follow" in captured.err
     assert json.loads(captured.out)["predictions"][0]["source"] == str(clip)
+    # A timeline that cannot be written is one line naming where it was going; the clip's
+    # prediction is still shown.
+    from vavl import timeline
+
+    monkeypatch.setattr(timeline, "write_text_atomically", full)
+    folder = tmp_path / "timelines"
+    assert main(["predict", str(clip), "--timeline", "--timeline-dir", str(folder)]) == 0
+    captured = capsys.readouterr()
+    assert f"{folder}/" in captured.err and "No space left on device" in captured.err
+    assert "1 of 1 files predicted; 1 timeline(s) not written" in captured.err
+    assert "Traceback" not in captured.err and str(clip) in captured.out

@@ -6,6 +6,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from vavl.config import TaskConfig
+from vavl.data import Item
 from vavl.losses import (
     balanced_class_weights,
     ccc_loss,
@@ -14,6 +16,7 @@ from vavl.losses import (
     reconstruction_loss,
 )
 from vavl.metrics import concordance_correlation as numpy_ccc
+from vavl.training import class_weights_for
 
 
 def test_soft_labels_that_are_one_hot_equal_hard_labels() -> None:
@@ -70,3 +73,23 @@ def test_reconstruction_target_ignores_padding() -> None:
     features = torch.tensor([[[1.0, 2.0], [3.0, 4.0], [99.0, 99.0]]])
     mask = torch.tensor([[True, True, False]])
     assert float(reconstruction_loss(torch.tensor([[2.0, 3.0]]), features, mask)) == 0.0
+
+
+def test_balanced_weights_are_each_paths_own() -> None:
+    """Speech balanced over two classes, faces nine to one: each head is balanced over the
+    clips it learns from, and the fusion head over the pairs it is given."""
+    sound, face = np.zeros((4, 2), np.float32), np.zeros((1, 2), np.float32)
+    items = [Item(f"a{i}", audio=sound, label=i % 2) for i in range(10)]
+    items += [Item(f"v{i}", visual=face, label=int(i == 0)) for i in range(10)]
+    task = TaskConfig(kind="classification", labels=("angry", "sad"), class_weights="balanced")
+    weights = class_weights_for(task, items, paired=True)
+    assert weights is not None
+    assert torch.allclose(weights["audio"], torch.tensor([1.0, 1.0]))
+    assert torch.allclose(weights["visual"], torch.tensor([10 / 18, 10 / 2]))
+    # Pairs are joined within a class: five of class 0 and one of class 1.
+    assert torch.allclose(weights["audiovisual"], torch.tensor([6 / 10, 6 / 2]))
+    given = TaskConfig(kind="classification", labels=("angry", "sad"), class_weights=(1.0, 3.0))
+    fixed = class_weights_for(given, items)
+    assert fixed is not None and all(
+        torch.equal(w, torch.tensor([1.0, 3.0])) for w in fixed.values()
+    )

@@ -3,6 +3,7 @@ and the summary table."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -68,11 +69,13 @@ def path_metrics(task: TaskConfig, predictions: PathOutputs) -> dict[str, Any]:
 def evaluate_predictions(
     task: TaskConfig,
     predictions: dict[PathName, PathOutputs],
-    class_weights: torch.Tensor | None = None,
+    class_weights: Mapping[PathName, torch.Tensor] | None = None,
 ) -> dict[str, PathMetrics]:
-    """Loss and metrics of every path that has predictions."""
+    """Loss (each path's with its own class weights) and metrics of every path that has
+    predictions."""
+    weights = class_weights or {}
     return {
-        path: {"loss": path_loss(task, result, class_weights), **path_metrics(task, result)}
+        path: {"loss": path_loss(task, result, weights.get(path)), **path_metrics(task, result)}
         for path, result in predictions.items()
     }
 

@@ -135,8 +135,11 @@ def render_predictions(
     return "\n".join(p.to_text() for p in predictions)
 
 
-def prediction_summary(predictions: Sequence[Prediction], failures: int, total: int) -> str:
-    """``N of M files predicted``, with what the others lacked or how many failed."""
+def prediction_summary(
+    predictions: Sequence[Prediction], failures: int, total: int, unwritten_timelines: int = 0
+) -> str:
+    """``N of M files predicted``, with what the others lacked, how many failed and how many
+    timelines could not be written."""
     empty = [p for p in predictions if not p.paths]
     summary = f"{len(predictions) - len(empty)} of {total} files predicted"
     if empty:
@@ -144,4 +147,7 @@ def prediction_summary(predictions: Sequence[Prediction], failures: int, total: 
             {s.removeprefix("missing: ") for p in empty for s in p.modalities.values()}
         )
         summary += f"; {len(empty)} had nothing to predict from: {'; '.join(reasons)}"
-    return summary + (f"; {failures} failed" if failures else "")
+    summary += f"; {failures} failed" if failures else ""
+    if unwritten_timelines:
+        summary += f"; {unwritten_timelines} timeline(s) not written"
+    return summary

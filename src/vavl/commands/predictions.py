@@ -48,6 +48,7 @@ def _command_predict(args: argparse.Namespace) -> int:
     from vavl.results import prediction_summary, render_predictions
 
     predictions, failures = [], []
+    unwritten = 0  # timelines that could not be written
 
     def failed(media: str, error: VavlError | OSError) -> None:
         message = str(error) if isinstance(error, VavlError) else _os_error(error, media)
@@ -87,8 +88,10 @@ def _command_predict(args: argparse.Namespace) -> int:
                 timeline = predictor.timeline(media, args.window, args.hop, progress=True)
                 written = timeline.write(args.timeline_dir, _unique(Path(media).name, names))
                 print(f"timeline: {', '.join(str(p) for p in written.values())}", file=sys.stderr)
-            except (VavlError, OSError) as error:
-                failed(media, error)
+            except (VavlError, OSError) as error:  # the file's prediction stands
+                message = str(error) if isinstance(error, VavlError) else _os_error(error, media)
+                print(f"vavl: {message}; its timeline is not written", file=sys.stderr)
+                unwritten += 1
     empty = [p for p in predictions if not p.paths]
     for prediction in empty:
         print(f"vavl: {prediction.source}: {prediction.fallback}", file=sys.stderr)
@@ -104,7 +107,8 @@ def _command_predict(args: argparse.Namespace) -> int:
             print(printable(text))
     elif text:
         print(printable(text))
-    print(prediction_summary(predictions, len(failures), len(args.media)), file=sys.stderr)
+    summary = prediction_summary(predictions, len(failures), len(args.media), unwritten)
+    print(summary, file=sys.stderr)
     return 0 if len(predictions) > len(empty) else 1
 
 

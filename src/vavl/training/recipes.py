@@ -33,18 +33,39 @@ from vavl.errors import ConfigError
 from vavl.losses import balanced_class_weights, reconstruction_loss, task_loss
 from vavl.models import EmotionModel
 from vavl.models.base import RecipeStep, ThreeStepModel
-from vavl.types import MODALITIES, Modality
+from vavl.sampling import pair_unpaired
+from vavl.types import MODALITIES, PATH_MODALITIES, PATHS, Modality, PathName
 
 logger = logging.getLogger("vavl")
 
 
-def class_weights_for(task: TaskConfig, items: Sequence[Item]) -> Tensor | None:
+PathWeights = dict[PathName, Tensor]  # each path's class weights
+
+
+def class_weights_for(
+    task: TaskConfig, items: Sequence[Item], paired: bool = False
+) -> PathWeights | None:
+    """Each path's class weights: the configured ones, or (``balanced``) the inverse of each
+    class's frequency among the training clips that path learns from, so that a head trained
+    mostly on one corpus (faces of FER+, say) is balanced over its own data, not another's.
+    ``paired``: the audio-visual path learns from audio-only and visual-only clips of one class
+    joined into pairs (``training.pair_unpaired``), and is balanced over those pairs."""
     if task.kind != "classification" or task.class_weights == "none":
         return None
     if isinstance(task.class_weights, tuple):
-        return torch.tensor(task.class_weights, dtype=torch.float32)
-    labels = torch.tensor([item.label for item in items if item.label is not None])
-    return balanced_class_weights(labels, task.output_dim)
+        given = torch.tensor(task.class_weights, dtype=torch.float32)
+        return {path: given for path in PATHS}
+    weights: PathWeights = {}
+    for path in PATHS:
+        learned_from = pair_unpaired(items, (0,)) if paired and path == "audiovisual" else items
+        labels = [
+            item.label
+            for item in learned_from
+            if item.label is not None and all(item.has(m) for m in PATH_MODALITIES[path])
+        ]
+        if labels:
+            weights[path] = balanced_class_weights(torch.tensor(labels), task.output_dim)
+    return weights
 
 
 def autocast_dtype(amp: bool | str, device: torch.device) -> torch.dtype | None:
@@ -66,14 +87,16 @@ class Recipe:
         model: EmotionModel,
         config: ExperimentConfig,
         device: torch.device,
-        class_weights: Tensor | None,
+        class_weights: PathWeights | None,
         groups: dict[str, list[torch.nn.Parameter]],
     ) -> None:
         self.model = model
         self.task = config.task
         self.training = config.training
         self.device = device
-        self.class_weights = None if class_weights is None else class_weights.to(device)
+        self.class_weights = {
+            path: weights.to(device) for path, weights in (class_weights or {}).items()
+        }
         self.reconstruction_weight = config.training.resolved_reconstruction_weight(
             config.task.kind
         )
@@ -92,6 +115,10 @@ class Recipe:
         self.skipped_steps = 0  # updates not made: non-finite loss or gradients
         # A step's name -> the optimizers it steps (by default, its own only).
         self.stepped_with: dict[str, tuple[str, ...]] = {}
+
+    def weights_of(self, path: PathName) -> Tensor | None:
+        """``path``'s class weights (None: unweighted)."""
+        return self.class_weights.get(path)
 
     def train_step(self, batch: Batch) -> dict[str, float]:
         """Update the model on one batch; the losses of the updates made, by name."""
@@ -180,7 +207,7 @@ class ThreeStepRecipe(Recipe):
         model: EmotionModel,
         config: ExperimentConfig,
         device: torch.device,
-        class_weights: Tensor | None,
+        class_weights: PathWeights | None,
     ) -> None:
         if not isinstance(model, ThreeStepModel):
             raise ConfigError(
@@ -221,7 +248,9 @@ class ThreeStepRecipe(Recipe):
             if not local:
                 self._update(modality, embedding.sum() * 0.0)
                 return {}
-            loss_task = task_loss(self.task.kind, head(embedding), clips.target, self.class_weights)
+            loss_task = task_loss(
+                self.task.kind, head(embedding), clips.target, self.weights_of(modality)
+            )
             loss_reconstruction = reconstruction_loss(
                 reconstruction_head(embedding), features, mask
             )
@@ -257,7 +286,9 @@ class ThreeStepRecipe(Recipe):
         with self.autocast():
             fused = self.steps.fuse(audio, visual)
             if local:
-                loss = task_loss(self.task.kind, fused, pairs.target, self.class_weights)
+                loss = task_loss(
+                    self.task.kind, fused, pairs.target, self.weights_of("audiovisual")
+                )
                 updated = self._update("fusion", loss * distributed.row_share(local, total))
             else:
                 updated = self._update("fusion", fused.sum() * 0.0)
@@ -282,7 +313,7 @@ class JointRecipe(Recipe):
         model: EmotionModel,
         config: ExperimentConfig,
         device: torch.device,
-        class_weights: Tensor | None,
+        class_weights: PathWeights | None,
     ) -> None:
         super().__init__(model, config, device, class_weights, {"joint": list(model.parameters())})
 
@@ -300,10 +331,10 @@ class JointRecipe(Recipe):
             output = self.model(**inputs)
             # Each term is a mean over its rows; under torch.distributed each process weighs
             # its term by its share of those rows, and the gradients are summed.
-            terms: list[tuple[str, Tensor, Tensor]] = []
+            terms: list[tuple[PathName, Tensor, Tensor]] = []
             for path in output.present:
                 predictions, rows = output.rows(path)
-                terms.append((f"{path}_loss", predictions, rows))
+                terms.append((path, predictions, rows))
             reconstructions = []
             if self.reconstruction_weight > 0:
                 for modality, reconstruction in output.reconstructions.items():
@@ -316,15 +347,15 @@ class JointRecipe(Recipe):
             if not paths:
                 return {}
             loss = torch.zeros((), device=self.device)
-            for (name, predictions, rows), total in zip(terms, totals, strict=False):
+            for (path, predictions, rows), total in zip(terms, totals, strict=False):
                 if not len(rows):
                     loss = loss + predictions.sum() * 0.0
                     continue
                 term = task_loss(
-                    self.task.kind, predictions, batch.target[rows], self.class_weights
+                    self.task.kind, predictions, batch.target[rows], self.weights_of(path)
                 )
                 loss = loss + term * (distributed.row_share(len(rows), total) / paths)
-                losses[name] = term.item()
+                losses[f"{path}_loss"] = term.item()
             for (modality, reconstruction, rows), total in zip(
                 reconstructions, totals[len(terms) :], strict=True
             ):
@@ -340,7 +371,10 @@ class JointRecipe(Recipe):
 
 
 def build_recipe(
-    model: EmotionModel, config: ExperimentConfig, device: torch.device, weights: Tensor | None
+    model: EmotionModel,
+    config: ExperimentConfig,
+    device: torch.device,
+    weights: PathWeights | None,
 ) -> Recipe:
     """The configured recipe; ``auto`` is three-step for VAVL and joint for the others."""
     name = config.training.recipe

@@ -156,7 +156,9 @@ class Trainer:
         self.model = build_model(config.model, config.task.output_dim).to(self.device)
         if config.training.compile:
             compile_model(self.model)
-        self.class_weights = class_weights_for(config.task, self.train_items)
+        self.class_weights = class_weights_for(
+            config.task, self.train_items, paired=config.training.pair_unpaired
+        )
         self.recipe = build_recipe(self.model, config, self.device, self.class_weights)
         self.normalizer = FeatureNormalizer.fit(self.train_items).for_items(
             self.train_items, config.features.normalise
