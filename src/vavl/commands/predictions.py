@@ -84,14 +84,9 @@ def _command_predict(args: argparse.Namespace) -> int:
         predictions.append(outcome)
         if args.timeline:
             assert predictor is not None
-            try:
-                timeline = predictor.timeline(media, args.window, args.hop, progress=True)
-                written = timeline.write(args.timeline_dir, _unique(Path(media).name, names))
-                print(f"timeline: {', '.join(str(p) for p in written.values())}", file=sys.stderr)
-            except (VavlError, OSError) as error:  # the file's prediction stands
-                message = str(error) if isinstance(error, VavlError) else _os_error(error, media)
-                print(f"vavl: {message}; its timeline is not written", file=sys.stderr)
-                unwritten += 1
+            unwritten += not _write_timeline(
+                predictor, media, args, _unique(Path(media).name, names)
+            )
     empty = [p for p in predictions if not p.paths]
     for prediction in empty:
         print(f"vavl: {prediction.source}: {prediction.fallback}", file=sys.stderr)
@@ -110,6 +105,20 @@ def _command_predict(args: argparse.Namespace) -> int:
     summary = prediction_summary(predictions, len(failures), len(args.media), unwritten)
     print(summary, file=sys.stderr)
     return 0 if len(predictions) > len(empty) else 1
+
+
+def _write_timeline(predictor: Predictor, media: str, args: argparse.Namespace, name: str) -> bool:
+    """Write ``media``'s timeline into ``--timeline-dir``; False (said in one line) when it
+    cannot be: the file's prediction stands."""
+    try:
+        timeline = predictor.timeline(media, args.window, args.hop, progress=True)
+        written = timeline.write(args.timeline_dir, name)
+    except (VavlError, OSError) as error:
+        message = str(error) if isinstance(error, VavlError) else _os_error(error, media)
+        print(f"vavl: {message}; its timeline is not written", file=sys.stderr)
+        return False
+    print(f"timeline: {', '.join(str(p) for p in written.values())}", file=sys.stderr)
+    return True
 
 
 def _one(predictor: Predictor, media: Path, store: FeatureStore | None) -> Any:
