@@ -15,7 +15,7 @@ fitted on the fold's own training clips. The last rows are the means over the fo
 
 For each fold whose left-out corpus has faces, its faces are also tried as a user's photos:
 three frames of each of its videos (a quarter, half and three quarters in; a still corpus's
-images themselves, 600 of them at most) saved as PNG, each
+images themselves, 200 of them at most) saved as PNG, each
 predicted by the fold's model through `Predictor.predict(photo)` with automatic face detection,
 beside the ``fer`` network's own 7-class classifier (restricted to the task's classes) on the
 same detected faces.
@@ -103,7 +103,7 @@ def fold_table(fold_dir: Path) -> list[dict[str, Any]]:
 
 
 STILL_AT = (0.25, 0.5, 0.75)  # where in a video its photos are taken (a still: itself, once)
-MOST_SOURCES = 600  # videos or stills of a left-out corpus tried as photos
+MOST_SOURCES = 200  # videos or stills of a left-out corpus tried as photos
 
 
 def photos(fold_dir: Path, folder: Path) -> dict[str, Any] | None:

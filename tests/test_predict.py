@@ -196,8 +196,12 @@ def test_info_prints_the_card_with_its_references(capsys: pytest.CaptureFixture[
     assert "resumable: no (inference checkpoint)" in out
     assert "calibration, audio: temperature" in out and "expected calibration error" in out
     assert "probe UA" in out and "fer UA" in out and "most predicted" in out
-    for held_out in ("ravdess (test speakers)", "tess (test speakers)", "face stills"):
+    for held_out in ("ravdess (calibration clips)", "ferplus (calibration clips)", "face stills"):
         assert held_out in out
+    # The corpora left out of training, beside the probe, and their faces as photos.
+    assert "left out of training" in out and "fer's classifier" in out
+    for corpus in ("emotiontts-ko", "nemo", "mead"):
+        assert any(line.startswith(corpus) for line in out.splitlines()), corpus
     assert out.rstrip().endswith("use it for non-commercial research only.")
 
 
