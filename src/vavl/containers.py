@@ -144,7 +144,7 @@ def _wav_declared_seconds(path: Path) -> float | None:
             header[offset : offset + 4],
             int.from_bytes(header[offset + 4 : offset + 8], "little"),
         )
-        if name == b"fmt " and offset + 16 <= len(header):
+        if name == b"fmt " and offset + 20 <= len(header):
             byte_rate = int.from_bytes(header[offset + 16 : offset + 20], "little")
         if name == b"data":
             unknown = size in (0, 0xFFFFFFFF)

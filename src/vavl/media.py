@@ -206,10 +206,10 @@ def iter_audio(
         if problems is not None:
             if damaged[0]:
                 problems.append(f"{damaged[0]} damaged audio packets skipped")
-            whole = start == 0 and end is None
             decoded = (emitted + pending_samples) / sample_rate
-            declared = declared_audio_seconds(path, container, stream)
-            if whole and declared and decoded < TRUNCATION_TOLERANCE * declared:
+            whole = start == 0 and end is None  # a segment is not compared with the header
+            declared = declared_audio_seconds(path, container, stream) if whole else None
+            if declared and decoded < TRUNCATION_TOLERANCE * declared:
                 problems.append(
                     f"truncated: the header declares {declared:.1f} s of audio but only "
                     f"{decoded:.1f} s decode"

@@ -51,7 +51,7 @@ def _command_predict(args: argparse.Namespace) -> int:
     unwritten = 0  # timelines that could not be written
 
     def failed(media: str, error: VavlError | OSError) -> None:
-        message = str(error) if isinstance(error, VavlError) else _os_error(error, media)
+        message = _error_line(error, media)
         failures.append({"file": str(media), "error": message})
         print(f"vavl: {message}", file=sys.stderr)
 
@@ -107,6 +107,11 @@ def _command_predict(args: argparse.Namespace) -> int:
     return 0 if len(predictions) > len(empty) else 1
 
 
+def _error_line(error: VavlError | OSError, media: str) -> str:
+    """What went wrong with ``media``, in one line naming the file."""
+    return str(error) if isinstance(error, VavlError) else _os_error(error, media)
+
+
 def _write_timeline(predictor: Predictor, media: str, args: argparse.Namespace, name: str) -> bool:
     """Write ``media``'s timeline into ``--timeline-dir``; False (said in one line) when it
     cannot be: the file's prediction stands."""
@@ -114,8 +119,7 @@ def _write_timeline(predictor: Predictor, media: str, args: argparse.Namespace, 
         timeline = predictor.timeline(media, args.window, args.hop, progress=True)
         written = timeline.write(args.timeline_dir, name)
     except (VavlError, OSError) as error:
-        message = str(error) if isinstance(error, VavlError) else _os_error(error, media)
-        print(f"vavl: {message}; its timeline is not written", file=sys.stderr)
+        print(f"vavl: {_error_line(error, media)}; its timeline is not written", file=sys.stderr)
         return False
     print(f"timeline: {', '.join(str(p) for p in written.values())}", file=sys.stderr)
     return True
