@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from default_model import fit_probe, probe_predict
+from default_model import STILL_AT, fit_probe, probe_predict
 from PIL import Image
 
 from vavl.calibration import unweighted_accuracy
@@ -102,7 +102,6 @@ def fold_table(fold_dir: Path) -> list[dict[str, Any]]:
     return rows
 
 
-STILL_AT = (0.25, 0.5, 0.75)  # where in a video its photos are taken (a still: itself, once)
 MOST_SOURCES = 200  # videos or stills of a left-out corpus tried as photos
 
 
@@ -129,6 +128,7 @@ def photos(fold_dir: Path, folder: Path) -> dict[str, Any] | None:
     truth, ours, theirs = [], [], []
     for number, (video, label) in enumerate(videos):
         frames = [frame.image for frame in VideoReader(video, fps=5)]
+        # The same shares of a video as the default-model benchmark's stills; a still, once.
         for index in sorted({int(share * (len(frames) - 1)) for share in STILL_AT}):
             photo = folder / f"{number}-{index}.png"
             Image.fromarray(frames[index]).save(photo)
