@@ -127,7 +127,11 @@ def run() -> None:
     """The console script ``vavl``: :func:`main`, then exit."""
     code = main()
     command = next((a for a in sys.argv[1:] if not a.startswith("-")), None)
-    if command in QUICK_EXIT:
+    # A torchrun worker ends the same way once its process group is destroyed: tearing torch
+    # down beside gloo's threads can abort the worker ("terminate called without an active
+    # exception", seen once in CI after a finished run), and torchrun then fails the whole job.
+    under_torchrun = os.environ.get("WORLD_SIZE", "1").strip() not in ("", "1")
+    if command in QUICK_EXIT or under_torchrun:
         sys.stdout.flush()
         sys.stderr.flush()
         logging.shutdown()
