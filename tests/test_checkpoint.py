@@ -81,7 +81,8 @@ def test_a_release_checkpoint_is_half_the_weights_and_predicts_the_same(tmp_path
         got = model_from_checkpoint(slim)(**inputs).predictions
     for path, values in expected.items():
         assert got[path].dtype == torch.float32
-        torch.testing.assert_close(got[path], values, atol=2e-2, rtol=2e-2)
+        # Half-precision weights move these outputs by about 1e-4 (measured): a tenth of this.
+        torch.testing.assert_close(got[path], values, atol=1e-3, rtol=0.0)
 
 
 def test_damaged_checkpoints_fail_with_one_line(tmp_path: Path) -> None:

@@ -13,10 +13,17 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import yaml
 
-from helpers import SHARED_DATA, demo_config, require_shared_data
+from helpers import (
+    SHARED_DATA,
+    TEST_FOLDERS,
+    demo_config,
+    require_shared_data,
+    shared_test_media,
+)
 from vavl.cli import main
 from vavl.config_files import apply_overrides
 from vavl.demo import demo_config as mixed_demo_config
@@ -143,7 +150,7 @@ def test_regression_through_a_manifest(tmp_path: Path) -> None:
         emotion, actor = wav.stem.split("-")[2], wav.stem.split("-")[6]
         valence = 0.9 if emotion == "03" else 0.2 if emotion in ("04", "05", "06", "07") else 0.5
         lines.append(f"{wav.relative_to(data)},{actor},{arousal[emotion]},{valence}")
-    (data / "manifest.csv").exists()  # the corpus's own manifest stays untouched
+    own_manifest = (data / "manifest.csv").read_bytes()
     manifest = tmp_path / "attributes.csv"
     manifest.write_text("\n".join(lines).replace("Actor_", str(data / "Actor_")) + "\n")
     corpora = f"[{{format: manifest, root: {manifest}, modalities: [audio]}}]"
@@ -157,13 +164,34 @@ def test_regression_through_a_manifest(tmp_path: Path) -> None:
         ],
     )  # fmt: skip
     result = run_experiment(config, tmp_path / "run", progress=False)
+    assert (data / "manifest.csv").read_bytes() == own_manifest  # the corpus's own, untouched
     assert set(result.test) == {"audio"}
-    assert set(result.test["audio"]["per_attribute"]) == {"arousal", "valence"}
+    scores = result.test["audio"]["per_attribute"]
+    assert set(scores) == {"arousal", "valence"}
+    # The reported CCC is the textbook one (numpy) of the saved test predictions.
+    with (tmp_path / "run" / "predictions" / "test.csv").open() as file:
+        saved = list(csv.DictReader(file))
+    assert len(saved) == result.test["audio"]["n"] > 0
+    targets = np.array([row["target"].split() for row in saved], dtype=float)
+    outputs = np.array([row["prediction"].split() for row in saved], dtype=float)
+    for column, attribute in enumerate(("arousal", "valence")):
+        truth, guess = targets[:, column], outputs[:, column]
+        covariance = np.mean((truth - truth.mean()) * (guess - guess.mean()))
+        ccc = 2 * covariance / (truth.var() + guess.var() + (truth.mean() - guess.mean()) ** 2)
+        assert scores[attribute]["ccc"] == pytest.approx(ccc, abs=1e-3)
+    # Three epochs order unseen speakers' arousal (loud anger above calm speech); a constant,
+    # or a model that ignores the audio, has no correlation.
+    assert scores["arousal"]["pearson"] > 0.5
     report = (tmp_path / "run" / "report.html").read_text()
     assert (
         "CCC arousal" in report and report.count("data:image/png;base64,") == 2
     )  # curves, scatter
 
 
-def test_shared_data_is_where_the_tests_expect() -> None:
-    assert SHARED_DATA.name == "data" and SHARED_DATA.parent.name == "shared"
+def test_every_shared_test_folder_is_found_with_its_media() -> None:
+    """The tests' real clips are where the helpers look (a moved folder fails here, by name,
+    rather than as an empty parametrisation elsewhere)."""
+    require_shared_data()
+    media = shared_test_media()
+    for folder in TEST_FOLDERS:
+        assert any(SHARED_DATA / folder in path.parents for path in media), folder

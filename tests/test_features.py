@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from helpers import real_face_frames, require_shared_data
 from vavl.data import Item
@@ -132,10 +133,31 @@ def test_fer_features_per_face() -> None:
     assert np.abs(other[0] - together[0]).mean() > 0.1 * np.abs(together[0]).mean()
 
 
-@pytest.mark.parametrize(("name", "dim"), [("facemesh", 1404), ("face-pixels", 1024)])
-def test_other_visual_extractors(name: str, dim: int) -> None:
-    features = create_extractor(name).extract(np.stack(real_face_frames(count=2)))
-    assert features.shape == (2, dim) and np.isfinite(features).all()
+def test_facemesh_is_the_face_geometry_in_eye_corner_units() -> None:
+    faces = np.stack(real_face_frames(count=2))
+    features = create_extractor("facemesh").extract(faces)
+    assert features.shape == (2, 1404) and np.isfinite(features).all()
+    for mesh in features.reshape(2, 468, 3):
+        assert np.abs(mesh.mean(axis=0)).max() < 1e-4  # centred
+        right_corner, left_corner, nose_tip = mesh[33], mesh[263], mesh[1]
+        assert np.linalg.norm(left_corner[:2] - right_corner[:2]) == pytest.approx(1.0, abs=1e-4)
+        # Image coordinates: the subject's right eye on the left, the nose between and below.
+        assert right_corner[0] < nose_tip[0] < left_corner[0]
+        assert nose_tip[1] > max(right_corner[1], left_corner[1])
+    other = create_extractor("facemesh").extract(
+        np.stack(real_face_frames("M030_front_sad_level3_001.mp4", 1))
+    )
+    assert np.abs(other[0] - features[0]).mean() > 0.01  # another face, another shape
+
+
+def test_face_pixels_are_the_standardised_grey_face() -> None:
+    faces = np.stack(real_face_frames(count=2))
+    features = create_extractor("face-pixels").extract(faces)
+    assert features.shape == (2, 1024)
+    for face, row in zip(faces, features, strict=True):
+        grey = np.asarray(Image.fromarray(face).convert("L").resize((32, 32)), np.float64).ravel()
+        assert row.mean() == pytest.approx(0.0, abs=1e-4) and row.std() == pytest.approx(1.0, 1e-3)
+        assert np.corrcoef(row, grey)[0, 1] > 0.98  # PIL's own grey, resized: the same image
 
 
 def _tiny_wav2vec2(folder: Path) -> Path:

@@ -88,6 +88,9 @@ def test_balanced_weights_are_each_paths_own() -> None:
     assert torch.allclose(weights["visual"], torch.tensor([10 / 18, 10 / 2]))
     # Pairs are joined within a class: five of class 0 and one of class 1.
     assert torch.allclose(weights["audiovisual"], torch.tensor([6 / 10, 6 / 2]))
+    dampened = class_weights_for(task.model_copy(update={"class_weights": "balanced-sqrt"}), items)
+    assert dampened is not None
+    assert torch.allclose(dampened["visual"], torch.tensor([10 / 18, 10 / 2]) ** 0.5)
     given = TaskConfig(kind="classification", labels=("angry", "sad"), class_weights=(1.0, 3.0))
     fixed = class_weights_for(given, items)
     assert fixed is not None and all(
