@@ -119,7 +119,9 @@ class TaskConfig(_Strict):
     soft_labels: bool = Field(
         False, description="train on annotator proportions when items carry them"
     )
-    class_weights: Literal["none", "balanced"] | tuple[float, ...] = "none"
+    # balanced: n / (classes * count); balanced-sqrt: its square root, for a class so rare
+    # (FER+'s disgust, 0.2%) that full weight makes a head say it far too often.
+    class_weights: Literal["none", "balanced", "balanced-sqrt"] | tuple[float, ...] = "none"
 
     @model_validator(mode="after")
     def _check_labels(self) -> TaskConfig:

@@ -54,8 +54,9 @@ def task_loss(
     return ccc_loss(prediction, target)
 
 
-def balanced_class_weights(labels: Tensor, n_classes: int) -> Tensor:
-    """n / (classes * count_c), the usual inverse-frequency weights; absent classes get 0."""
+def balanced_class_weights(labels: Tensor, n_classes: int, power: float = 1.0) -> Tensor:
+    """(n / (classes * count_c)) ** power, the usual inverse-frequency weights (``power`` 0.5
+    dampens them); absent classes get 0."""
     counts = torch.bincount(labels, minlength=n_classes).float()
-    weights = len(labels) / (n_classes * counts.clamp_min(1.0))
+    weights = (len(labels) / (n_classes * counts.clamp_min(1.0))) ** power
     return torch.where(counts > 0, weights, torch.zeros_like(weights))

@@ -64,7 +64,8 @@ def class_weights_for(
             if item.label is not None and all(item.has(m) for m in PATH_MODALITIES[path])
         ]
         if labels:
-            weights[path] = balanced_class_weights(torch.tensor(labels), task.output_dim)
+            power = 0.5 if task.class_weights == "balanced-sqrt" else 1.0
+            weights[path] = balanced_class_weights(torch.tensor(labels), task.output_dim, power)
     return weights
 
 
