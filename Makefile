@@ -39,7 +39,7 @@ browser:
 	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
 	{ [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && apt-get update -qq && \
 	  apt-get install -y -qq chromium chromium-driver >/dev/null; } || \
-	echo "chromium not installed: the browser test of vavl serve will be skipped"
+	echo "chromium not installed: the browser tests of vavl serve are skipped (in CI, .ci/run, they fail)"
 
 test: lint browser
 	$(BIN)/pytest -n $(TEST_WORKERS)

@@ -59,6 +59,30 @@ def require_shared_data() -> Path:
     return SHARED_DATA
 
 
+def headless_chromium(*arguments: str) -> Any:
+    """A Selenium driver of headless Chromium with ``arguments``, or a skip that says why; in CI
+    (``VAVL_REQUIRE_BROWSER=1``, set by .ci/run, whose ``make test`` installs Debian's chromium
+    and chromium-driver) a missing browser is a failure, never a skip."""
+    import shutil
+
+    import pytest
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    driver = shutil.which("chromedriver")
+    if chromium is None or driver is None:
+        reason = "Debian's chromium and chromium-driver are not installed (make test installs them)"
+        if os.environ.get("VAVL_REQUIRE_BROWSER") == "1":
+            pytest.fail(reason)
+        pytest.skip(reason)
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium
+    for argument in ("--headless=new", "--no-sandbox", *arguments):
+        options.add_argument(argument)
+    return webdriver.Chrome(options=options, service=Service(driver))
+
+
 def shared_test_media() -> list[Path]:
     """Every media file of the shared test folders, in a fixed order."""
     from vavl.features.extraction import media_inputs

@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from test_serve import CHROMEDRIVER, CHROMIUM, running
+from test_serve import running
 
-from helpers import require_shared_data
+from helpers import headless_chromium, require_shared_data
 from vavl.media import SAMPLE_RATE, read_audio
 from vavl.predict import Predictor
 from vavl.serve import ServeSettings, VavlServer, create_server
@@ -144,13 +144,7 @@ def _fake_capture(clips: list[Path], folder: Path) -> tuple[Path, Path]:
     return wav, y4m
 
 
-@pytest.mark.skipif(
-    CHROMIUM is None or CHROMEDRIVER is None,
-    reason="Debian's chromium and chromium-driver are not installed (.ci/run installs them)",
-)
 def test_the_live_page_in_headless_chromium(server: VavlServer, tmp_path: Path) -> None:
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
@@ -158,16 +152,12 @@ def test_the_live_page_in_headless_chromium(server: VavlServer, tmp_path: Path) 
     clips = [require_shared_data() / f"crema-d-samples/VideoFlash/1001_DFA_{e}_XX.flv"
              for e in ("ANG", "HAP", "SAD")]  # fmt: skip
     wav, y4m = _fake_capture(clips, tmp_path)
-    options = webdriver.ChromeOptions()
-    options.binary_location = str(CHROMIUM)
-    for argument in (
-        "--headless=new", "--no-sandbox", "--window-size=1100,1400",
+    browser = headless_chromium(
+        "--window-size=1100,1400",
         "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
         f"--use-file-for-fake-audio-capture={wav}", f"--use-file-for-fake-video-capture={y4m}",
         "--autoplay-policy=no-user-gesture-required",
-    ):  # fmt: skip
-        options.add_argument(argument)
-    browser = webdriver.Chrome(options=options, service=Service(str(CHROMEDRIVER)))
+    )  # fmt: skip
     try:
         browser.get(server.url + "#live")
         wait = WebDriverWait(browser, 60)

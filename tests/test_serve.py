@@ -25,13 +25,10 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from helpers import require_shared_data
+from helpers import headless_chromium, require_shared_data
 from vavl.files import LOCK_NAME
 from vavl.predict import Predictor
 from vavl.serve import ServeSettings, VavlServer, create_server, sniff_media_type
-
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-CHROMEDRIVER = shutil.which("chromedriver")
 
 
 @pytest.fixture(scope="module")
@@ -235,21 +232,11 @@ def test_a_killed_servers_folder_is_removed_by_the_next_server(
     assert sorted(tmp_path.iterdir()) == [users]
 
 
-@pytest.mark.skipif(
-    CHROMIUM is None or CHROMEDRIVER is None,
-    reason="Debian's chromium and chromium-driver are not installed (.ci/run installs them)",
-)
 def test_the_page_in_headless_chromium(server: VavlServer, tmp_path: Path) -> None:
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
-    options = webdriver.ChromeOptions()
-    options.binary_location = str(CHROMIUM)
-    for argument in ("--headless=new", "--no-sandbox", "--window-size=1100,2300"):
-        options.add_argument(argument)
-    browser = webdriver.Chrome(options=options, service=Service(str(CHROMEDRIVER)))
+    browser = headless_chromium("--window-size=1100,2300")
     try:
         browser.get(server.url)
         wait = WebDriverWait(browser, 180)
