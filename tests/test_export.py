@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -66,13 +67,38 @@ def test_the_onnx_backend_predicts_like_pytorch(exported: Path) -> None:
             assert actual.paths[path].probabilities == pytest.approx(result.probabilities, abs=1e-4)
 
 
-def test_an_export_of_another_model_is_refused(exported: Path, tmp_path: Path) -> None:
-    import json
-
+def _export_of_another_model(exported: Path, folder: Path) -> Path:
     card = json.loads((exported / "onnx.json").read_text())
     card["extractors"]["audio"]["key"] = "logmel-000"
     for file in exported.iterdir():
-        (tmp_path / file.name).write_bytes(file.read_bytes())
-    (tmp_path / "onnx.json").write_text(json.dumps(card))
+        (folder / file.name).write_bytes(file.read_bytes())
+    (folder / "onnx.json").write_text(json.dumps(card))
+    return folder
+
+
+def test_an_export_of_another_model_is_refused(exported: Path, tmp_path: Path) -> None:
     with pytest.raises(Exception, match="exported from another model"):
-        Predictor.load(backend="onnx", onnx_dir=tmp_path)
+        Predictor.load(backend="onnx", onnx_dir=_export_of_another_model(exported, tmp_path))
+
+
+def test_vavl_predict_backend_onnx(
+    exported: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    clip = require_shared_data() / "crema-d-samples/VideoFlash/1001_DFA_DIS_XX.flv"
+    answers = {}
+    for backend in ("torch", "onnx"):
+        out = tmp_path / f"{backend}.json"
+        arguments = ["predict", str(clip), "--format", "json", "--out", str(out)]
+        assert main([*arguments, "--backend", backend, "--onnx-dir", str(exported)]) == 0
+        (answer,) = json.loads(out.read_text())["predictions"]
+        answers[backend] = answer["paths"]
+    assert answers["onnx"].keys() == answers["torch"].keys() == {"audio", "visual", "audiovisual"}
+    for path, result in answers["torch"].items():
+        got = answers["onnx"][path]["probabilities"]
+        assert got == pytest.approx(result["probabilities"], abs=1e-4)
+    # The option reaches onnxruntime: another model's export is refused, in one line.
+    (tmp_path / "other").mkdir()
+    other = _export_of_another_model(exported, tmp_path / "other")
+    capsys.readouterr()
+    assert main(["predict", str(clip), "--backend", "onnx", "--onnx-dir", str(other)]) == 2
+    assert "exported from another model" in capsys.readouterr().err

@@ -7,6 +7,7 @@ import base64
 import io
 import os
 import shutil
+import socket
 import wave
 from collections.abc import Iterator
 from pathlib import Path
@@ -112,6 +113,24 @@ def test_other_sites_cannot_open_the_stream(server: VavlServer) -> None:
 
     with pytest.raises(InvalidStatus, match="403"):
         stream(live_url(server), None, [], origin="http://evil.example")
+
+
+def _handshake_status(server: VavlServer, host: str) -> str:
+    """The status line the live endpoint answers a WebSocket handshake naming ``host``."""
+    with socket.create_connection(("127.0.0.1", server.app.port), timeout=10) as connection:
+        connection.sendall(
+            f"GET /api/live HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\n"
+            "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+            "Sec-WebSocket-Version: 13\r\n\r\n".encode()
+        )
+        return connection.recv(4096).decode("latin-1").split("\r\n")[0]
+
+
+def test_a_page_of_another_name_cannot_open_the_stream(server: VavlServer) -> None:
+    """DNS rebinding: a site whose name resolves to this machine sends its own name as Host."""
+    assert _handshake_status(server, "evil.example").split()[1] == "403"
+    assert _handshake_status(server, f"evil.example:{server.app.port}").split()[1] == "403"
+    assert _handshake_status(server, f"127.0.0.1:{server.app.port}").split()[1] == "101"
 
 
 def _fake_capture(clips: list[Path], folder: Path) -> tuple[Path, Path]:

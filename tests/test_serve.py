@@ -27,6 +27,7 @@ from PIL import Image
 
 from helpers import headless_chromium, require_shared_data
 from vavl.files import LOCK_NAME
+from vavl.media import VideoReader
 from vavl.predict import Predictor
 from vavl.serve import ServeSettings, VavlServer, create_server, sniff_media_type
 
@@ -148,6 +149,23 @@ def test_an_audio_file_gets_the_audio_path_and_says_why(server: VavlServer) -> N
     prediction = result["prediction"]
     assert set(prediction["paths"]) == {"audio"} and prediction["best_path"] == "audio"
     assert "visual" in prediction["fallback"] and result["face_crops"] == []
+
+
+def test_a_photo_gets_the_visual_path_as_predict_gives_it(
+    server: VavlServer, predictor: Predictor, tmp_path: Path
+) -> None:
+    clip = require_shared_data() / "mead-samples/M030_sad_3_001.mp4"
+    frame = next(iter(VideoReader(clip, fps=1))).image
+    photo = tmp_path / "face.png"
+    Image.fromarray(frame).save(photo)
+    status, result = request(server, "POST", "api/predict", photo.read_bytes(), "face.png")
+    assert status == 200, result
+    prediction = result["prediction"]
+    assert set(prediction["paths"]) == {"visual"} and prediction["best_path"] == "visual"
+    assert prediction["modalities"]["visual"] == "found" and len(result["face_crops"]) == 1
+    local = predictor.predict(photo).paths["visual"].probabilities
+    assert prediction["paths"]["visual"]["probabilities"] == pytest.approx(local, abs=1e-5)
+    assert uploads_in(server) == []
 
 
 def test_bad_uploads_get_one_line_and_leave_nothing(server: VavlServer) -> None:
