@@ -21,12 +21,12 @@ from vavl.features.audio import (
     _mel_to_hz,
     mel_filterbank,
     whisper_log_mel,
-    whisper_model_dir,
 )
 from vavl.features.base import check_extractors
 from vavl.features.efficientnet import EfficientNetB2, load_efficientnet_b2
 from vavl.features.pipeline import FeaturePipeline
 from vavl.features.whisper import WhisperEncoder
+from vavl.features.whisper_weights import whisper_model_dir
 from vavl.media import SAMPLE_RATE, read_audio
 from vavl.weights import PackagedWeights
 

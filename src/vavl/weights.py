@@ -50,7 +50,7 @@ def _verified(weights: PackagedWeights) -> Path:
             f"{path}: weight file missing from {weights.distribution} {distribution.version}; "
             f"run `{weights.install_hint}`"
         )
-    if not _checked_before(path, weights.sha256):
+    if not is_expected_file(path, weights.sha256):
         raise WeightsError(
             f"{path}: not the expected weight file (SHA-256 differs; {weights.distribution} "
             f"{distribution.version} installed); run `{weights.install_hint}`"
@@ -58,7 +58,7 @@ def _verified(weights: PackagedWeights) -> Path:
     return path
 
 
-def _checked_before(path: Path, sha256: str) -> bool:
+def is_expected_file(path: Path, sha256: str) -> bool:
     """Whether ``path`` has the expected SHA-256, remembering (by size and modification time)
     files already found right, in the user's cache folder."""
     record = cache_dir() / "verified-weights.json"

