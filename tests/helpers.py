@@ -117,6 +117,10 @@ def write_media(
         if times is not None:
             video.codec_context.time_base = Fraction(1, 1000)
         if rotation:
+            if not hasattr(video, "set_display_rotation"):
+                import pytest
+
+                pytest.skip("writing rotation metadata needs PyAV >= 18 (reading it: >= 15)")
             video.set_display_rotation(rotation)
     sound = None
     if audio is not None:

@@ -255,7 +255,8 @@ def test_every_bad_input_gets_its_row_and_one_line(
     assert "nothing to predict from" in statuses  # the silent file
     rows_by_file = {Path(r["file"]).name: r for r in csv.DictReader(io.StringIO(text))}
     for name in ("truncated-faststart.mp4", "truncated.wav", "truncated.flv"):
-        assert rows_by_file[name]["notes"].startswith("truncated"), name  # kept in the CSV
+        # Kept in the CSV (older PyAV may note a damaged packet first).
+        assert "truncated: the header declares" in rows_by_file[name]["notes"], name
     # The same files as JSON: valid JSON (no NaN) in valid UTF-8.
     out = tmp_path / "predictions.json"
     assert main(["predict", *media, "--format", "json", "--out", str(out)]) == 0

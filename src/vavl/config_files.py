@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-import sys
+import tomllib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -12,11 +12,6 @@ import yaml
 
 from vavl.config import ExperimentConfig, config_from_dict
 from vavl.errors import ConfigError
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - Python 3.10
-    import tomli as tomllib
 
 SHIPPED_CONFIGS = Path(__file__).parent / "configs"
 

@@ -258,7 +258,7 @@ async def _receive_upload(request: Request, app: App, name: str) -> Path:
                 chunk = await asyncio.wait_for(chunks.__anext__(), settings.timeout)
             except StopAsyncIteration:
                 break
-            except (TimeoutError, asyncio.TimeoutError):  # distinct classes before Python 3.11
+            except TimeoutError:
                 raise RequestError(408, f"{name}: the upload stalled") from None
             received += len(chunk)
             if received > limit:

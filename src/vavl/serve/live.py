@@ -218,7 +218,7 @@ async def live_endpoint(websocket: WebSocket) -> None:
         while True:
             try:
                 received = await asyncio.wait_for(websocket.receive(), settings.timeout)
-            except (TimeoutError, asyncio.TimeoutError):  # distinct classes before Python 3.11
+            except TimeoutError:
                 await websocket.close(code=1001, reason="no data for too long")
                 return
             if received["type"] == "websocket.disconnect":
