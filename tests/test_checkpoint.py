@@ -38,6 +38,16 @@ RESUME_OVERRIDES = (
 )
 
 
+@pytest.fixture(scope="module")
+def one_epoch_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A finished one-epoch run, trained once for the tests that only read it."""
+    run = tmp_path_factory.mktemp("one-epoch")
+    config = demo_config(*RESUME_OVERRIDES, "training.epochs=1")
+    splits = prepare(config).split(1)
+    Trainer(config, splits["train"], splits["dev"], run).fit()
+    return run
+
+
 def test_checkpoint_holds_everything_and_restores_the_model(tmp_path: Path) -> None:
     config = demo_config(*RESUME_OVERRIDES, "training.epochs=1")
     splits = prepare(config).split(1)
@@ -63,18 +73,18 @@ def test_checkpoint_holds_everything_and_restores_the_model(tmp_path: Path) -> N
         assert torch.equal(model(**inputs).predictions["audiovisual"], expected)
 
 
-def test_a_release_checkpoint_is_half_the_weights_and_predicts_the_same(tmp_path: Path) -> None:
-    config = demo_config(*RESUME_OVERRIDES, "training.epochs=1")
-    splits = prepare(config).split(1)
-    Trainer(config, splits["train"], splits["dev"], tmp_path).fit()
+def test_a_release_checkpoint_is_half_the_weights_and_predicts_the_same(
+    one_epoch_run: Path, tmp_path: Path
+) -> None:
     released = tmp_path / "release.pt"
-    assert main(["export", "--model", str(tmp_path / "last.pt"), "--release", str(released)]) == 0
-    full, slim = load_checkpoint(tmp_path / "last.pt"), load_checkpoint(released)
+    last = one_epoch_run / "last.pt"
+    assert main(["export", "--model", str(last), "--release", str(released)]) == 0
+    full, slim = load_checkpoint(last), load_checkpoint(released)
     assert slim.optimizer_states is None and slim.trainer_state is None
     assert {v.dtype for v in slim.model_state.values() if v.is_floating_point()} == {torch.float16}
     assert slim.config == full.config and slim.extractors == full.extractors
     weights = sum(v.numel() * v.element_size() for v in full.model_state.values())
-    assert released.stat().st_size < (tmp_path / "best.pt").stat().st_size - weights / 3
+    assert released.stat().st_size < (one_epoch_run / "best.pt").stat().st_size - weights / 3
     inputs = {"audio": torch.randn(2, 20, 32), "visual": torch.randn(2, 15, 24)}
     with torch.no_grad():
         expected = model_from_checkpoint(full)(**inputs).predictions
@@ -96,11 +106,8 @@ def test_damaged_checkpoints_fail_with_one_line(tmp_path: Path) -> None:
         assert str(path) in str(caught.value) and "\n" not in str(caught.value)
 
 
-def test_truncated_and_foreign_checkpoints(tmp_path: Path) -> None:
-    config = demo_config(*RESUME_OVERRIDES, "training.epochs=1")
-    splits = prepare(config).split(1)
-    Trainer(config, splits["train"], splits["dev"], tmp_path).fit()
-    data = (tmp_path / "best.pt").read_bytes()
+def test_truncated_and_foreign_checkpoints(one_epoch_run: Path, tmp_path: Path) -> None:
+    data = (one_epoch_run / "best.pt").read_bytes()
     (tmp_path / "cut.pt").write_bytes(data[: len(data) // 2])
     with pytest.raises(CheckpointError, match=r"cut\.pt: not a readable vavl checkpoint"):
         load_checkpoint(tmp_path / "cut.pt")
@@ -116,13 +123,11 @@ def test_truncated_and_foreign_checkpoints(tmp_path: Path) -> None:
         load_checkpoint(tmp_path / "missing.pt")
 
 
-def test_resuming_with_a_different_config_is_refused(tmp_path: Path) -> None:
-    config = demo_config(*RESUME_OVERRIDES, "training.epochs=1")
-    splits = prepare(config).split(1)
-    Trainer(config, splits["train"], splits["dev"], tmp_path).fit()
+def test_resuming_with_a_different_config_is_refused(one_epoch_run: Path) -> None:
     changed = demo_config(*RESUME_OVERRIDES, "training.epochs=1", "training.learning_rate=0.1")
+    splits = prepare(changed).split(1)
     with pytest.raises(ConfigError, match=r"different config \(training\.learning_rate\)"):
-        Trainer(changed, splits["train"], splits["dev"], tmp_path)
+        Trainer(changed, splits["train"], splits["dev"], one_epoch_run)
 
 
 def _train_command(config_path: Path, run_dir: Path) -> list[str]:
@@ -138,6 +143,7 @@ def _train_command(config_path: Path, run_dir: Path) -> list[str]:
     ]
 
 
+@pytest.mark.slow
 def test_a_run_killed_mid_epoch_resumes_to_the_same_result(tmp_path: Path) -> None:
     config = demo_config(*RESUME_OVERRIDES)
     config_path = tmp_path / "config.yaml"

@@ -100,6 +100,7 @@ def test_runs_that_cannot_be_paired_or_compared(tmp_path: Path) -> None:
         compare_runs([base], reference="auxformer")
 
 
+@pytest.mark.slow
 def test_methods_compared_on_the_mixed_real_set(
     shared_store: tuple[Path, list[dict[str, Any]]],
     tmp_path: Path,

@@ -11,6 +11,8 @@ from vavl import demo
 from vavl.cli import main
 from vavl.errors import DataError
 
+pytestmark = pytest.mark.slow  # trains or runs whole commands (make test-min skips)
+
 
 @pytest.fixture(scope="module")
 def demo_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:

@@ -21,6 +21,8 @@ from vavl.distributed import backend_for
 from vavl.features.extraction import REPORT_FIELDS
 from vavl.sampling import BucketBatchSampler
 
+pytestmark = pytest.mark.slow  # trains or runs whole commands (make test-min skips)
+
 TESTS = Path(__file__).parent
 TIMEOUT_S = 300
 
@@ -111,6 +113,22 @@ def test_a_two_process_run_resumes_in_one_process(tmp_path: Path) -> None:
     assert metrics["test"]["audio"]["n"] > 0
 
 
+def test_cross_validation_under_torchrun(tmp_path: Path) -> None:
+    config = demo_config(
+        "model.model_dim=32", "model.heads=2", "model.audio_blocks=1", "model.visual_blocks=1",
+        "model.head_hidden=[32]", "data.n_train=48", "data.n_dev=16", "data.n_test=16",
+        "data.folds=3", "training.epochs=1", "training.batch_size=8",
+    )  # fmt: skip
+    config_file, run = tmp_path / "cv.yaml", tmp_path / "cv"
+    save_config(config, config_file)
+    torchrun("-m", "vavl.cli", "cv", str(config_file), "--run-dir", str(run), "--quiet")
+    summary = json.loads((run / "cv.json").read_text())
+    assert summary["folds"] == 3
+    for fold in (1, 2, 3):  # the main process wrote each fold's run once, whole
+        assert json.loads((run / f"fold-{fold}" / "history.json").read_text())[0]["epoch"] == 1
+    assert not list(run.rglob("*.tmp")) and (run / "report.html").is_file()
+
+
 def _entries(store: Path) -> dict[str, Any]:
     found = {}
     for path in sorted((store / "features").rglob("*.npz")):
@@ -119,8 +137,9 @@ def _entries(store: Path) -> dict[str, Any]:
     return found
 
 
+@pytest.mark.parametrize("launcher", ["--shard", "torchrun"])
 def test_two_shards_extract_what_one_process_does(
-    shared_store: tuple[Path, list[dict[str, Any]]], tmp_path: Path
+    launcher: str, shared_store: tuple[Path, list[dict[str, Any]]], tmp_path: Path
 ) -> None:
     store, every_row = shared_store
     # Every fifth file (audio-only, video with and without sound, stills): the sharding logic is
@@ -131,31 +150,24 @@ def test_two_shards_extract_what_one_process_does(
     manifest = tmp_path / "media.csv"
     manifest.write_text("path\n" + "".join(f"{path.absolute()}\n" for path in media))
     sharded = tmp_path / "sharded"
-    environment = os.environ | {"OMP_NUM_THREADS": "1"}
-    shards = [
-        subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "vavl.cli",
-                "extract",
-                str(manifest),
-                "--out",
-                str(sharded),
-                "--shard",
-                f"{index}/2",
-                "--quiet",
-            ],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=environment,
-        )
-        for index in (1, 2)
-    ]
-    for shard in shards:
-        _, error = shard.communicate(timeout=TIMEOUT_S)
-        assert shard.returncode == 0, error[-2000:]
+    extract = ["-m", "vavl.cli", "extract", str(manifest), "--out", str(sharded), "--quiet"]
+    if launcher == "torchrun":  # each process takes the shard of its rank
+        torchrun(*extract)
+    else:
+        environment = os.environ | {"OMP_NUM_THREADS": "1"}
+        shards = [
+            subprocess.Popen(
+                [sys.executable, *extract, "--shard", f"{index}/2"],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                env=environment,
+            )
+            for index in (1, 2)
+        ]
+        for shard in shards:
+            _, error = shard.communicate(timeout=TIMEOUT_S)
+            assert shard.returncode == 0, error[-2000:]
     merged = json.loads((sharded / "report.json").read_text())["files"]
     assert [r["path"] for r in merged] == [str(p.absolute()) for p in media]
     assert [r["path"] for r in merged] == [r["path"] for r in rows]

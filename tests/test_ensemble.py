@@ -70,6 +70,7 @@ def _probabilities(run_dir: Path) -> dict[tuple[str, str], np.ndarray]:
         }
 
 
+@pytest.mark.slow
 def test_training_an_ensemble_trains_each_member_alone_and_combines_them(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -24,10 +24,13 @@ from helpers import (
     require_shared_data,
     shared_test_media,
 )
+from vavl.checkpoint import load_checkpoint
 from vavl.cli import main
 from vavl.config_files import apply_overrides
 from vavl.demo import demo_config as mixed_demo_config
 from vavl.experiment import evaluate_run, run_experiment
+
+pytestmark = pytest.mark.slow  # trains or runs whole commands (make test-min skips)
 
 
 def test_mixed_real_set_reports_all_three_paths(
@@ -63,19 +66,23 @@ def test_mixed_real_set_reports_all_three_paths(
     assert metrics["extractors"]["audio"]["id"] == "whisper-base"
 
 
-def _synthetic_cv_config(path: Path) -> Path:
+def _synthetic_cv_config(path: Path, *overrides: str) -> Path:
     config = demo_config(
         "model.model_dim=32", "model.heads=2", "model.audio_blocks=1", "model.visual_blocks=1",
         "model.head_hidden=[32, 16]", "training.epochs=2", "training.batch_size=8",
         "training.checkpoint_every=2", "data.n_train=96", "data.n_dev=48", "data.n_test=48",
-        "data.folds=4",
+        "data.folds=4", *overrides,
     )  # fmt: skip
     path.write_text(yaml.safe_dump(config.to_dict()))
     return path
 
 
-def test_cross_validation_killed_during_fold_3_continues_at_fold_3(tmp_path: Path) -> None:
-    config = _synthetic_cv_config(tmp_path / "cv.yaml")
+def test_cross_validation_of_ensembles_killed_in_fold_3_resumes_its_second_member(
+    tmp_path: Path,
+) -> None:
+    """Each fold an ensemble of two members; killed while fold 3's second member trains, the
+    rerun keeps folds 1 and 2 and fold 3's first member, and resumes the second mid-epoch."""
+    config = _synthetic_cv_config(tmp_path / "cv.yaml", "data.folds=3", "training.ensemble=2")
     run_dir = tmp_path / "cv"
     command = [
         sys.executable,
@@ -92,25 +99,29 @@ def test_cross_validation_killed_during_fold_3_continues_at_fold_3(tmp_path: Pat
         command, env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
     deadline = time.monotonic() + 300
-    while not (run_dir / "fold-3" / "last.pt").exists() and time.monotonic() < deadline:
+    second = run_dir / "fold-3" / "member-2"
+    while not (second / "last.pt").exists() and time.monotonic() < deadline:
         time.sleep(0.01)
     assert process.poll() is None, "cross-validation finished before it could be killed"
     process.send_signal(signal.SIGKILL)
     process.wait()
     assert not (run_dir / "fold-3" / "metrics.json").exists()
-    finished = {k: (run_dir / f"fold-{k}" / "metrics.json").stat().st_mtime_ns for k in (1, 2)}
+    kept = [run_dir / f"fold-{k}" / "metrics.json" for k in (1, 2)]
+    kept.append(run_dir / "fold-3" / "member-1" / "best.pt")
+    finished = {path: path.stat().st_mtime_ns for path in kept}
     resumed = subprocess.run(command, env=environment, capture_output=True, text=True)
     assert resumed.returncode == 0, resumed.stderr
-    assert "fold 1/4: finished earlier with the same config, kept" in resumed.stderr
-    assert "fold 2/4: finished earlier with the same config, kept" in resumed.stderr
-    assert re.search(r"resuming .*fold-3 at epoch 1, step [1-9]", resumed.stderr)
-    assert {
-        k: (run_dir / f"fold-{k}" / "metrics.json").stat().st_mtime_ns for k in (1, 2)
-    } == finished
+    assert "fold 1/3: finished earlier with the same config, kept" in resumed.stderr
+    assert "fold 2/3: finished earlier with the same config, kept" in resumed.stderr
+    assert "ensemble member 1 of 2: finished earlier, kept" in resumed.stderr
+    assert re.search(r"resuming .*fold-3/member-2 at epoch 1, step [1-9]", resumed.stderr)
+    assert {path: path.stat().st_mtime_ns for path in kept} == finished
+    for fold in (1, 2, 3):  # each fold's model is its two members together
+        assert load_checkpoint(run_dir / f"fold-{fold}" / "best.pt").config.training.ensemble == 2
     summary = json.loads((run_dir / "cv.json").read_text())
-    assert summary["folds"] == 4
+    assert summary["folds"] == 3
     f1 = summary["table"]["audiovisual"]["f1_macro"]
-    assert len(f1["folds"]) == 4 and f1["mean"] == pytest.approx(sum(f1["folds"]) / 4)
+    assert len(f1["folds"]) == 3 and f1["mean"] == pytest.approx(sum(f1["folds"]) / 3)
     table = (run_dir / "cv.md").read_text()
     assert table.startswith("| path | F1-macro | F1-micro | precision | recall |")
     assert all(f"| {title} |" in table for title in ("audio only", "visual only", "audio-visual"))

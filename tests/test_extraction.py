@@ -153,6 +153,7 @@ def test_cli_extract_and_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert "no such file or folder" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_a_killed_extraction_resumes_without_redoing_anything(tmp_path: Path) -> None:
     clips = require_shared_data() / "mead-samples" / "front256"
     store = tmp_path / "store"
@@ -177,6 +178,7 @@ def test_a_killed_extraction_resumes_without_redoing_anything(tmp_path: Path) ->
     assert statuses.count("cached") == len(done) and statuses.count("extracted") == 24 - len(done)
 
 
+@pytest.mark.slow
 def test_a_ten_minute_video_is_read_once_and_no_frame_is_kept(tmp_path: Path) -> None:
     face = real_face_frames(count=1)[0]
     frame = np.full((360, 480, 3), 90, np.uint8)

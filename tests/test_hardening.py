@@ -33,6 +33,7 @@ from vavl.training import Trainer
 SMALL = ("data.n_train=48", "data.n_dev=24", "data.n_test=24", "training.epochs=1")
 
 
+@pytest.mark.slow
 def test_cv_refuses_a_finished_fold_of_another_config(tmp_path: Path) -> None:
     config = demo_config(*SMALL, "data.folds=3")
     run_cv(config, tmp_path, progress=False)
@@ -273,6 +274,7 @@ def test_an_entry_redone_alone_describes_only_itself(tmp_path: Path) -> None:
     assert record.frames_sampled is None and record.audio_seconds > 1  # type: ignore[operator]
 
 
+@pytest.mark.slow
 def test_a_second_writer_of_a_run_directory_is_refused(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -113,6 +113,7 @@ def test_each_path_appears_when_its_inputs_do(method: str) -> None:
         assert torch.isnan(mixed.predictions["audiovisual"][1]).all()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", TRAINED)
 def test_learns_the_synthetic_signal_and_survives_a_round_trip(method: str, tmp_path: Path) -> None:
     config = method_config(

@@ -156,6 +156,7 @@ def test_cli_predict_formats_and_exit_codes(
     assert main(["predict", str(broken), "--model", str(model)]) == 1  # nothing could be predicted
 
 
+@pytest.mark.slow
 def test_the_default_model_predicts_every_shared_clip(
     shared_store: tuple[Path, list[dict[str, Any]]],
     tmp_path: Path,

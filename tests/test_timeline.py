@@ -70,6 +70,7 @@ def _alone(
 @pytest.mark.parametrize(
     "recording", ["looped RAVDESS clip (2 min)", "face-video-samples/visualvoice/interview.mp4"]
 )
+@pytest.mark.slow
 def test_every_window_is_answered_as_the_same_span_alone(
     predictor: Predictor, recording: str, tmp_path: Path
 ) -> None:
@@ -142,6 +143,7 @@ def test_cli_writes_timelines(tmp_path: Path) -> None:
     assert (tmp_path / "WDA_KatieHill_000.mp4.timeline.png").stat().st_size > 20_000
 
 
+@pytest.mark.slow
 def test_memory_does_not_grow_with_the_length_of_the_file(tmp_path: Path) -> None:
     """Whole-file prediction and timelines of 2 and 10 minutes of 48 kHz stereo speech (both
     fill the engine's batches): the peak resident memory of the process grows by less than

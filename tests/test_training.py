@@ -23,6 +23,7 @@ from vavl.synthetic import synthetic_items
 from vavl.training import ThreeStepRecipe, Trainer
 
 
+@pytest.mark.slow
 def test_each_path_learns_the_signal_and_audio_works_without_video(tmp_path: Path) -> None:
     config = demo_config("training.epochs=4", "data.n_train=192")
     result = run_experiment(config, tmp_path)
@@ -62,6 +63,12 @@ def _changed(before: dict[str, torch.Tensor], module: torch.nn.Module) -> set[st
     return {name.split(".")[0] for name in before if not torch.equal(before[name], after[name])}
 
 
+def _branch(modality: str) -> set[str]:
+    """The modules a unimodal step of ``modality`` trains: its own and the shared encoder."""
+    own = {f"{modality}_{part}" for part in ("projection", "encoder", "head", "reconstruction")}
+    return own | {"shared_encoder", "shared_norm"}
+
+
 def test_each_step_trains_only_its_own_modules() -> None:
     config = demo_config()
     recipe, collate = _recipe(config)
@@ -70,24 +77,10 @@ def test_each_step_trains_only_its_own_modules() -> None:
 
     before = _snapshot(model)
     recipe.unimodal_step("visual", batch)
-    assert _changed(before, model) == {
-        "visual_projection",
-        "visual_encoder",
-        "shared_encoder",
-        "shared_norm",
-        "visual_head",
-        "visual_reconstruction",
-    }
+    assert _changed(before, model) == _branch("visual")
     before = _snapshot(model)
     recipe.unimodal_step("audio", batch)
-    assert _changed(before, model) == {
-        "audio_projection",
-        "audio_encoder",
-        "shared_encoder",
-        "shared_norm",
-        "audio_head",
-        "audio_reconstruction",
-    }
+    assert _changed(before, model) == _branch("audio")
     before = _snapshot(model)
     recipe.fusion_step(batch)
     # Branches run in eval mode: not even batch-norm statistics move.
@@ -115,14 +108,7 @@ def test_clips_missing_a_modality_feed_the_steps_they_can() -> None:
     assert set(audio_only) == {"audio_loss", "audio_reconstruction"}
     assert all(np.isfinite(value) for value in audio_only.values()), audio_only
     # A clip without a face trains the audio branch and nothing of the visual one.
-    assert _changed(before, recipe.model) == {
-        "audio_projection",
-        "audio_encoder",
-        "shared_encoder",
-        "shared_norm",
-        "audio_head",
-        "audio_reconstruction",
-    }
+    assert _changed(before, recipe.model) == _branch("audio")
 
 
 def test_modality_dropout_is_off_by_default_and_trains_when_on() -> None:
@@ -148,6 +134,7 @@ def test_modality_dropout_is_off_by_default_and_trains_when_on() -> None:
     assert audio_gone.any() and visual_gone.any()
 
 
+@pytest.mark.slow
 def test_regression_task_trains_with_ccc(tmp_path: Path) -> None:
     config = demo_config(
         "task.kind=regression",
@@ -192,6 +179,7 @@ def _weights(run: Path) -> dict[str, torch.Tensor]:
     return load_checkpoint(run / "last.pt").model_state
 
 
+@pytest.mark.slow
 def test_unpaired_corpora_teach_the_fusion_head_and_resume_exactly(tmp_path: Path) -> None:
     """Audio-only and visual-only clips, paired by class every epoch, with crops, frame dropout
     and a cosine schedule: the fusion step trains, and a run stopped after one epoch and
