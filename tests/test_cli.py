@@ -18,6 +18,17 @@ def test_help_runs_as_an_installed_command() -> None:
         assert command in result.stdout
 
 
+def test_a_command_prints_no_library_warning() -> None:
+    """Warnings of the libraries vavl builds on (pydantic's "model_" prefix, on the lowest
+    versions make test-min installs) are errors here: a user would see them on every command."""
+    result = subprocess.run(
+        [sys.executable, "-W", "error", "-m", "vavl.cli", "config", "demo-synthetic"],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0 and "Warning" not in result.stderr, result.stderr[-2000:]
+    assert "model_dim" in result.stdout
+
+
 def test_help_and_argument_errors_never_import_torch() -> None:
     """What keeps `vavl --help` and a mistyped option well under a second: no torch."""
     probe = (

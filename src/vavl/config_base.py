@@ -12,7 +12,9 @@ def _accepts_bool(annotation: Any) -> bool:
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # protected_namespaces=(): fields such as model_dim are ours; pydantic before 2.10 warns
+    # about the "model_" prefix on every command otherwise.
+    model_config = ConfigDict(extra="forbid", frozen=True, protected_namespaces=())
 
     @model_validator(mode="before")
     @classmethod
