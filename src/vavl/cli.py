@@ -130,8 +130,9 @@ def run() -> None:
     # A torchrun worker ends the same way once its process group is destroyed: tearing torch
     # down beside gloo's threads can abort the worker ("terminate called without an active
     # exception", seen once in CI after a finished run), and torchrun then fails the whole job.
-    under_torchrun = os.environ.get("WORLD_SIZE", "1").strip() not in ("", "1")
-    if command in QUICK_EXIT or under_torchrun:
+    from vavl import distributed  # main() imported it already; its variables were checked
+
+    if command in QUICK_EXIT or distributed.environment().world_size > 1:
         sys.stdout.flush()
         sys.stderr.flush()
         logging.shutdown()

@@ -55,6 +55,7 @@ def class_weights_for(
     if isinstance(task.class_weights, tuple):
         given = torch.tensor(task.class_weights, dtype=torch.float32)
         return {path: given for path in PATHS}
+    power = 0.5 if task.class_weights == "balanced-sqrt" else 1.0
     weights: PathWeights = {}
     for path in PATHS:
         learned_from = pair_unpaired(items, (0,)) if paired and path == "audiovisual" else items
@@ -64,7 +65,6 @@ def class_weights_for(
             if item.label is not None and all(item.has(m) for m in PATH_MODALITIES[path])
         ]
         if labels:
-            power = 0.5 if task.class_weights == "balanced-sqrt" else 1.0
             weights[path] = balanced_class_weights(torch.tensor(labels), task.output_dim, power)
     return weights
 
