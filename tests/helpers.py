@@ -7,7 +7,7 @@ import subprocess
 from collections.abc import Iterable, Sequence
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 
@@ -46,16 +46,25 @@ def demo_config(*overrides: str) -> ExperimentConfig:
     return apply_overrides(load_config("demo-synthetic"), ["training.progress=false", *overrides])
 
 
+def unavailable(reason: str, required_by: str) -> NoReturn:
+    """A test's resource is missing: a failure where ``$required_by`` is 1 (CI sets it), else a
+    skip that says why."""
+    import pytest
+
+    if os.environ.get(required_by) == "1":
+        pytest.fail(reason)
+    pytest.skip(reason)
+
+
 def require_shared_data() -> Path:
     """The real clips, or a skip that says why; in CI (``VAVL_REQUIRE_SHARED_DATA=1``, set by
     .ci/run, which has them at ../shared/data) their absence is a failure, never a skip."""
-    import pytest
 
     if not SHARED_DATA.is_dir():
-        reason = f"real clips not found at {SHARED_DATA} (clone the project beside shared/)"
-        if os.environ.get("VAVL_REQUIRE_SHARED_DATA") == "1":
-            pytest.fail(reason)
-        pytest.skip(reason)
+        unavailable(
+            f"real clips not found at {SHARED_DATA} (clone the project beside shared/)",
+            "VAVL_REQUIRE_SHARED_DATA",
+        )
     return SHARED_DATA
 
 
@@ -65,17 +74,16 @@ def headless_chromium(*arguments: str) -> Any:
     and chromium-driver) a missing browser is a failure, never a skip."""
     import shutil
 
-    import pytest
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     driver = shutil.which("chromedriver")
     if chromium is None or driver is None:
-        reason = "Debian's chromium and chromium-driver are not installed (make test installs them)"
-        if os.environ.get("VAVL_REQUIRE_BROWSER") == "1":
-            pytest.fail(reason)
-        pytest.skip(reason)
+        unavailable(
+            "Debian's chromium and chromium-driver are not installed (make test installs them)",
+            "VAVL_REQUIRE_BROWSER",
+        )
     options = webdriver.ChromeOptions()
     options.binary_location = chromium
     for argument in ("--headless=new", "--no-sandbox", *arguments):
