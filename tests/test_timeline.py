@@ -79,7 +79,7 @@ def test_every_window_is_answered_as_the_same_span_alone(
     if recording.startswith("looped"):
         path, every = _looped_clip(tmp_path / "loop.wav", 120), 9  # a sample of its 118
     else:
-        path, every = require_shared_data() / recording, 1
+        path, every = require_shared_data() / recording, 3  # 5 of its 15, first to last
     timeline = predictor.timeline(path, window=3.0, hop=1.0)
     assert len(timeline.windows) == (118 if recording.startswith("looped") else 15)
     compared = 0
@@ -92,7 +92,7 @@ def test_every_window_is_answered_as_the_same_span_alone(
                 name,
             )
             compared += 1
-    assert compared >= 14
+    assert compared >= 14  # the loop: 14 windows x audio; the interview: 5 x 3 paths
 
 
 def test_a_long_file_is_the_mean_of_its_windows_alone(predictor: Predictor, tmp_path: Path) -> None:

@@ -221,8 +221,9 @@ def test_unpaired_corpora_teach_the_fusion_head_and_resume_exactly(tmp_path: Pat
     with pytest.raises(KeyboardInterrupt):
         stopped.fit()
     Trainer(config, splits["train"], splits["dev"], tmp_path / "resumed").fit()
+    resumed = _weights(tmp_path / "resumed")
     for name, value in _weights(tmp_path / "whole").items():
-        assert torch.equal(value, _weights(tmp_path / "resumed")[name]), name
+        assert torch.equal(value, resumed[name]), name
     # The schedule depends on the number of epochs: changing it is no longer a continuation.
     longer = config.model_copy(
         update={"training": config.training.model_copy(update={"epochs": 3})}
