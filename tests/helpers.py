@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import os
 import subprocess
+from collections.abc import Iterable, Sequence
+from fractions import Fraction
 from pathlib import Path
 from typing import Any, NoReturn
 
 import numpy as np
 
-from vavl import media_writer
 from vavl.config import ExperimentConfig, ModelConfig
 from vavl.config_files import apply_overrides, load_config
 from vavl.data import Item
@@ -98,16 +99,62 @@ def shared_test_media() -> list[Path]:
     return [path for folder in TEST_FOLDERS for path in media_inputs(data / folder)]
 
 
-def write_media(path: Path, *args: Any, rotation: int = 0, **kwargs: Any) -> Path:
-    """:func:`vavl.media_writer.write_media`; a test that needs rotation metadata written is
-    skipped on a PyAV that cannot write it (reading it needs only PyAV 15)."""
+def write_media(
+    path: Path,
+    frames: Iterable[np.ndarray] | None = None,
+    fps: float = 25.0,
+    audio: np.ndarray | None = None,
+    sample_rate: int = 16_000,
+    pix_fmt: str = "yuv420p",
+    rotation: int = 0,
+    times: Sequence[float] | None = None,
+) -> Path:
+    """Write an MP4 (H.264 + AAC) with the given RGB frames and/or mono audio.
+
+    ``times`` gives each frame's presentation time in seconds (variable frame rate).
+    """
     import av
 
-    if rotation and not hasattr(av.video.stream.VideoStream, "set_display_rotation"):
-        import pytest
+    container = av.open(str(path), "w")
+    video = None
+    frame_list = None if frames is None else list(frames)
+    if frame_list:
+        height, width = frame_list[0].shape[:2]
+        video = container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1000))
+        video.width, video.height, video.pix_fmt = width, height, pix_fmt
+        if times is not None:
+            video.codec_context.time_base = Fraction(1, 1000)
+        if rotation:
+            if not hasattr(video, "set_display_rotation"):
+                import pytest
 
-        pytest.skip("writing rotation metadata needs PyAV >= 18 (reading it: >= 15)")
-    return media_writer.write_media(path, *args, rotation=rotation, **kwargs)
+                pytest.skip("writing rotation metadata needs PyAV >= 18 (reading it: >= 15)")
+            video.set_display_rotation(rotation)
+    sound = None
+    if audio is not None:
+        sound = container.add_stream("aac", rate=sample_rate)
+        sound.layout = "mono"
+    if video is not None and frame_list is not None:
+        for index, image in enumerate(frame_list):
+            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")
+            if times is not None:
+                frame.pts, frame.time_base = round(times[index] * 1000), Fraction(1, 1000)
+            for packet in video.encode(frame):
+                container.mux(packet)
+        for packet in video.encode():
+            container.mux(packet)
+    if sound is not None and audio is not None:
+        block = 1024
+        for start in range(0, len(audio), block):
+            chunk = np.ascontiguousarray(audio[start : start + block], dtype=np.float32)[None]
+            frame = av.AudioFrame.from_ndarray(chunk, format="fltp", layout="mono")
+            frame.sample_rate, frame.pts = sample_rate, start
+            for packet in sound.encode(frame):
+                container.mux(packet)
+        for packet in sound.encode():
+            container.mux(packet)
+    container.close()
+    return path
 
 
 def real_face_frames(
