@@ -196,6 +196,18 @@ def logmel_checkpoint(path: Path, *overrides: str) -> Path:
     return save_checkpoint(checkpoint, path)
 
 
+def write_wav(path: Path, samples: np.ndarray, sample_rate: int = 16_000) -> Path:
+    """16-bit mono WAV of float samples in [-1, 1] (lossless for what it holds)."""
+    import wave
+
+    with wave.open(str(path), "wb") as handle:
+        handle.setnchannels(1)
+        handle.setsampwidth(2)
+        handle.setframerate(sample_rate)
+        handle.writeframes((np.clip(samples, -1, 1) * 32767).astype("<i2").tobytes())
+    return path
+
+
 def looped_speech_wav(path: Path, minutes: float) -> Path:
     """Real speech (a RAVDESS clip) looped to ``minutes``, as 48 kHz 16-bit stereo WAV."""
     import wave

@@ -9,7 +9,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from helpers import logmel_checkpoint, looped_speech_wav, require_shared_data, vavl_peak_rss_mib
+from helpers import (
+    logmel_checkpoint,
+    looped_speech_wav,
+    require_shared_data,
+    vavl_peak_rss_mib,
+    write_wav,
+)
 from vavl.cli import main
 from vavl.media import SAMPLE_RATE, VideoReader, probe, read_audio
 from vavl.predict import Predictor
@@ -33,19 +39,12 @@ def test_one_window_over_a_short_clip_is_the_clip_prediction(predictor: Predicto
 
 def _looped_clip(path: Path, seconds: float) -> Path:
     """A real RAVDESS clip (angry) looped to ``seconds``, 16 kHz mono WAV."""
-    import wave
-
     clip = read_audio(
         require_shared_data() / "ravdess-speech-16k/Actor_01/03-01-05-01-01-01-01.flac"
     )
     assert clip is not None
     looped = np.tile(clip, int(seconds * SAMPLE_RATE / len(clip)) + 1)[: int(seconds * SAMPLE_RATE)]
-    with wave.open(str(path), "wb") as handle:
-        handle.setnchannels(1)
-        handle.setsampwidth(2)
-        handle.setframerate(SAMPLE_RATE)
-        handle.writeframes((np.clip(looped, -1, 1) * 32767).astype("<i2").tobytes())
-    return path
+    return write_wav(path, looped)
 
 
 def _alone(

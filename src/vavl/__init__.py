@@ -31,6 +31,7 @@ _API = {
     "FeaturePipeline": "vavl.features.pipeline",
     "create_extractor": "vavl.features.base",
     "Predictor": "vavl.predict",
+    "Span": "vavl.spans",
 }
 
 if TYPE_CHECKING:
@@ -55,6 +56,7 @@ if TYPE_CHECKING:
     from vavl.models import build_model as build_model
     from vavl.predict import Predictor as Predictor
     from vavl.preparation import prepare as prepare
+    from vavl.spans import Span as Span
     from vavl.training import Trainer as Trainer
 
 __all__ = [*_API, "__version__"]

@@ -279,8 +279,8 @@ class VideoReader:
     path: Path
     fps: float | None = None
     max_side: int | None = None
-    start: float = 0.0  # seconds: read a segment of the video only
-    end: float | None = None
+    start: float = 0.0  # seconds: read a segment of the video only (its frames' times count
+    end: float | None = None  # from ``start``, as if it were its own video)
     decoded_frames: int = 0
     problems: list[str] = field(default_factory=list)
 
@@ -320,7 +320,7 @@ class VideoReader:
                     width, height = scaled_size(frame.width, frame.height, self.max_side)
                     image = frame.to_ndarray(width=width, height=height, format="rgb24")
                     rotation = int(getattr(frame, "rotation", 0) or 0)
-                    yield VideoFrame(kept, float(time), _upright(image, rotation))
+                    yield VideoFrame(kept, float(time) - self.start, _upright(image, rotation))
                     kept += 1
             except av.error.FFmpegError as error:
                 self.problems.append(

@@ -31,6 +31,7 @@ from vavl.inference import InferenceEngine, checkpoint_backend
 from vavl.media import probe
 from vavl.model_card import DEFAULT_MODEL, default_model_card
 from vavl.results import PathPrediction, Prediction
+from vavl.spans import WHOLE, Span
 from vavl.timeline import Timeline, timeline_of
 from vavl.together import ClipSet
 
@@ -103,39 +104,55 @@ class Predictor:
         waveform: NDArray[np.float32] | None = None,
         store: FeatureStore | None = None,
         progress: bool = False,
+        span: Span = WHOLE,
     ) -> Prediction:
         """Predict from a media file (video, audio or a still image), a 16 kHz mono waveform
         (1-D array), one RGB image ((height, width, 3) array) or RGB frames at ``fps`` (a
         (frames, height, width, 3) array or a list of images; give their sound with
         ``waveform``). With a feature ``store``, a file's features already there are reused;
-        ``progress`` counts a long file's windows."""
+        ``progress`` counts a long file's windows; ``span`` predicts that part of a file only,
+        as if it were the file."""
         if not isinstance(source, str | Path):
             sound, frames, name = _arrays(source, waveform)
             return self.predict_features(self.pipeline.extract_arrays(sound, frames, fps, name))
+        prediction = self._predict_file(Path(source), store, progress, span)
+        prediction.span = span.bounds(prediction.duration)
+        return prediction
+
+    def _predict_file(
+        self, path: Path, store: FeatureStore | None, progress: bool, span: Span
+    ) -> Prediction:
         longest = self.checkpoint.config.prediction.max_clip_seconds
-        duration = probe(source).duration
+        duration = span.check(path, probe(path).duration)
         if (duration or 0.0) > longest:
-            windows = self.pipeline.windows(source, longest, longest, cover=True)
+            windows = self.pipeline.windows(path, longest, longest, cover=True, span=span)
             count = math.ceil((duration or 0.0) / longest)
-            shown = tqdm(windows, Path(source).name, count, leave=False, disable=not progress)
+            shown = tqdm(windows, path.name, count, leave=False, disable=not progress)
             outputs = self.engine.over_windows(shown)
-            return self.answers.long_file(Path(source), duration, longest, outputs)
-        return self.predict_features(self.features.of_file(Path(source), store))
+            return self.answers.long_file(path, duration, longest, outputs)
+        return self.predict_features(self.features.of_file(path, store, span))
 
     def predict_files(
-        self, paths: Sequence[Path], store: FeatureStore | None = None, together: bool = True
+        self,
+        paths: Sequence[Path],
+        store: FeatureStore | None = None,
+        together: bool = True,
+        span: Span = WHOLE,
     ) -> Iterator[Prediction | VavlError | OSError]:
-        """Each file's prediction, or why it failed, in order. With a model trained with
-        ``features.normalise: source``, the short clips among ``paths`` (at least
-        :data:`~vavl.together.MIN_TOGETHER`) are standardised by their own statistics, as one
-        source (a corpus, a folder of one's recordings); ``together=False``: each alone."""
+        """Each file's prediction (of its ``span`` only, when given), or why it failed, in
+        order. With a model trained with ``features.normalise: source``, the short clips among
+        ``paths`` (at least :data:`~vavl.together.MIN_TOGETHER`) are standardised by their own
+        statistics, as one source (a corpus, a folder of one's recordings); ``together=False``:
+        each alone."""
         alone = not together or self.checkpoint.config.features.normalise != "source"
         longest = self.checkpoint.config.prediction.max_clip_seconds
 
         def predict_alone(path: Path) -> Prediction:
-            return self.predict(path, store=store)
+            return self.predict(path, store=store, span=span)
 
-        clips = ClipSet(self.features, self.engine, self.answers, predict_alone, longest, store)
+        clips = ClipSet(
+            self.features, self.engine, self.answers, predict_alone, longest, store, span
+        )
         yield from clips.predictions(paths, alone)
 
     def predict_features(self, features: FileFeatures) -> Prediction:

@@ -41,6 +41,8 @@ class Prediction:
     notes: list[str] = field(default_factory=list)
     # For files longer than the model's max_clip_seconds: how the windows were combined.
     aggregated: dict[str, Any] | None = None
+    # [start, end) seconds of the file when only that span was predicted (None: all of it).
+    span: tuple[float, float] | None = None
     face_crops: list[NDArray[np.uint8]] = field(default_factory=list, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
@@ -50,7 +52,8 @@ class Prediction:
 
     def to_text(self) -> str:
         """A few lines per file: the label (or values) of every path, and what was missing."""
-        lines = [f"{self.source}:"]
+        span = f" [{self.span[0]:g} s to {self.span[1]:g} s]" if self.span else ""
+        lines = [f"{self.source}{span}:"]
         for path, result in self.paths.items():
             best = "  <- best" if path == self.best_path and len(self.paths) > 1 else ""
             if result.label is not None:
@@ -90,8 +93,10 @@ class Prediction:
             ]
         rows = []
         for path, result in self.paths.items():
-            row: dict[str, object] = {
-                "file": self.source,
+            row: dict[str, object] = {"file": self.source}
+            if self.span:  # the part of the file predicted
+                row |= {"start": self.span[0], "end": self.span[1]}
+            row |= {
                 "status": "predicted",
                 "path": path,
                 "best": path == self.best_path,

@@ -26,6 +26,7 @@ from vavl.inference import InferenceEngine
 from vavl.media import probe
 from vavl.normalization import SOURCE
 from vavl.results import Prediction
+from vavl.spans import WHOLE, Span
 
 MIN_TOGETHER = 16  # fewer clips say too little of their source: each is predicted alone
 HELD = 1000  # clips whose features are held at once; the statistics come from the first ones
@@ -46,9 +47,11 @@ class ClipSet:
         predict_alone: Callable[[Path], Prediction],
         longest: float,
         store: FeatureStore | None = None,
+        span: Span = WHOLE,
     ) -> None:
         self.features, self.engine, self.answers = features, engine, answers
         self.predict_alone, self.longest, self.store = predict_alone, longest, store
+        self.span = span  # the part of every file predicted
         self.normalizer = engine.normalizer
         self.standardised: int | None = None  # clips whose statistics are used, once known
 
@@ -72,9 +75,9 @@ class ClipSet:
         clips: list[tuple[int, FileFeatures]] = []
         for index, path in enumerate(paths):
             try:
-                if (probe(path).duration or 0.0) > self.longest:
+                if (self.span.check(path, probe(path).duration) or 0.0) > self.longest:
                     continue  # a long file: the mean of its own windows, below
-                clips.append((index, self.features.of_file(path, self.store)))
+                clips.append((index, self.features.of_file(path, self.store, self.span)))
             except (VavlError, OSError) as error:
                 outcomes[index] = error
         items = [
@@ -89,6 +92,7 @@ class ClipSet:
         outputs = self.engine.per_item(items, self.normalizer if together else None)
         for (index, found), produced in zip(clips, outputs, strict=True):
             prediction = self.answers.file(found, produced)
+            prediction.span = self.span.bounds(prediction.duration)
             if together:
                 prediction.notes.append(
                     f"standardised by the statistics of the {self.standardised} clips predicted "

@@ -20,6 +20,17 @@ def positive_seconds(text: str) -> float:
     return value
 
 
+def seconds_into(text: str) -> float:
+    """An argparse type: a time in a file, seconds from its start (0 or more)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a number of seconds") from None
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be 0 seconds or more, not {text}")
+    return value
+
+
 def _number(text: str, kind: type[int] | type[float]) -> float:
     try:
         return kind(text)

@@ -10,8 +10,15 @@ from typing import TYPE_CHECKING, Any
 
 from tqdm.auto import tqdm
 
-from vavl.commands.base import Subcommands, add_checkpoint_option, face_rank, positive_seconds
+from vavl.commands.base import (
+    Subcommands,
+    add_checkpoint_option,
+    face_rank,
+    positive_seconds,
+    seconds_into,
+)
 from vavl.errors import VavlError
+from vavl.spans import Span
 
 if TYPE_CHECKING:
     from vavl.features.store import FeatureStore
@@ -33,6 +40,11 @@ def _command_predict(args: argparse.Namespace) -> int:
         raise VavlError(
             f"--out {args.out}: is a folder; name a file in it, e.g. {args.out}/predictions.json"
         )
+    span = Span(args.start, args.end)
+    if args.end is not None and args.end <= args.start:
+        raise VavlError(f"--end {args.end:g} must come after --start {args.start:g}")
+    if args.timeline and not span.whole:
+        raise VavlError("--timeline draws whole files: leave out --start and --end")
     if args.timeline and args.timeline_dir.exists() and not args.timeline_dir.is_dir():
         raise VavlError(f"--timeline-dir {args.timeline_dir}: is a file, not a folder")
     if args.checkpoint is None:
@@ -73,9 +85,9 @@ def _command_predict(args: argparse.Namespace) -> int:
     names: set[str] = set()
     outcomes: Iterable[Any] = []
     if predictor is not None and len(readable) == 1:  # one file: its windows counted instead
-        outcomes = [_one(predictor, readable[0], store)]
+        outcomes = [_one(predictor, readable[0], store, span)]
     elif predictor is not None:
-        found = predictor.predict_files(readable, store, together=not args.each_alone)
+        found = predictor.predict_files(readable, store, not args.each_alone, span)
         outcomes = tqdm(found, desc="predict", unit="file", total=len(readable))
     for media, outcome in zip(readable, outcomes, strict=True):
         if isinstance(outcome, VavlError | OSError):
@@ -125,10 +137,10 @@ def _write_timeline(predictor: Predictor, media: str, args: argparse.Namespace, 
     return True
 
 
-def _one(predictor: Predictor, media: Path, store: FeatureStore | None) -> Any:
+def _one(predictor: Predictor, media: Path, store: FeatureStore | None, span: Span) -> Any:
     """One file's prediction (its long windows counted), or why it failed."""
     try:
-        return predictor.predict(media, store=store, progress=True)
+        return predictor.predict(media, store=store, progress=True, span=span)
     except (VavlError, OSError) as error:
         return error
 
@@ -208,6 +220,17 @@ def add_parsers(commands: Subcommands, overrides: argparse.ArgumentParser) -> No
         action="store_true",
         help="predict every file on its own; by default a model trained with source statistics "
         "standardises the clips predicted together by theirs (at least 16 clips)",
+    )
+    predict.add_argument(
+        "--start",
+        type=seconds_into,
+        default=0.0,
+        metavar="S",
+        help="predict each file from this second on only, as if it began there (a clip of a "
+        "longer recording)",
+    )
+    predict.add_argument(
+        "--end", type=positive_seconds, metavar="S", help="... and up to this second only"
     )
     predict.add_argument("--format", choices=["table", "json", "csv"], default="table")
     predict.add_argument("--out", type=Path, help="write here instead of standard output")

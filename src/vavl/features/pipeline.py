@@ -43,6 +43,7 @@ from vavl.media import (
     iter_audio,
     probe,
 )
+from vavl.spans import WHOLE, Span
 
 MIN_DURATION = 0.2  # seconds; shorter clips carry no usable expression
 WINDOW_GROUP = 16  # windows cut (and their audio encoded) together
@@ -99,12 +100,15 @@ class FeaturePipeline:
             self._detectors[name] = FaceDetector(name, min_score=self.faces.min_score)  # type: ignore[arg-type]
         return self._detectors[name]
 
-    def _file_sources(self, path: str | Path, modalities: Sequence[str]) -> Sources:
+    def _file_sources(
+        self, path: str | Path, modalities: Sequence[str], span: Span = WHOLE
+    ) -> Sources:
         path = Path(path)
         info = probe(path)
         if info.audio is None and info.video is None:
             raise MediaError(f"{path}: has neither an audio nor a video stream")
-        self._check_duration(str(path), info.duration)
+        duration = span.check(path, info.duration)
+        self._check_duration(str(path), duration)
         missing: dict[str, str] = {}
         problems: list[str] = []  # filled as the audio is read
         audio = frames = None
@@ -112,14 +116,16 @@ class FeaturePipeline:
             if info.audio is None:
                 missing["audio"] = "a still image has no sound" if info.still else "no audio stream"
             else:
-                audio = iter_audio(path, self.audio.chunk_seconds, problems=problems)
+                chunk = self.audio.chunk_seconds
+                audio = iter_audio(path, chunk, start=span.start, end=span.end, problems=problems)
         if self.visual is not None and "visual" in modalities:
             if info.video is None:
                 missing["visual"] = "no video stream"
             else:
                 side = self.faces.max_side
-                frames = VideoReader(path, fps=self.visual.frame_rate, max_side=side)
-        return Sources(path, info.duration, audio, frames, missing, problems)
+                rate = self.visual.frame_rate
+                frames = VideoReader(path, rate, side, start=span.start, end=span.end)
+        return Sources(path, duration, audio, frames, missing, problems)
 
     def _array_sources(
         self,
@@ -153,10 +159,14 @@ class FeaturePipeline:
             )
 
     def extract(
-        self, path: str | Path, modalities: tuple[str, ...] = ("audio", "visual")
+        self,
+        path: str | Path,
+        modalities: tuple[str, ...] = ("audio", "visual"),
+        span: Span = WHOLE,
     ) -> FileFeatures:
-        """Features of a whole media file (only the modalities named in ``modalities``)."""
-        return self._whole(self._file_sources(path, modalities))
+        """Features of a media file, or of a ``span`` of it read as its own file (only the
+        modalities named in ``modalities``)."""
+        return self._whole(self._file_sources(path, modalities, span))
 
     def extract_arrays(
         self,
@@ -235,14 +245,19 @@ class FeaturePipeline:
         result.preview = visual.preview(track, self.preview_crops)
 
     def windows(
-        self, path: str | Path, window: float, hop: float, cover: bool = False
+        self,
+        path: str | Path,
+        window: float,
+        hop: float,
+        cover: bool = False,
+        span: Span = WHOLE,
     ) -> Iterator[FileFeatures]:
         """The features of every ``window``-second window, one every ``hop`` seconds, from one
         front-to-back pass over the file, each as it would be if the window were its own file
         (its audio encoded alone, its face chosen in it). A file shorter than a window gives
         one window, the whole file; with ``cover`` a last, shorter window takes what follows
-        the last whole one."""
-        sources = self._file_sources(path, ("audio", "visual"))
+        the last whole one. A ``span`` of the file is read as if it were the file."""
+        sources = self._file_sources(path, ("audio", "visual"), span)
         audio, visual = self._streams(sources, windows=True)
         streams: list[AudioStream | VisualStream] = [s for s in (audio, visual) if s is not None]
         if not streams:

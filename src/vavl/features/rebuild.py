@@ -19,6 +19,7 @@ from vavl.features.pipeline import FeaturePipeline
 from vavl.features.records import FileFeatures
 from vavl.features.store import FeatureStore
 from vavl.files import sha256_file
+from vavl.spans import WHOLE, Span
 from vavl.types import MODALITIES
 
 
@@ -30,16 +31,19 @@ class ModelFeatures:
     keys: dict[str, str]
     extractors: dict[str, str | None]
 
-    def of_file(self, path: Path, store: FeatureStore | None = None) -> FileFeatures:
-        """A file's features: from ``store`` where it holds them, the rest extracted now."""
+    def of_file(
+        self, path: Path, store: FeatureStore | None = None, span: Span = WHOLE
+    ) -> FileFeatures:
+        """A file's features (or those of a ``span`` of it): from ``store`` where it holds
+        them, the rest extracted now."""
         if store is None:
-            return self.pipeline.extract(path)
+            return self.pipeline.extract(path, span=span)
         if not path.is_file():
             raise MediaError(f"{path}: file not found")
-        content, features = sha256_file(path), FileFeatures(path, None)
+        content, features = span.entry_id(sha256_file(path)), FileFeatures(path, None)
         lacking = store.load_file(self.keys, features, content)
         if lacking:
-            features = self.pipeline.extract(path, tuple(lacking))
+            features = self.pipeline.extract(path, tuple(lacking), span)
             kept = {m: key for m, key in self.keys.items() if m not in lacking}
             store.load_file(kept, features, content)
         return features

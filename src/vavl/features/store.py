@@ -3,8 +3,9 @@
 Features are filed under ``STORE/features/<extractor key>/<ab>/<sha256 of the media file>.npz``:
 the key names the extractor, its version and every setting that changes its output (for visual
 features, the face settings too), and the media file is identified by its content, not its
-name. Each entry is written atomically and carries a checksum of its arrays; a damaged entry is
-detected when read and recomputed. A modality a file lacks is stored as a missing entry with its
+name (a span of a longer file by the hash and the span: :mod:`vavl.spans`). Each entry is
+written atomically and carries a checksum of its arrays; a damaged entry is detected when read
+and recomputed. A modality a file lacks is stored as a missing entry with its
 reason, so that a second run does no work at all.
 """
 
