@@ -35,7 +35,8 @@ def _unique(name: str, taken: set[str]) -> str:
     return candidate
 
 
-def _command_predict(args: argparse.Namespace) -> int:
+def _checked_span(args: argparse.Namespace) -> Span:
+    """The span of each file to predict, once the options are checked (before a model loads)."""
     if args.out is not None and args.out.is_dir():
         raise VavlError(
             f"--out {args.out}: is a folder; name a file in it, e.g. {args.out}/predictions.json"
@@ -47,6 +48,11 @@ def _command_predict(args: argparse.Namespace) -> int:
         raise VavlError("--timeline draws whole files: leave out --start and --end")
     if args.timeline and args.timeline_dir.exists() and not args.timeline_dir.is_dir():
         raise VavlError(f"--timeline-dir {args.timeline_dir}: is a file, not a folder")
+    return span
+
+
+def _command_predict(args: argparse.Namespace) -> int:
+    span = _checked_span(args)
     if args.checkpoint is None:
         from vavl.model_card import preload_default_extractors
 
