@@ -204,6 +204,20 @@ def _add_timeline_options(predict: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_span_options(predict: argparse.ArgumentParser) -> None:
+    predict.add_argument(
+        "--start",
+        type=seconds_into,
+        default=0.0,
+        metavar="S",
+        help="predict each file from this second on only, as if it began there (a clip of a "
+        "longer recording)",
+    )
+    predict.add_argument(
+        "--end", type=positive_seconds, metavar="S", help="... and up to this second only"
+    )
+
+
 def add_parsers(commands: Subcommands, overrides: argparse.ArgumentParser) -> None:
     """Declare this group's subcommands (``overrides``: --set, --force, --model)."""
     predict = commands.add_parser(
@@ -227,17 +241,7 @@ def add_parsers(commands: Subcommands, overrides: argparse.ArgumentParser) -> No
         help="predict every file on its own; by default a model trained with source statistics "
         "standardises the clips predicted together by theirs (at least 16 clips)",
     )
-    predict.add_argument(
-        "--start",
-        type=seconds_into,
-        default=0.0,
-        metavar="S",
-        help="predict each file from this second on only, as if it began there (a clip of a "
-        "longer recording)",
-    )
-    predict.add_argument(
-        "--end", type=positive_seconds, metavar="S", help="... and up to this second only"
-    )
+    _add_span_options(predict)
     predict.add_argument("--format", choices=["table", "json", "csv"], default="table")
     predict.add_argument("--out", type=Path, help="write here instead of standard output")
     predict.add_argument("--device", default="auto")
