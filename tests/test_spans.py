@@ -2,21 +2,28 @@
 
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from helpers import require_shared_data, write_wav
+from helpers import demo_config, require_shared_data, write_wav
 from vavl.cli import main
+from vavl.config_files import apply_overrides
 from vavl.errors import MediaError
+from vavl.experiment import run_experiment
+from vavl.features import create_extractor
+from vavl.features.pipeline import FeaturePipeline
 from vavl.features.store import FeatureStore
 from vavl.media import SAMPLE_RATE, read_audio
 from vavl.predict import Predictor
+from vavl.preparation import prepare
 from vavl.spans import Span
 
-RAVDESS = "ravdess-speech-16k/Actor_01/03-01-{:02d}-02-01-01-01.flac"  # strong intensity
+RAVDESS_SPEECH = "ravdess-speech-16k"
+RAVDESS = RAVDESS_SPEECH + "/Actor_01/03-01-{:02d}-02-01-01-01.flac"  # strong intensity
 
 
 @pytest.fixture(scope="module")
@@ -99,3 +106,70 @@ def test_spans_that_name_nothing_are_one_line(
     assert capsys.readouterr().err.strip().endswith("--end 1 must come after --start 2")
     assert main(["predict", str(clip), "--start", "1", "--timeline"]) == 2
     assert "--timeline draws whole files" in capsys.readouterr().err
+
+
+def _recordings(folder: Path) -> tuple[Path, list[dict[str, str]]]:
+    """Four RAVDESS actors, each one recording of four utterances in a row (neutral, happy,
+    sad, angry), and a manifest naming each utterance by its span: actors 1 and 2 train, 3
+    develops, 4 tests."""
+    rows = []
+    for actor in (1, 2, 3, 4):
+        spoken, start = [], 0.0
+        for label, name in (("neutral", "01-01"), ("happy", "03-02"), ("sad", "04-02"),
+                            ("angry", "05-02")):  # fmt: skip
+            clip = f"{RAVDESS_SPEECH}/Actor_{actor:02d}/03-01-{name}-01-01-{actor:02d}.flac"
+            samples = read_audio(require_shared_data() / clip)
+            assert samples is not None
+            spoken.append(samples)
+            end = start + len(samples) / SAMPLE_RATE
+            split = "train" if actor <= 2 else "dev" if actor == 3 else "test"
+            rows.append({"id": f"a{actor}-{label}", "path": f"actor{actor}.wav",
+                         "start": f"{start}", "end": f"{end}", "label": label,
+                         "speaker": f"{actor}", "split": split})  # fmt: skip
+            start = end
+        write_wav(folder / f"actor{actor}.wav", np.concatenate(spoken))
+    manifest = folder / "segments.csv"
+    manifest.write_text(
+        ",".join(rows[0]) + "\n" + "".join(",".join(r.values()) + "\n" for r in rows)
+    )
+    return manifest, rows
+
+
+def test_segments_of_long_recordings_are_extracted_and_trained_on_as_clips(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A manifest's ``start``/``end`` make each row a span of a longer recording: extraction
+    reads each span as its own file (the same features as the utterance alone), files it once,
+    and training and evaluation see one clip per span."""
+    manifest, rows = _recordings(tmp_path)
+    store = tmp_path / "store"
+    corpora = f"[{{format: manifest, root: {manifest}, modalities: [audio]}}]"
+    config = apply_overrides(
+        demo_config(),
+        ["model.audio_dim=80", "features.audio=logmel", "training.epochs=1",
+         f"data={{source: corpora, store: {store}, corpora: {corpora}}}"],
+    )  # fmt: skip
+    data = prepare(config, progress=False)
+    assert sorted(data.items) == sorted(f"manifest/{row['id']}" for row in rows)
+    # Actor 3's happy utterance: the same frames as its samples given as their own input.
+    row = next(row for row in rows if row["id"] == "a3-happy")
+    recording = read_audio(tmp_path / "actor3.wav")
+    assert recording is not None
+    first, last = (round(float(row[end]) * SAMPLE_RATE) for end in ("start", "end"))
+    happy = recording[first:last]
+    alone = FeaturePipeline(create_extractor("logmel"), None).extract_arrays(happy)
+    assert alone.audio is not None
+    span = data.items["manifest/a3-happy"].audio
+    assert span is not None and span == pytest.approx(alone.audio.features, abs=1e-5)
+    assert len(list((store / "features").rglob("*@*.npz"))) == len(rows)
+
+    result = run_experiment(config, tmp_path / "run", progress=False)
+    assert result.test["audio"]["n"] == 4  # actor 4's four spans
+
+    # `vavl extract` reads the same manifest: one row per span, all already in the store.
+    assert main(["extract", str(manifest), "--out", str(store), "--audio", "logmel",
+                 "--visual", "none", "--quiet"]) == 0  # fmt: skip
+    assert "16 files: 16 cached" in capsys.readouterr().out
+    with open(store / "report.csv", newline="") as handle:
+        report = list(csv.DictReader(handle))
+    assert [(r["start"], r["end"]) for r in report] == [(r["start"], r["end"]) for r in rows]

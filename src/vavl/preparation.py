@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -35,6 +34,7 @@ from vavl.errors import ConfigError, DataError
 from vavl.features.base import ExtractorDescription
 from vavl.features.extraction import ExtractionSettings, ExtractorSpec, run_extraction
 from vavl.features.store import FeatureStore
+from vavl.spans import MediaSpan
 from vavl.synthetic import synthetic_items
 from vavl.types import MODALITIES
 
@@ -124,17 +124,20 @@ def _label_fields(clip: Clip, config: ExperimentConfig) -> dict[str, Any]:
 def _extract(
     clips: list[Clip], config: ExperimentConfig, data: CorporaDataConfig, progress: bool
 ) -> tuple[
-    dict[str, str | None], dict[tuple[str, Path], str], dict[str, ExtractorDescription | None]
+    dict[str, str | None],
+    dict[tuple[str, MediaSpan], str],
+    dict[str, ExtractorDescription | None],
 ]:
-    """Extract what the store lacks; return the keys, (modality, file) -> content hash, and the
-    extractors' descriptions."""
+    """Extract what the store lacks; return the keys, (modality, file or span) -> its entry in
+    the store, and the extractors' descriptions."""
     store = FeatureStore(data.store)
     features = config.features
     keys: dict[str, str | None] = {}
-    hashes: dict[tuple[str, Path], str] = {}
+    entries: dict[tuple[str, MediaSpan], str] = {}
     descriptions: dict[str, ExtractorDescription | None] = {}
     for modality in MODALITIES:
-        files = sorted({clip.media[modality] for clip in clips if modality in clip.media})
+        wanted = {clip.source(modality) for clip in clips if modality in clip.media}
+        files = sorted(wanted, key=MediaSpan.sort_key)
         name = features.extractor(modality)
         if not files:
             keys[modality], descriptions[modality] = None, None
@@ -157,16 +160,16 @@ def _extract(
             files, store.root, settings, data.workers, progress, report_name=f"report-{modality}"
         )
         failed = 0
-        for row in report.rows:
+        for source, row in zip(files, report.rows, strict=True):  # in input order
             if row["status"] == "failed":
                 failed += 1
             else:
-                hashes[(modality, Path(row["path"]))] = row["content_sha256"]
+                entries[(modality, source)] = source.span.entry_id(row["content_sha256"])
         if failed:
             logger.warning(
                 "%d %s files could not be read (see %s)", failed, modality, report.csv_path
             )
-    return keys, hashes, descriptions
+    return keys, entries, descriptions
 
 
 def prepare(config: ExperimentConfig, progress: bool = True) -> ExperimentData:
@@ -223,16 +226,17 @@ def _prepare_corpora(
     folds = fold_assignments(corpora, [spec.role for spec in data.corpora], data.split)
     for fold in folds:
         check_clips(clips, fold)
-    keys, hashes, descriptions = _extract(clips, config, data, progress)
+    keys, entries, descriptions = _extract(clips, config, data, progress)
     store = FeatureStore(data.store)
     items: dict[str, Item] = {}
     without = Counter[str]()
     for clip in clips:
         found: dict[str, Any] = {}
         for modality in MODALITIES:
-            key, path = keys.get(modality), clip.media.get(modality)
-            content = hashes.get((modality, path)) if path is not None else None
-            entry = store.load(key, content) if key and content else None
+            key = keys.get(modality)
+            has = modality in clip.media
+            entry_id = entries.get((modality, clip.source(modality))) if has else None
+            entry = store.load(key, entry_id) if key and entry_id else None
             found[modality] = entry.features if entry is not None else None
         if found["audio"] is None and found["visual"] is None:
             without[clip.corpus] += 1

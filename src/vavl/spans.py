@@ -9,10 +9,11 @@ span (:meth:`Span.entry_id`), so one recording holds many clips.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from vavl.errors import MediaError
+from vavl.errors import DataError, MediaError
 
 # A span that starts this far past the end of its file names nothing in it (container
 # durations are rounded).
@@ -25,6 +26,21 @@ class Span:
 
     start: float = 0.0
     end: float | None = None
+
+    @classmethod
+    def parse(cls, start: str | None, end: str | None, where: str) -> Span:
+        """A span from a manifest's ``start`` and ``end`` cells (blank: the file's start, its
+        end); ``where`` names the row in the one-line error."""
+        try:
+            first = float(start) if start else 0.0
+            last = float(end) if end else None
+        except ValueError:
+            raise DataError(
+                f"{where}: start and end must be seconds, not '{start}' and '{end}'"
+            ) from None
+        if not 0 <= first < math.inf or (last is not None and not first < last < math.inf):
+            raise DataError(f"{where}: not a time span: start {start}, end {end}")
+        return cls(first, last)
 
     @property
     def whole(self) -> bool:
@@ -67,3 +83,22 @@ class Span:
 
 
 WHOLE = Span()
+
+
+@dataclass(frozen=True)
+class MediaSpan:
+    """A media file, or a span of one: what extraction reads and the store files as one entry."""
+
+    path: Path
+    span: Span = WHOLE
+
+    @classmethod
+    def of(cls, source: str | Path | MediaSpan) -> MediaSpan:
+        return source if isinstance(source, MediaSpan) else cls(Path(source))
+
+    def sort_key(self) -> tuple[str, float, float]:
+        end = self.span.end
+        return (str(self.path), self.span.start, float("inf") if end is None else end)
+
+    def __str__(self) -> str:
+        return str(self.path) if self.span.whole else f"{self.path} [{self.span.describe()}]"

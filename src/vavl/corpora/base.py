@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from vavl.errors import DataError
+from vavl.spans import WHOLE, MediaSpan, Span
 from vavl.types import Modality
 
 Split = Literal["train", "dev", "test"]
@@ -42,6 +43,11 @@ class Clip:
     soft_label: Mapping[str, float] | None = None  # class -> share of annotators
     attributes: Mapping[str, float] | None = None  # e.g. arousal, valence, dominance
     metadata: Mapping[str, Any] = field(default_factory=dict)
+    span: Span = WHOLE  # the part of its media files the clip is (a segment of a recording)
+
+    def source(self, modality: Modality) -> MediaSpan:
+        """What feeds ``modality`` (the clip must have it): its file, or its span of the file."""
+        return MediaSpan(self.media[modality], self.span)
 
 
 @dataclass

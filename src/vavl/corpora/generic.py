@@ -3,8 +3,10 @@
 Folder: ``<root>/<label>/<file>`` (the folder name is the label; speakers unknown, so each file is
 its own speaker). Manifest CSV: a ``path`` column (relative to the CSV) and either a ``label``
 column (classes) or one numeric column per attribute; optional ``speaker``, ``split`` and ``id``,
-and ``votes_<class>`` columns (how many annotators chose each class: a soft label, and the most
-voted class where ``label`` is empty; map a non-class such as ``unknown`` to null).
+``start`` and ``end`` (seconds: the clip is that span of its file, as a segment of a longer
+recording; give each such row an ``id``), and ``votes_<class>`` columns (how many annotators
+chose each class: a soft label, and the most voted class where ``label`` is empty; map a
+non-class such as ``unknown`` to null).
 A video file feeds both modalities, an audio file only the audio, a still image (a face photo)
 only the visual modality.
 """
@@ -19,6 +21,7 @@ from vavl.corpora.base import Clip, Corpus, Split, require_folder, split_name
 from vavl.errors import DataError
 from vavl.images import IMAGE_SUFFIXES
 from vavl.media import AUDIO_SUFFIXES
+from vavl.spans import Span
 from vavl.types import Modality
 
 VOTES = "votes_"  # a manifest's vote columns: votes_<class>, the annotators' counts
@@ -85,6 +88,7 @@ def load_manifest(path: Path, name: str, attributes: Sequence[str] = ()) -> Corp
                 label=label,
                 soft_label=soft,
                 attributes=values,
+                span=Span.parse(row.get("start"), row.get("end"), f"{path}:{number}"),
             )
         )
         if row.get("split"):

@@ -49,12 +49,15 @@ from vavl.files import (
     write_text_atomically,
 )
 from vavl.media import MEDIA_SUFFIXES
+from vavl.spans import MediaSpan, Span
 from vavl.types import MODALITIES
 
 logger = logging.getLogger("vavl")
 
 REPORT_FIELDS = [
     "path",
+    "start",  # a span of the file (blank: from its start, to its end)
+    "end",
     "status",
     "audio",
     "visual",
@@ -88,22 +91,30 @@ class ExtractionSettings:
     faces: FaceSettings = field(default_factory=FaceSettings)
 
 
-def media_inputs(source: str | Path) -> list[Path]:
+def media_inputs(source: str | Path) -> list[Path | MediaSpan]:
     """The media files a user pointed at: one file, a folder (recursively) or a manifest CSV.
 
-    A manifest CSV has a ``path`` column (relative paths are relative to the CSV's folder).
+    A manifest CSV has a ``path`` column (relative paths are relative to the CSV's folder) and
+    optional ``start`` and ``end`` columns (seconds): a row with either is that span of its file.
     """
     source = Path(source)
     if not source.exists():
         raise DataError(f"{source}: no such file or folder")
     if source.is_dir():
-        return _media_in_folder(source)
+        return list(_media_in_folder(source))
     if source.suffix.lower() == ".csv":
         with open(source, newline="", encoding="utf-8") as handle:
             reader = csv.DictReader(handle)
             if reader.fieldnames is None or "path" not in reader.fieldnames:
                 raise DataError(f"{source}: a manifest needs a 'path' column")
-            return [source.parent / row["path"] for row in reader if row["path"]]
+            found: list[Path | MediaSpan] = []
+            for number, row in enumerate(reader, start=2):
+                if not row["path"]:
+                    continue
+                span = Span.parse(row.get("start"), row.get("end"), f"{source}:{number}")
+                path = source.parent / row["path"]
+                found.append(path if span.whole else MediaSpan(path, span))
+            return found
     return [source]
 
 
@@ -156,12 +167,12 @@ class _Extractor:
                     extractor.describe(settings.faces.model_dump(), spec.options)
                 )
 
-    def process(self, path: Path) -> dict[str, Any]:
+    def process(self, source: MediaSpan) -> dict[str, Any]:
         started = time.perf_counter()
-        row: dict[str, Any] = {name: "" for name in REPORT_FIELDS}
-        row["path"] = str(path)
+        row: dict[str, Any] = {name: "" for name in REPORT_FIELDS} | _span_fields(source)
+        path = source.path
         try:
-            row.update(self._process(path))
+            row.update(self._process(path, source.span))
         except VavlError as error:
             row["status"], row["error"] = "failed", str(error).removeprefix(f"{path}: ")
         except Exception as error:  # a library failing on one file must not stop the batch
@@ -169,21 +180,20 @@ class _Extractor:
         row["compute_s"] = round(time.perf_counter() - started, 3)
         return row
 
-    def _process(self, path: Path) -> dict[str, Any]:
+    def _process(self, path: Path, span: Span) -> dict[str, Any]:
         _check_file(path)
         content_hash = sha256_file(path)
-        stored = {m: self.store.load(key, content_hash) for m, key in self.keys.items()}
-        todo = tuple(m for m, entry in stored.items() if entry is None)
+        entry_id = span.entry_id(content_hash)
+        stored = {m: self.store.load(key, entry_id) for m, key in self.keys.items()}
+        todo = tuple(m for m, found in stored.items() if found is None)
         row: dict[str, Any] = {"content_sha256": content_hash, "status": "cached"}
         notes: list[str] = []
         if todo:
-            damaged = [
-                m for m in todo if self.store.entry_path(self.keys[m], content_hash).exists()
-            ]
+            damaged = [m for m in todo if self.store.entry_path(self.keys[m], entry_id).exists()]
             notes += [f"damaged {m} entry recomputed" for m in damaged]
-            result = self.pipeline.extract(path, todo)
-            self.store.save_file(self.keys, content_hash, result, todo)
-            stored |= {m: self.store.load(self.keys[m], content_hash) for m in todo}
+            result = self.pipeline.extract(path, todo, span)
+            self.store.save_file(self.keys, entry_id, result, todo)
+            stored |= {m: self.store.load(self.keys[m], entry_id) for m in todo}
             row["status"] = "extracted"
         for modality, entry in stored.items():
             assert entry is not None
@@ -200,6 +210,13 @@ class _Extractor:
                 row["frames_with_face"] = _blank_if_none(record.frames_with_face)
         row["notes"] = "; ".join(notes)
         return row
+
+
+def _span_fields(source: MediaSpan) -> dict[str, Any]:
+    """A report row's ``path``, ``start`` and ``end`` (blank for a whole file's ends)."""
+    span = source.span
+    start = "" if span.whole else span.start
+    return {"path": str(source.path), "start": start, "end": _blank_if_none(span.end)}
 
 
 def _blank_if_none(value: float | None) -> float | str:
@@ -230,9 +247,9 @@ def _start_worker(settings: ExtractionSettings, store_root: str) -> None:
     _worker = _Extractor(settings, store_root)
 
 
-def _work(path: Path) -> dict[str, Any]:
+def _work(source: MediaSpan) -> dict[str, Any]:
     assert _worker is not None
-    return _worker.process(path)
+    return _worker.process(source)
 
 
 @dataclass
@@ -253,7 +270,7 @@ class ExtractionReport:
 
 
 def _results(
-    inputs: Sequence[Path],
+    inputs: Sequence[MediaSpan],
     settings: ExtractionSettings,
     store: FeatureStore,
     workers: int,
@@ -305,9 +322,9 @@ def write_report(
     return csv_path, json_path
 
 
-def _unfinished_row(path: Path) -> dict[str, Any]:
-    row: dict[str, Any] = dict.fromkeys(REPORT_FIELDS, "")
-    return row | {"path": str(path), "status": "not done", "error": "interrupted"}
+def _unfinished_row(source: MediaSpan) -> dict[str, Any]:
+    row: dict[str, Any] = dict.fromkeys(REPORT_FIELDS, "") | _span_fields(source)
+    return row | {"status": "not done", "error": "interrupted"}
 
 
 def parse_shard(text: str) -> tuple[int, int]:
@@ -323,7 +340,7 @@ def _shard_report_name(name: str, shard: tuple[int, int]) -> str:
 
 
 def merge_shard_reports(
-    store: FeatureStore, inputs: Sequence[Path], count: int, name: str = "report"
+    store: FeatureStore, inputs: Sequence[MediaSpan], count: int, name: str = "report"
 ) -> ExtractionReport | None:
     """The one report of all ``count`` shards over ``inputs``, once every shard has written its
     own (None before that). Reports of another input list are not mixed in."""
@@ -344,12 +361,12 @@ def merge_shard_reports(
     return ExtractionReport(rows, shards[0]["extractors"], csv_path, json_path)
 
 
-def _inputs_digest(inputs: Sequence[Path]) -> str:
-    return hashlib.sha256(b"\n".join(os.fsencode(path) for path in inputs)).hexdigest()
+def _inputs_digest(inputs: Sequence[MediaSpan]) -> str:
+    return hashlib.sha256(b"\n".join(os.fsencode(str(i)) for i in inputs)).hexdigest()
 
 
 def run_extraction(
-    inputs: Sequence[str | Path],
+    inputs: Sequence[str | Path | MediaSpan],
     store_root: str | Path,
     settings: ExtractionSettings | None = None,
     workers: int = 1,
@@ -357,7 +374,8 @@ def run_extraction(
     report_name: str = "report",
     shard: tuple[int, int] | None = None,
 ) -> ExtractionReport:
-    """Extract every input into the store (skipping what is there) and write the report.
+    """Extract every input (a file, or a span of one) into the store (skipping what is there)
+    and write the report.
 
     With ``shard=(index, count)`` only inputs ``index, index + count, ...`` are done and the
     report is that shard's; the last shard to finish also writes the merged report."""
@@ -367,7 +385,7 @@ def run_extraction(
     stale = store.remove_stale_temporaries(older_than=time.time())
     if stale:
         logger.info("%s: removed %d half-written entries of a killed run", store.root, stale)
-    every_input = [Path(p) for p in inputs]
+    every_input = [MediaSpan.of(source) for source in inputs]
     paths = every_input if shard is None else every_input[shard[0] :: shard[1]]
     rows: list[dict[str, Any] | None] = [None] * len(paths)
     extractors: dict[str, Any] = {
