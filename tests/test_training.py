@@ -88,6 +88,52 @@ def test_each_step_trains_only_its_own_modules() -> None:
     assert model.training
 
 
+def test_reconstruction_trains_the_encoder_it_reconstructs_from() -> None:
+    """The reconstruction loss is part of what moves the branch's encoder: a step with it
+    leaves the encoder elsewhere than the same step without it."""
+    encoders = []
+    for weight in (0.0, 1.0):
+        config = demo_config(f"training.reconstruction_weight={weight}")
+        torch.manual_seed(0)
+        recipe, collate = _recipe(config)
+        batch = collate(synthetic_items(config.data, config.task)["train"][:8])  # type: ignore[arg-type]
+        torch.manual_seed(1)
+        losses = recipe.unimodal_step("audio", batch)
+        assert losses["audio_reconstruction"] > 0
+        encoders.append(_snapshot(recipe.model.audio_encoder))
+    without, with_reconstruction = encoders
+    assert any(not torch.equal(without[name], with_reconstruction[name]) for name in without)
+
+
+def test_the_fusion_step_trains_its_head_in_training_mode_on_audio_then_visual() -> None:
+    """The fusion head learns with its dropout on, from the branches' embeddings (computed as at
+    inference) of each pair, the audio one first."""
+    config = demo_config("model.head_dropout=0.5")
+    recipe, collate = _recipe(config)
+    batch = collate(synthetic_items(config.data, config.task)["train"][:8])  # type: ignore[arg-type]
+    calls: list[tuple[torch.Tensor, torch.Tensor, list[bool]]] = []
+    fuse = recipe.steps.fuse
+
+    def recording(audio: torch.Tensor, visual: torch.Tensor) -> torch.Tensor:
+        modes = [m.training for m in recipe.steps.step_modules("fusion")]
+        calls.append((audio.detach(), visual.detach(), modes))
+        return fuse(audio, visual)
+
+    recipe.steps.fuse = recording  # type: ignore[method-assign,assignment]
+    recipe.fusion_step(batch)
+    ((audio, visual, modes),) = calls
+    assert modes and all(modes)
+    pairs = batch.select(batch.present("audio") & batch.present("visual"))
+    recipe.model.eval()
+    with torch.no_grad():
+        assert pairs.audio is not None and pairs.audio_mask is not None
+        assert pairs.visual is not None and pairs.visual_mask is not None
+        expected_audio = recipe.steps.encode("audio", pairs.audio, pairs.audio_mask)
+        expected_visual = recipe.steps.encode("visual", pairs.visual, pairs.visual_mask)
+    assert torch.allclose(audio, expected_audio, atol=1e-6)
+    assert torch.allclose(visual, expected_visual, atol=1e-6)
+
+
 def test_clips_missing_a_modality_feed_the_steps_they_can() -> None:
     config = demo_config()
     recipe, collate = _recipe(config)
