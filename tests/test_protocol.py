@@ -49,7 +49,34 @@ def test_paper_configs_carry_the_reference_settings(name: str) -> None:
     assert config.training.shared_optimizer == "single"
     model = config.model
     assert (model.attention_scale, model.relative_positions) == ("model", "reference")
+    assert model.linear_init == "xavier"
     assert (model.head_dropout, model.head_final_activation) == (0.2, False)
+
+
+def test_the_reference_initialisation_is_xavier_uniform_with_zero_biases() -> None:
+    """``model.linear_init: xavier``: every linear layer of the Conformers (input projection,
+    attention, feed-forward) starts as the reference's ``Linear``: weights from U(-b, b) with
+    b = sqrt(6 / (fan_in + fan_out)), biases zero; PyTorch's default draws biases too."""
+    config = small_model_config(audio_dim=32, visual_dim=24, model_dim=64)
+    torch.manual_seed(0)
+    reference = VAVL(config.model_copy(update={"linear_init": "xavier"}), 4)
+    default = VAVL(config, 4)
+    for model, xavier in ((reference, True), (default, False)):
+        layers = [m for m in model.audio_encoder.modules() if isinstance(m, nn.Linear)]
+        assert len(layers) > 5
+        for layer in layers:
+            weight = layer.weight.detach()
+            fan_out, fan_in = weight.shape
+            bound = math.sqrt(6 / (fan_in + fan_out))
+            if layer.bias is not None:
+                assert bool((layer.bias == 0).all()) == xavier
+            if xavier:
+                assert float(weight.abs().max()) <= bound
+                assert float(weight.std()) == pytest.approx(bound / math.sqrt(3), rel=0.1)
+            else:  # Kaiming-uniform with a = sqrt(5): U(-1/sqrt(fan_in), 1/sqrt(fan_in))
+                assert float(weight.abs().max()) <= 1 / math.sqrt(fan_in) + 1e-6
+    # The heads are the reference's nn.Linear: PyTorch's default under both settings.
+    assert not bool((reference.audio_head.layers[-1].bias == 0).all())
 
 
 def test_vavl_config_shows_the_protocol(capsys: pytest.CaptureFixture[str]) -> None:

@@ -58,6 +58,11 @@ class ModelConfig(_Strict):
         description="Conformer relative positions: exact distances, or the reference's shifted "
         "ascending positions (inexact, and dependent on the padded length)",
     )
+    linear_init: Literal["pytorch", "xavier"] = Field(
+        "pytorch",
+        description="the Conformers' linear layers: PyTorch's default initialisation, or "
+        "Xavier-uniform weights and zero biases (reference)",
+    )
     head_dropout: float | None = Field(
         None, ge=0.0, lt=1.0, description="VAVL heads' dropout (null: model.dropout; ref. 0.2)"
     )

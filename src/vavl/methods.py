@@ -45,6 +45,7 @@ METHODS: dict[str, tuple[str, ...]] = {
         "model.attention_scale=model",
         "model.relative_positions=reference",
     ),
+    "vavl-ref-init": ("model.name=vavl", "model.linear_init=xavier"),
     "vavl-ref-heads": (
         "model.name=vavl",
         "model.head_dropout=0.2",
@@ -60,6 +61,7 @@ METHODS: dict[str, tuple[str, ...]] = {
         "model.name=vavl",
         "model.attention_scale=model",
         "model.relative_positions=reference",
+        "model.linear_init=xavier",
         "model.head_dropout=0.2",
         "model.head_final_activation=false",
         "training.shared_optimizer=single",

@@ -37,6 +37,7 @@ def relative_position_encoding(length: int, dim: int, device: torch.device) -> T
 
 AttentionScale = Literal["head", "model"]
 RelativePositions = Literal["exact", "reference"]
+LinearInit = Literal["pytorch", "xavier"]
 
 
 def position_table(style: RelativePositions, length: int, dim: int, device: torch.device) -> Tensor:
@@ -226,6 +227,7 @@ class ConformerEncoder(nn.Module):
         dropout: float,
         scale: AttentionScale = "head",
         positions: RelativePositions = "exact",
+        linear_init: LinearInit = "pytorch",
     ) -> None:
         super().__init__()
         self.dim = dim
@@ -235,6 +237,12 @@ class ConformerEncoder(nn.Module):
             ConformerBlock(dim, heads, kernel_size, ff_expansion, dropout, scale, positions)
             for _ in range(blocks)
         )
+        if linear_init == "xavier":  # the reference's Linear: Xavier-uniform weights, zero bias
+            for layer in self.modules():
+                if isinstance(layer, nn.Linear):
+                    nn.init.xavier_uniform_(layer.weight)
+                    if layer.bias is not None:
+                        nn.init.zeros_(layer.bias)
 
     def forward(self, x: Tensor, mask: Tensor) -> Tensor:
         """Encode (batch, time, in_dim) to (batch, time, dim); padded frames come out as zeros."""

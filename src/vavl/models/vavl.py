@@ -44,6 +44,7 @@ class VAVL(EmotionModel):
                 config.dropout,
                 config.attention_scale,
                 config.relative_positions,
+                config.linear_init,
             )
 
         dim = config.model_dim
