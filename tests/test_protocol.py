@@ -17,11 +17,11 @@ from torch import nn
 from helpers import demo_config, require_shared_data, small_model_config
 from vavl.cli import main
 from vavl.config import config_from_dict
-from vavl.config_data import CorpusConfig
+from vavl.config_data import CorporaDataConfig, CorpusConfig
 from vavl.config_files import apply_overrides, load_config
 from vavl.corpora import load_corpus
-from vavl.corpora.base import Clip, check_clips
-from vavl.data import Collator
+from vavl.corpora.base import Clip, Split, check_clips
+from vavl.data import Collator, Item
 from vavl.experiment import partition_overlap
 from vavl.methods import METHODS
 from vavl.models import build_model
@@ -34,7 +34,7 @@ from vavl.models.conformer import (
 from vavl.models.layers import MLP, masked_mean
 from vavl.models.vavl import VAVL
 from vavl.normalization import FeatureNormalizer
-from vavl.preparation import prepare
+from vavl.preparation import ExperimentData, prepare
 from vavl.training import build_recipe
 
 PAPER_CONFIGS = ("crema-d", "msp-improv", "compare-crema-d")
@@ -305,6 +305,28 @@ def test_msp_improv_arousal_stays_high_for_angry_and_happy_clips(tmp_path: Path)
         arousal.setdefault(target, []).append(clip.attributes["arousal"])
     means = {target: float(np.mean(values)) for target, values in arousal.items()}
     assert min(means["A"], means["H"]) > max(means["S"], means["N"]) + 0.2, means
+
+
+def test_attributes_scale_by_the_training_range_or_the_fixed_rating_scale() -> None:
+    """vavl's default maps the training split's range to 0-1; the reference's MSP-IMPROV maps
+    the 1-5 rating scale, (x - 1) / 4, whatever the split holds; older configs said a bool."""
+    items = {
+        name: Item(name, attributes=np.array([value], np.float32))
+        for name, value in (("a", 2.0), ("b", 4.0), ("c", 3.0), ("d", 5.0))
+    }
+    fold: dict[str, Split] = {"a": "train", "b": "train", "c": "dev", "d": "test"}
+    scaled = {}
+    for mode in ("train-range", "fixed", "none"):
+        data = ExperimentData(items, [fold], {}, mode)  # type: ignore[arg-type]
+        splits = data.split(1)
+        scaled[mode] = [float(splits[s][0].attributes[0]) for s in ("dev", "test")]  # type: ignore[index]
+    assert scaled["train-range"] == pytest.approx([0.5, 1.5])  # (x - 2) / 2
+    assert scaled["fixed"] == pytest.approx([0.5, 1.0])  # (x - 1) / 4
+    assert scaled["none"] == pytest.approx([3.0, 5.0])
+    assert load_config("msp-improv").data.scale_attributes == "fixed"  # type: ignore[union-attr]
+    for old, now in ((True, "train-range"), (False, "none")):
+        corpus = CorpusConfig(format="msp-improv", root=Path("x"))
+        assert CorporaDataConfig(corpora=(corpus,), scale_attributes=old).scale_attributes == now
 
 
 def test_overlapping_partitions_are_noted() -> None:

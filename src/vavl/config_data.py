@@ -4,7 +4,7 @@ clips are split into folds (part of :class:`~vavl.config.ExperimentConfig`)."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
@@ -131,6 +131,9 @@ class SplitConfig(_Strict):
         return self
 
 
+SCALINGS = {True: "train-range", False: "none"}  # what scale_attributes' old true and false meant
+
+
 class CorporaDataConfig(_Strict):
     """Real corpora, their features (extracted into ``store`` when missing) and the protocol."""
 
@@ -143,6 +146,19 @@ class CorporaDataConfig(_Strict):
     max_audio_seconds: float | None = Field(
         None, gt=0, description="train and test on the first seconds of audio only (ref.: 12)"
     )
-    scale_attributes: bool = Field(
-        True, description="regression: min-max scale attributes by the training split's range"
+    scale_attributes: Literal["train-range", "fixed", "none"] = Field(
+        "train-range",
+        description="regression targets: min-max scaled by the training split's range, by the "
+        "fixed rating scale (attribute_scale; reference: (x - 1) / 4 on MSP-IMPROV), or as rated",
     )
+    attribute_scale: tuple[float, float] = Field(
+        (1.0, 5.0), description="the attributes' rating scale (MSP-IMPROV 1-5) for 'fixed'"
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _scaling_from_a_switch(cls, values: Any) -> Any:
+        """Configs before the fixed scale said true (the training range) or false."""
+        if isinstance(values, dict) and isinstance(values.get("scale_attributes"), bool):
+            values = values | {"scale_attributes": SCALINGS[values["scale_attributes"]]}
+        return values

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -46,7 +46,9 @@ class ExperimentData:
     items: dict[str, Item]
     folds: list[dict[str, Split]]
     extractors: dict[str, ExtractorDescription | None]  # what made each modality's features
-    scale_attributes: bool = False
+    # Regression targets: scaled by the training split's range, a fixed rating scale, or not.
+    scale_attributes: Literal["train-range", "fixed", "none"] = "none"
+    attribute_scale: tuple[float, float] = (1.0, 5.0)  # the rating scale, for "fixed"
     notes: list[str] = field(default_factory=list)
 
     def split(
@@ -60,7 +62,9 @@ class ExperimentData:
         for item_id, split in assignment.items():
             if item_id in self.items:
                 splits[split].append(replace(self.items[item_id], split=split))
-        if self.scale_attributes and splits["train"]:
+        if self.scale_attributes == "fixed":
+            splits = _scaled(splits, self.attribute_scale)
+        elif self.scale_attributes == "train-range" and splits["train"]:
             splits = _scaled(splits)
         for split in SPLITS:
             allowed = {"dev": allow_empty_dev, "test": allow_empty_test}.get(split, False)
@@ -83,12 +87,19 @@ class ExperimentData:
         return counts
 
 
-def _scaled(splits: dict[Split, list[Item]]) -> dict[Split, list[Item]]:
-    values = np.stack([item.attributes for item in splits["train"] if item.attributes is not None])
-    ranges = {
-        str(k): (float(values[:, k].min()), float(values[:, k].max()))
-        for k in range(values.shape[1])
-    }
+def _scaled(
+    splits: dict[Split, list[Item]], fixed: tuple[float, float] | None = None
+) -> dict[Split, list[Item]]:
+    """Attributes min-max scaled by the ``fixed`` rating scale, or by the training split's."""
+    rated = [item.attributes for items in splits.values() for item in items]
+    attributes = next((len(values) for values in rated if values is not None), 0)
+    if fixed is None:
+        train = np.stack([i.attributes for i in splits["train"] if i.attributes is not None])
+        ranges = {
+            str(k): (float(train[:, k].min()), float(train[:, k].max())) for k in range(attributes)
+        }
+    else:
+        ranges = dict.fromkeys(map(str, range(attributes)), fixed)
     scaled: dict[Split, list[Item]] = {}
     for split, items in splits.items():
         scaled[split] = []
@@ -262,5 +273,5 @@ def _prepare_corpora(
         notes.append(f"{name}: {count} clips gave no features in either modality and are left out")
     for note in notes:
         logger.info(note)
-    scale = config.task.kind == "regression" and data.scale_attributes
-    return ExperimentData(items, folds, descriptions, scale, notes)
+    scale = data.scale_attributes if config.task.kind == "regression" else "none"
+    return ExperimentData(items, folds, descriptions, scale, data.attribute_scale, notes)
