@@ -50,6 +50,7 @@ def test_paper_configs_carry_the_reference_settings(name: str) -> None:
     model = config.model
     assert (model.attention_scale, model.relative_positions) == ("model", "reference")
     assert model.linear_init == "xavier"
+    assert config.features.standardise == ("visual",)
     assert (model.head_dropout, model.head_final_activation) == (0.2, False)
 
 
@@ -77,6 +78,34 @@ def test_the_reference_initialisation_is_xavier_uniform_with_zero_biases() -> No
                 assert float(weight.abs().max()) <= 1 / math.sqrt(fan_in) + 1e-6
     # The heads are the reference's nn.Linear: PyTorch's default under both settings.
     assert not bool((reference.audio_head.layers[-1].bias == 0).all())
+
+
+def test_features_reach_the_model_raw_where_the_reference_feeds_them_raw() -> None:
+    """``features.standardise: [visual]``: the audio features pass as extracted (the
+    reference's wav2vec2 states), the visual ones are standardised per dimension, by the
+    training statistics and by a source's own alike; a saved normalizer keeps the choice."""
+    rng = np.random.default_rng(0)
+    items = [
+        Item(
+            f"c{k}",
+            audio=rng.normal(5.0, 3.0, (7, 4)).astype(np.float32),
+            visual=rng.normal(-2.0, 0.5, (5, 3)).astype(np.float32),
+            metadata={"corpus": "a" if k < 4 else "b"},
+        )
+        for k in range(8)
+    ]
+    normalizer = FeatureNormalizer.fit(items, ("visual",)).for_items(items, "source")
+    frames = items[0].audio
+    assert frames is not None and items[0].visual is not None
+    assert np.array_equal(normalizer.apply("audio", frames), frames)
+    assert np.array_equal(normalizer.apply("audio", frames, "a"), frames)
+    visual = np.concatenate([normalizer.apply("visual", i.visual, "a") for i in items[:4]])  # type: ignore[arg-type]
+    assert visual.mean(0) == pytest.approx(0.0, abs=1e-5)
+    assert visual.std(0) == pytest.approx(1.0, abs=1e-4)
+    again = FeatureNormalizer.from_state_dict(normalizer.state_dict())
+    assert np.array_equal(again.apply("audio", frames, "b"), frames)
+    both = FeatureNormalizer.fit(items)  # vavl's default
+    assert not np.allclose(both.apply("audio", frames), frames)
 
 
 def test_vavl_config_shows_the_protocol(capsys: pytest.CaptureFixture[str]) -> None:

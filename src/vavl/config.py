@@ -273,6 +273,12 @@ class FeaturesConfig(_Strict):
     audio_options: dict[str, Any] = Field(default_factory=dict)
     visual_options: dict[str, Any] = Field(default_factory=dict)
     faces: FaceSettings = FaceSettings()
+    standardise: tuple[Literal["audio", "visual"], ...] = Field(
+        ("audio", "visual"),
+        description="the modalities whose features are standardised per dimension by the "
+        "training statistics; the others reach the model as extracted (reference: [visual], "
+        "its wav2vec2 states go in raw)",
+    )
     normalise: Literal["global", "source"] = Field(
         "global",
         description="'source': every training corpus standardised by its own statistics, and "

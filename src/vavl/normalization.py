@@ -46,11 +46,11 @@ def source_of(item: Item, modality: Modality) -> str | None:
 Statistics = tuple[dict[str, FloatArray], dict[str, FloatArray]]  # (mean, std) per modality
 
 
-def _statistics(items: Sequence[Item]) -> Statistics:
-    """Each modality's mean and standard deviation over the items' real frames."""
+def _statistics(items: Sequence[Item], modalities: Sequence[Modality] = MODALITIES) -> Statistics:
+    """Each of ``modalities``' mean and standard deviation over the items' real frames."""
     mean: dict[str, FloatArray] = {}
     std: dict[str, FloatArray] = {}
-    for modality in MODALITIES:
+    for modality in modalities:
         total: NDArray[np.float64] | None = None
         squares: NDArray[np.float64] | None = None
         count = 0
@@ -75,16 +75,20 @@ def _statistics(items: Sequence[Item]) -> Statistics:
 
 @dataclass
 class FeatureNormalizer:
-    """Global statistics over real training frames, and the sources' own (when known)."""
+    """Global statistics over real training frames, and the sources' own (when known), of the
+    modalities it standardises (the others pass as they are)."""
 
     mean: dict[str, FloatArray] = field(default_factory=dict)
     std: dict[str, FloatArray] = field(default_factory=dict)
     sources: dict[str, Statistics] = field(default_factory=dict)
+    modalities: tuple[Modality, ...] = MODALITIES
 
     @classmethod
-    def fit(cls, items: Sequence[Item]) -> FeatureNormalizer:
-        mean, std = _statistics(items)
-        return cls(mean, std)
+    def fit(
+        cls, items: Sequence[Item], modalities: Sequence[Modality] = MODALITIES
+    ) -> FeatureNormalizer:
+        mean, std = _statistics(items, modalities)
+        return cls(mean, std, modalities=tuple(modalities))
 
     def with_sources(self, items: Sequence[Item], minimum: int = 1) -> FeatureNormalizer:
         """A copy that also knows the statistics of every source of ``items`` it did not know
@@ -95,7 +99,9 @@ class FeatureNormalizer:
             if source is not None and source not in self.sources:
                 groups.setdefault(str(source), []).append(item)
         found = {
-            name: _statistics(group) for name, group in groups.items() if len(group) >= minimum
+            name: _statistics(group, self.modalities)
+            for name, group in groups.items()
+            if len(group) >= minimum
         }
         return replace(self, sources={**self.sources, **found})
 
@@ -121,6 +127,7 @@ class FeatureNormalizer:
             return {k: torch.from_numpy(v) for k, v in values.items()}
 
         return {
+            "modalities": list(self.modalities),
             "mean": tensors(self.mean),
             "std": tensors(self.std),
             "sources": {
@@ -141,4 +148,5 @@ class FeatureNormalizer:
                 name: (arrays(saved["mean"]), arrays(saved["std"]))
                 for name, saved in state.get("sources", {}).items()
             },
+            modalities=tuple(state.get("modalities", MODALITIES)),
         )

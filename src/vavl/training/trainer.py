@@ -160,9 +160,9 @@ class Trainer:
             config.task, self.train_items, paired=config.training.pair_unpaired
         )
         self.recipe = build_recipe(self.model, config, self.device, self.class_weights)
-        self.normalizer = FeatureNormalizer.fit(self.train_items).for_items(
-            self.train_items, config.features.normalise
-        )
+        self.normalizer = FeatureNormalizer.fit(
+            self.train_items, config.features.standardise
+        ).for_items(self.train_items, config.features.normalise)
         self.state = TrainerState()
         self.history: list[EpochRecord] = []
         self.calibration: dict[str, PathReliability] = {}
