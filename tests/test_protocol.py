@@ -49,7 +49,7 @@ def test_paper_configs_carry_the_reference_settings(name: str) -> None:
     assert config.training.shared_optimizer == "single"
     model = config.model
     assert (model.attention_scale, model.relative_positions) == ("model", "reference")
-    assert model.linear_init == "xavier"
+    assert model.linear_init == "xavier" and not model.depthwise_bias
     assert config.features.standardise == ("visual",)
     assert (model.head_dropout, model.head_final_activation) == (0.2, False)
 
@@ -76,6 +76,12 @@ def test_the_reference_initialisation_is_xavier_uniform_with_zero_biases() -> No
                 assert float(weight.std()) == pytest.approx(bound / math.sqrt(3), rel=0.1)
             else:  # Kaiming-uniform with a = sqrt(5): U(-1/sqrt(fan_in), 1/sqrt(fan_in))
                 assert float(weight.abs().max()) <= 1 / math.sqrt(fan_in) + 1e-6
+    # The reference's depthwise convolutions have no bias: 53,884,818 parameters at the paper's
+    # size, 4,096 fewer than with one (512 channels x 8 blocks).
+    paper = load_config("compare-crema-d").model
+    assert sum(p.numel() for p in VAVL(paper, 6).parameters()) == 53_884_818
+    with_bias = VAVL(paper.model_copy(update={"depthwise_bias": True}), 6)
+    assert sum(p.numel() for p in with_bias.parameters()) == 53_884_818 + 4_096
     # The heads are the reference's nn.Linear: PyTorch's default under both settings.
     assert not bool((reference.audio_head.layers[-1].bias == 0).all())
 
@@ -126,6 +132,32 @@ def test_model_auxformer_is_the_references() -> None:
     assert training.betas == (0.9, 0.999) and training.weight_decay == 0
     assert training.max_grad_norm is None and training.epochs == 30
     assert training.learning_rate == 7.25e-4 and training.modality_dropout == 0.2
+    assert (model.cross_attention_dropout, model.context_norm) == (0.0, "query")
+
+
+def test_auxformer_cross_attention_reads_its_context_as_the_reference_does() -> None:
+    """``context_norm: query`` normalises keys and values with the query's LayerNorm (no
+    second one); ``cross_attention_dropout: 0`` keeps every cross-modal attention weight while
+    the self-attention stacks keep model.dropout."""
+    base = small_model_config(name="auxformer", model_dim=8, heads=2, dropout=0.3)
+    reference = AuxFormer(base.model_copy(update={"context_norm": "query",
+                                                  "cross_attention_dropout": 0.0}), 4)  # fmt: skip
+    ours = AuxFormer(base, 4)
+    for modality in ("audio", "visual"):
+        for layer in reference.cross[modality].layers:
+            assert layer.context_norm is None and layer.attention.dropout == 0.0
+        for layer in ours.cross[modality].layers:
+            assert layer.context_norm is not None and layer.attention.dropout == 0.3
+        for layer in reference.memory[modality].layers:
+            assert layer.attention.dropout == 0.3
+    layer = reference.cross["audio"].layers[0].eval()
+    x, context = torch.randn(2, 5, 8), torch.randn(2, 3, 8)
+    mask, context_mask = torch.ones(2, 5, dtype=torch.bool), torch.ones(2, 3, dtype=torch.bool)
+    with torch.no_grad():
+        expected, _ = layer.attention(layer.norm(x), layer.norm(context), layer.norm(context))
+        layer.feed_forward = nn.Sequential()  # the attention's residual alone
+        out = layer(x, mask, context, context_mask)
+    torch.testing.assert_close(out, x + expected + (x + expected))
 
 
 def _attention(scale: str, positions: str) -> RelativeMultiHeadAttention:

@@ -17,10 +17,12 @@ from vavl.errors import ConfigError
 from vavl.evaluation import evaluate_predictions
 from vavl.experiment import run_experiment
 from vavl.inference import InferenceEngine
+from vavl.methods import METHODS
+from vavl.models import build_model
 from vavl.models.conformer import MaskedBatchNorm1d
 from vavl.preparation import prepare
 from vavl.synthetic import synthetic_items
-from vavl.training import ThreeStepRecipe, Trainer
+from vavl.training import ThreeStepRecipe, Trainer, build_recipe
 
 
 @pytest.mark.slow
@@ -178,6 +180,38 @@ def test_modality_dropout_is_off_by_default_and_trains_when_on() -> None:
     audio_gone, visual_gone = (audio == 0).all(dim=1), (visual == 0).all(dim=1)
     assert len(audio) > 1 and bool((audio_gone ^ visual_gone).all())
     assert audio_gone.any() and visual_gone.any()
+
+
+class _SeenError(Exception):
+    """Raised by a recording forward: what the test needs happened before the model ran."""
+
+
+def test_the_joint_recipe_drops_one_modality_per_batch_at_most() -> None:
+    """AuxFormer's draw: per batch, the audio is zeroed with chance p, else the video with
+    chance p; never both (p = 0.4: 40% and 40% of 1,000 batches, give or take 5%)."""
+    config = demo_config(*METHODS["auxformer"], "training.modality_dropout=0.4")
+    config = config.model_copy(
+        update={"model": small_model_config(name="auxformer", audio_dim=32, visual_dim=24)}
+    )
+    model = build_model(config.model, config.task.output_dim)
+    recipe = build_recipe(model, config, torch.device("cpu"), None)
+    batch = Collator(config.task)(synthetic_items(config.data, config.task)["train"][:4])  # type: ignore[arg-type]
+    seen: list[tuple[bool, bool]] = []
+
+    def recording(**inputs: torch.Tensor) -> None:
+        audio, visual = ((inputs[m] == 0).all().item() for m in ("audio", "visual"))
+        seen.append((bool(audio), bool(visual)))
+        raise _SeenError
+
+    model.forward = recording  # type: ignore[method-assign,assignment]
+    torch.manual_seed(0)
+    for _ in range(1000):
+        with pytest.raises(_SeenError):
+            recipe.train_step(batch)
+    assert (True, True) not in seen
+    audio_gone = sum(a for a, _ in seen) / len(seen)
+    visual_gone = sum(v for _, v in seen) / len(seen)
+    assert abs(audio_gone - 0.4) < 0.05 and abs(visual_gone - 0.4) < 0.05, (audio_gone, visual_gone)
 
 
 @pytest.mark.slow

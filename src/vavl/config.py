@@ -63,6 +63,11 @@ class ModelConfig(_Strict):
         description="the Conformers' linear layers: PyTorch's default initialisation, or "
         "Xavier-uniform weights and zero biases (reference)",
     )
+    depthwise_bias: bool = Field(
+        True,
+        description="a bias in the Conformers' depthwise convolution (the reference has none: "
+        "batch norm follows it)",
+    )
     head_dropout: float | None = Field(
         None, ge=0.0, lt=1.0, description="VAVL heads' dropout (null: model.dropout; ref. 0.2)"
     )
@@ -89,6 +94,18 @@ class ModelConfig(_Strict):
         description="AuxFormer/MulT: scale, positions and embedding dropout once at the input, "
         "or (reference) scale and dropout at every stack's input and auxiliary pass, positions "
         "in the cross-modal stacks only",
+    )
+    cross_attention_dropout: float | None = Field(
+        None,
+        ge=0.0,
+        lt=1.0,
+        description="AuxFormer/MulT: dropout on the cross-modal attention weights (null: "
+        "model.dropout; reference: 0)",
+    )
+    context_norm: Literal["separate", "query"] = Field(
+        "separate",
+        description="AuxFormer/MulT cross-modal attention: keys and values normalised by their "
+        "own LayerNorm, or by the query's (reference)",
     )
     alpha_init: Literal["half", "uniform"] = Field(
         "half", description="AuxFormer/MulT gated residuals: alpha starts at 0.5, or U(0, 1)"
@@ -176,8 +193,8 @@ class TrainingConfig(_Strict):
         ge=0.0,
         le=1.0,
         description="three-step: chance that a pair's audio or visual representation is zeroed "
-        "in the fusion step (an extension); joint: chance, per batch and modality, that its "
-        "input is zeroed (AuxFormer's 0.2)",
+        "in the fusion step (an extension); joint: one draw per batch zeroes its audio with "
+        "this chance, else its video with this chance, never both (AuxFormer's 0.2)",
     )
     pair_unpaired: bool = Field(
         False,

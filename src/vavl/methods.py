@@ -19,6 +19,8 @@ AUXFORMER_RECIPE = (
     "model.causal_mask=true",
     "model.embedding=every-stack",
     "model.alpha_init=uniform",
+    "model.cross_attention_dropout=0",
+    "model.context_norm=query",
 )
 METHODS: dict[str, tuple[str, ...]] = {
     "vavl": ("model.name=vavl",),
@@ -45,7 +47,7 @@ METHODS: dict[str, tuple[str, ...]] = {
         "model.attention_scale=model",
         "model.relative_positions=reference",
     ),
-    "vavl-ref-init": ("model.name=vavl", "model.linear_init=xavier"),
+    "vavl-ref-init": ("model.name=vavl", "model.linear_init=xavier", "model.depthwise_bias=false"),
     "vavl-ref-heads": (
         "model.name=vavl",
         "model.head_dropout=0.2",
@@ -62,6 +64,7 @@ METHODS: dict[str, tuple[str, ...]] = {
         "model.attention_scale=model",
         "model.relative_positions=reference",
         "model.linear_init=xavier",
+        "model.depthwise_bias=false",
         "model.head_dropout=0.2",
         "model.head_final_activation=false",
         "training.shared_optimizer=single",

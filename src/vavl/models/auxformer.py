@@ -51,15 +51,25 @@ def causal_block(mask: Tensor, context_mask: Tensor, heads: int) -> Tensor:
 
 class TransformerLayer(nn.Module):
     """Pre-LayerNorm attention (self, or cross to a context) and a x4 feed-forward; with
-    ``gated``, residuals weighted by a learned alpha (started at 0.5, or drawn from U(0, 1))."""
+    ``gated``, residuals weighted by a learned alpha (started at 0.5, or drawn from U(0, 1)).
+    A context is normalised by its own LayerNorm, or (``shared_norm``, the reference) by the
+    query's; ``attention_dropout`` drops attention weights (None: ``dropout``)."""
 
     def __init__(
-        self, dim: int, heads: int, dropout: float, gated: bool, alpha_init: str = "half"
+        self,
+        dim: int,
+        heads: int,
+        dropout: float,
+        gated: bool,
+        alpha_init: str = "half",
+        shared_norm: bool = False,
+        attention_dropout: float | None = None,
     ) -> None:
         super().__init__()
         self.norm = nn.LayerNorm(dim)
-        self.context_norm = nn.LayerNorm(dim)
-        self.attention = nn.MultiheadAttention(dim, heads, dropout=dropout, batch_first=True)
+        self.context_norm = None if shared_norm else nn.LayerNorm(dim)
+        weights_dropout = dropout if attention_dropout is None else attention_dropout
+        self.attention = nn.MultiheadAttention(dim, heads, weights_dropout, batch_first=True)
         self.feed_forward = nn.Sequential(
             nn.LayerNorm(dim),
             nn.Linear(dim, 4 * dim),
@@ -89,7 +99,8 @@ class TransformerLayer(nn.Module):
         if context is None or context_mask is None:
             keys, key_mask = query, mask
         else:
-            keys, key_mask = self.context_norm(context), context_mask
+            norm = self.norm if self.context_norm is None else self.context_norm
+            keys, key_mask = norm(context), context_mask
         attended, _ = self.attention(
             query,
             keys,
@@ -108,16 +119,29 @@ class TransformerStack(nn.Module):
     sinusoidal positions added when ``positions``, embedding dropout."""
 
     def __init__(
-        self, dim: int, heads: int, layers: int, config: ModelConfig, gated: bool, positions: bool
+        self,
+        dim: int,
+        heads: int,
+        layers: int,
+        config: ModelConfig,
+        gated: bool,
+        positions: bool,
+        cross: bool = False,
     ) -> None:
+        """``cross``: a cross-modal stack (its layers attend to a context, with the cross-modal
+        attention's dropout and normalisation)."""
         super().__init__()
         self.heads = heads
         self.causal = config.causal_mask
         self.embeds = config.embedding == "every-stack"
         self.positions = positions
         self.embedding_dropout = nn.Dropout(config.embedding_dropout)
+        shared_norm = cross and config.context_norm == "query"
+        attention_dropout = config.cross_attention_dropout if cross else None
         self.layers = nn.ModuleList(
-            TransformerLayer(dim, heads, config.dropout, gated, config.alpha_init)
+            TransformerLayer(
+                dim, heads, config.dropout, gated, config.alpha_init, shared_norm, attention_dropout
+            )
             for _ in range(layers)
         )
         self.norm = nn.LayerNorm(dim)
@@ -189,7 +213,10 @@ class AuxFormer(EmotionModel):
         self.embedding_dropout = nn.Dropout(config.embedding_dropout)
         # cross["audio"]: audio attends to video; memory: the gated self-attention after it.
         self.cross = nn.ModuleDict(
-            {m: TransformerStack(dim, heads, layers, config, False, positions) for m in MODALITIES}
+            {
+                m: TransformerStack(dim, heads, layers, config, False, positions, cross=True)
+                for m in MODALITIES
+            }
         )
         self.memory = nn.ModuleDict(
             {m: TransformerStack(dim, heads, layers, config, True, False) for m in MODALITIES}

@@ -228,6 +228,7 @@ class ConformerEncoder(nn.Module):
         scale: AttentionScale = "head",
         positions: RelativePositions = "exact",
         linear_init: LinearInit = "pytorch",
+        depthwise_bias: bool = True,
     ) -> None:
         super().__init__()
         self.dim = dim
@@ -237,6 +238,10 @@ class ConformerEncoder(nn.Module):
             ConformerBlock(dim, heads, kernel_size, ff_expansion, dropout, scale, positions)
             for _ in range(blocks)
         )
+        if not depthwise_bias:  # the reference's layout: batch norm follows, a bias adds nothing
+            for layer in self.modules():
+                if isinstance(layer, ConvolutionModule):
+                    layer.depthwise.register_parameter("bias", None)
         if linear_init == "xavier":  # the reference's Linear: Xavier-uniform weights, zero bias
             for layer in self.modules():
                 if isinstance(layer, nn.Linear):

@@ -45,6 +45,7 @@ class VAVL(EmotionModel):
                 config.attention_scale,
                 config.relative_positions,
                 config.linear_init,
+                config.depthwise_bias,
             )
 
         dim = config.model_dim

@@ -321,11 +321,15 @@ class JointRecipe(Recipe):
     def train_step(self, batch: Batch) -> dict[str, float]:
         assert batch.target is not None
         inputs = batch.inputs()
-        for modality in MODALITIES:
-            features = inputs[modality]
-            dropout = self.training.modality_dropout
-            if features is not None and dropout > 0 and float(torch.rand(())) < dropout:
-                inputs[modality] = torch.zeros_like(features)
+        dropout = self.training.modality_dropout
+        if dropout > 0:
+            # One draw per batch, as AuxFormer's code: the audio goes below p, the video from p
+            # to 2p; never both.
+            draw = float(torch.rand(()))
+            for rank, modality in enumerate(MODALITIES):
+                features = inputs[modality]
+                if features is not None and rank * dropout <= draw < (rank + 1) * dropout:
+                    inputs[modality] = torch.zeros_like(features)
         self.model.train()
         losses: dict[str, float] = {}
         with self.autocast():
