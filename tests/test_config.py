@@ -131,3 +131,23 @@ def test_the_model_option_names_a_known_method(capsys: pytest.CaptureFixture[str
     printed = yaml.safe_load(capsys.readouterr().out)
     assert printed["method"] == "auxformer" and printed["model"]["model_dim"] == 50
     assert printed["model"]["heads"] == 10 and printed["training"]["recipe"] == "joint"
+
+
+def test_a_config_extends_another_section_by_section(tmp_path: Path) -> None:
+    """``extends``: the fields a file gives replace the base's, section by section; the rest
+    (the CREMA-D partitions' speaker lists, say) comes from the base."""
+    mine = tmp_path / "mine.yaml"
+    mine.write_text("extends: crema-d-offline\ntraining: {epochs: 3}\ndata: {store: /tmp/s}\n")
+    config = load_config(mine)
+    base = load_config("crema-d")
+    assert config.training.epochs == 3 and config.training.batch_size == base.training.batch_size
+    assert config.features.audio == "whisper-base" and config.model.audio_dim == 512
+    assert config.data.store == Path("/tmp/s")  # type: ignore[union-attr]
+    assert config.data.split == base.data.split  # type: ignore[union-attr]
+    (tmp_path / "a.yaml").write_text("extends: b.yaml\n")
+    (tmp_path / "b.yaml").write_text("extends: a.yaml\n")
+    with pytest.raises(ConfigError, match=r"b\.yaml: extends a\.yaml, which extends it back"):
+        load_config(tmp_path / "a.yaml")
+    (tmp_path / "c.yaml").write_text("extends: [crema-d]\n")
+    with pytest.raises(ConfigError, match="extends takes a config name or file"):
+        load_config(tmp_path / "c.yaml")

@@ -37,7 +37,13 @@ from vavl.normalization import FeatureNormalizer
 from vavl.preparation import ExperimentData, prepare
 from vavl.training import build_recipe
 
-PAPER_CONFIGS = ("crema-d", "msp-improv", "compare-crema-d")
+PAPER_CONFIGS = (
+    "crema-d",
+    "msp-improv",
+    "compare-crema-d",
+    "crema-d-offline",
+    "msp-improv-offline",
+)
 
 
 @pytest.mark.parametrize("name", PAPER_CONFIGS)
@@ -50,7 +56,15 @@ def test_paper_configs_carry_the_reference_settings(name: str) -> None:
     model = config.model
     assert (model.attention_scale, model.relative_positions) == ("model", "reference")
     assert model.linear_init == "xavier" and not model.depthwise_bias
-    assert config.features.standardise == ("visual",)
+    features = config.features
+    if name.endswith("-offline"):  # the same recipe on features that need no weight files
+        assert (features.audio, features.visual, model.audio_dim, model.visual_dim) == (
+            "whisper-base", "fer", 512, 128)  # fmt: skip
+        assert features.audio_options == {} and features.standardise == ("audio", "visual")
+    else:  # the paper's features, read from the weight files a user provides
+        assert (features.audio, features.visual, model.audio_dim, model.visual_dim) == (
+            "wav2vec2", "enet_b2", 1024, 1408)  # fmt: skip
+        assert features.audio_options["layers"] == 12 and features.standardise == ("visual",)
     assert (model.head_dropout, model.head_final_activation) == (0.2, False)
 
 

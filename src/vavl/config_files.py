@@ -35,8 +35,41 @@ def resolve_config_path(name_or_path: str | Path) -> Path:
 
 
 def load_config(name_or_path: str | Path) -> ExperimentConfig:
-    """Read a YAML (.yaml/.yml) or TOML (.toml) experiment config, or a shipped one by name."""
+    """Read a YAML (.yaml/.yml) or TOML (.toml) experiment config, or a shipped one by name.
+
+    ``extends: NAME`` (a shipped config, or a file, relative to this one) starts from that
+    config: each section's fields given here replace its own, the others stay."""
     path = resolve_config_path(name_or_path)
+    values = _file_values(path, ())
+    try:
+        return config_from_dict(values, source=str(path))
+    except RecursionError:
+        raise ConfigError(f"{path}: nested too deeply to be a config") from None
+
+
+def _file_values(path: Path, extending: tuple[Path, ...]) -> dict[str, Any]:
+    """The sections of the config file ``path``, with those of the config it extends."""
+    values = _read_sections(path)
+    base = values.pop("extends", None)
+    if base is None:
+        return values
+    if not isinstance(base, str):
+        raise ConfigError(f"{path}: extends takes a config name or file, not {base!r}")
+    relative = path.parent / base
+    base_path = resolve_config_path(relative if relative.is_file() else base)
+    if base_path.resolve() in (*extending, path.resolve()):
+        raise ConfigError(f"{path}: extends {base}, which extends it back")
+    merged = _file_values(base_path, (*extending, path.resolve()))
+    for section, fields in values.items():
+        if isinstance(fields, dict) and isinstance(merged.get(section), dict):
+            merged[section] = {**merged[section], **fields}
+        else:
+            merged[section] = fields
+    return merged
+
+
+def _read_sections(path: Path) -> dict[str, Any]:
+    """A config file's top-level mapping, as written."""
     text = path.read_text(encoding="utf-8")
     try:
         if path.suffix in (".yaml", ".yml"):
@@ -56,10 +89,7 @@ def load_config(name_or_path: str | Path) -> ExperimentConfig:
         values = {}
     if not isinstance(values, dict):
         raise ConfigError(f"{path}: expected a mapping of sections at the top level")
-    try:
-        return config_from_dict(values, source=str(path))
-    except RecursionError:
-        raise ConfigError(f"{path}: nested too deeply to be a config") from None
+    return values
 
 
 def yaml_problem(error: yaml.YAMLError) -> str:

@@ -268,8 +268,10 @@ class Wav2Vec2Extractor(AudioExtractor):
         model_dir = Path(model_dir)
         if not (model_dir / "config.json").is_file():
             raise WeightsError(
-                f"{model_dir}: no wav2vec2 checkpoint here (expected config.json and weights "
-                "written by save_pretrained)"
+                f"{model_dir}: no wav2vec2 checkpoint here (config.json and weights written by "
+                "save_pretrained); on a machine with internet, `huggingface-cli download "
+                "facebook/wav2vec2-large-robust --local-dir DIR`, copy DIR to this machine and set "
+                "features.audio_options.model_dir=DIR"
             )
         try:
             import torch

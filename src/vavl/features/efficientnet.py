@@ -206,7 +206,11 @@ def load_efficientnet_b2(path: str | Path) -> EfficientNetB2:
     """An EfficientNet-B2 with the weights of ``path`` (any classifier size), in eval mode."""
     path = Path(path)
     if not path.is_file():
-        raise WeightsError(f"{path}: EfficientNet-B2 weight file not found")
+        raise WeightsError(
+            f"{path}: EfficientNet-B2 weight file not found; get HSEmotion's enet_b2_8.pt "
+            "(github.com/HSE-asavchenko/face-emotion-recognition, models/affectnet_emotions) "
+            "and set features.visual_options.weights=FILE"
+        )
     tensors = read_weights(path)
     classes = tensors["classifier.weight"].shape[0] if "classifier.weight" in tensors else 8
     model = EfficientNetB2(num_classes=classes)
