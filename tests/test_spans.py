@@ -173,3 +173,17 @@ def test_segments_of_long_recordings_are_extracted_and_trained_on_as_clips(
     with open(store / "report.csv", newline="") as handle:
         report = list(csv.DictReader(handle))
     assert [(r["start"], r["end"]) for r in report] == [(r["start"], r["end"]) for r in rows]
+
+
+def test_a_span_past_the_end_of_its_file_is_one_line_naming_the_span(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write_wav(tmp_path / "short.wav", _speech(3))  # about 3.5 s
+    manifest = tmp_path / "spans.csv"
+    manifest.write_text("path,start,end\nshort.wav,20,25\n")
+    assert main(["extract", str(manifest), "--out", str(tmp_path / "s"), "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert f"{tmp_path / 'short.wav'} [20 s to 25 s]: the span starts at 20 s but" in err
+    manifest.write_text("path,start,end\nshort.wav,2,1\n")
+    assert main(["extract", str(manifest), "--out", str(tmp_path / "s"), "--quiet"]) == 2
+    assert "spans.csv:2: not a time span: start 2, end 1" in capsys.readouterr().err

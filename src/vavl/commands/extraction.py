@@ -31,6 +31,7 @@ def _command_extract(args: argparse.Namespace) -> int:
         ExtractorSpec,
         media_inputs,
         parse_shard,
+        row_source,
         run_extraction,
     )
 
@@ -56,7 +57,7 @@ def _command_extract(args: argparse.Namespace) -> int:
     )
     for row in report.rows:
         if row["status"] == "failed":
-            print(f"{row['path']}: {row['error']}", file=sys.stderr)
+            print(f"{row_source(row)}: {row['error']}", file=sys.stderr)
     print(report.summary())
     return 0 if report.counts["failed"] < len(report.rows) else 1
 

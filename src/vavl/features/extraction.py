@@ -219,6 +219,13 @@ def _span_fields(source: MediaSpan) -> dict[str, Any]:
     return {"path": str(source.path), "start": start, "end": _blank_if_none(span.end)}
 
 
+def row_source(row: dict[str, Any]) -> MediaSpan:
+    """The file (or span of one) a report row is about: the inverse of its span fields."""
+    start, end = row.get("start", ""), row.get("end", "")
+    span = Span(float(start or 0.0), None if end in ("", None) else float(end))
+    return MediaSpan(Path(row["path"]), span)
+
+
 def _blank_if_none(value: float | None) -> float | str:
     return "" if value is None else value
 
