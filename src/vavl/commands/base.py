@@ -9,12 +9,16 @@ from pathlib import Path
 Subcommands = argparse._SubParsersAction
 
 
-def positive_seconds(text: str) -> float:
-    """An argparse type: a duration in seconds above zero (checked before any model loads)."""
+def _seconds(text: str) -> float:
     try:
-        value = float(text)
+        return float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"'{text}' is not a number of seconds") from None
+
+
+def positive_seconds(text: str) -> float:
+    """An argparse type: a duration in seconds above zero (checked before any model loads)."""
+    value = _seconds(text)
     if not value > 0:
         raise argparse.ArgumentTypeError(f"must be more than 0 seconds, not {text}")
     return value
@@ -22,10 +26,7 @@ def positive_seconds(text: str) -> float:
 
 def seconds_into(text: str) -> float:
     """An argparse type: a time in a file, seconds from its start (0 or more)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"'{text}' is not a number of seconds") from None
+    value = _seconds(text)
     if not 0 <= value < float("inf"):
         raise argparse.ArgumentTypeError(f"must be 0 seconds or more, not {text}")
     return value
