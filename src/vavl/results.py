@@ -12,6 +12,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from vavl.files import csv_text
+from vavl.spans import Span
 
 
 @dataclass
@@ -52,7 +53,7 @@ class Prediction:
 
     def to_text(self) -> str:
         """A few lines per file: the label (or values) of every path, and what was missing."""
-        span = f" [{self.span[0]:g} s to {self.span[1]:g} s]" if self.span else ""
+        span = f" [{Span(*self.span).describe()}]" if self.span else ""
         lines = [f"{self.source}{span}:"]
         for path, result in self.paths.items():
             best = "  <- best" if path == self.best_path and len(self.paths) > 1 else ""
