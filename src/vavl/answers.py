@@ -4,7 +4,7 @@ file's answer as the mean of its windows."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -12,12 +12,23 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from vavl.calibration import PathReliability, best_path, softmax
+from vavl.calibration import PathReliability, best_path, label_thresholds, sigmoid, softmax
 from vavl.config import TaskConfig
 from vavl.features.records import FileFeatures
 from vavl.inference import ItemOutputs
 from vavl.results import PathPrediction, Prediction
 from vavl.types import MODALITIES, PATHS
+
+NO_LABEL = "none"  # what a multi-label path says when no label reaches its threshold
+
+
+def labels_present(labels: Sequence[str], said: Iterable[bool]) -> list[str]:
+    return [name for name, yes in zip(labels, said, strict=True) if yes]
+
+
+def in_words(present: Sequence[str]) -> str:
+    """The labels a multi-label answer says are present, as one word: happy+surprise, or none."""
+    return "+".join(present) or NO_LABEL
 
 
 @dataclass
@@ -31,22 +42,30 @@ class Answers:
     extractors: dict[str, str | None] = field(default_factory=dict)
 
     def scores(self, path: str, output: NDArray[np.float32]) -> NDArray[np.float64]:
-        """Calibrated class probabilities (or the attribute values) of one output vector."""
+        """Calibrated class probabilities (each label's probability; the attribute values) of
+        one output vector."""
         if self.task.kind == "regression":
             return np.asarray(output, np.float64)
         reliability = self.calibration.get(path)
         temperature = reliability.temperature if reliability else 1.0
-        return np.asarray(softmax(output, temperature), np.float64)
+        squash = sigmoid if self.task.kind == "multilabel" else softmax
+        return np.asarray(squash(output, temperature), np.float64)
 
-    def from_scores(self, scores: NDArray[np.floating[Any]]) -> PathPrediction:
-        """A path's answer from its class probabilities (or its attribute values)."""
-        named = {name: float(v) for name, v in zip(self.task.labels, scores, strict=True)}
+    def from_scores(self, path: str, scores: NDArray[np.floating[Any]]) -> PathPrediction:
+        """A path's answer from its class probabilities (label probabilities, attribute
+        values); a multi-label path says each label whose probability reaches its threshold."""
+        labels = self.task.labels
+        named = {name: float(v) for name, v in zip(labels, scores, strict=True)}
         if self.task.kind == "regression":
             return PathPrediction(values=named)
-        return PathPrediction(label=self.task.labels[int(np.argmax(scores))], probabilities=named)
+        if self.task.kind == "multilabel":
+            said = scores >= label_thresholds(self.calibration.get(path), len(labels))
+            present = labels_present(labels, said)
+            return PathPrediction(label=in_words(present), probabilities=named, present=present)
+        return PathPrediction(label=labels[int(np.argmax(scores))], probabilities=named)
 
     def paths(self, outputs: ItemOutputs) -> dict[str, PathPrediction]:
-        return {path: self.from_scores(self.scores(path, v)) for path, v in outputs.items()}
+        return {path: self.from_scores(path, self.scores(path, v)) for path, v in outputs.items()}
 
     def file(self, features: FileFeatures, outputs: ItemOutputs) -> Prediction:
         """The answer for a file (or an input) predicted whole."""
@@ -65,7 +84,7 @@ class Answers:
         mean = WindowMean(window)
         for found, outputs in windows:
             mean.add(found, {p: self.scores(p, v) for p, v in outputs.items()})
-        paths = {p: self.from_scores(total / mean.counts[p]) for p, total in mean.sums.items()}
+        paths = {p: self.from_scores(p, total / mean.counts[p]) for p, total in mean.sums.items()}
         return self._prediction(
             mean.whole(path, duration), paths, mean.faces, mean.face_reason(), mean.aggregated()
         )

@@ -7,6 +7,12 @@ path's unweighted accuracy and expected calibration error (before and after) are
 checkpoint. ``best_path`` then names, among the paths an input allows, the one whose
 development figures are best; the audio-visual path must beat both single paths on the
 development clips that feed all three, or it is never called best.
+
+A multi-label model's paths get the same treatment with a sigmoid per label: one temperature
+(minimising the development binary cross-entropy), a threshold per label (the one with the best
+development F1) and, as the figure that chooses the path, the mean over labels of each label's
+unweighted accuracy (the field's "weighted accuracy": the mean of its recall on clips with and
+without it).
 """
 
 from __future__ import annotations
@@ -20,7 +26,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from vavl.types import PATHS, PathName
+from vavl.metrics import weighted_accuracy
+from vavl.types import PATHS, PathName, TaskKind
 
 TEMPERATURE_RANGE = (0.05, 20.0)
 ECE_BINS = 10
@@ -37,6 +44,12 @@ def softmax(logits: NDArray[np.floating[Any]], temperature: float = 1.0) -> NDAr
     return (shifted / shifted.sum(axis=-1, keepdims=True)).astype(np.float32)
 
 
+def sigmoid(logits: NDArray[np.floating[Any]], temperature: float = 1.0) -> NDArray[np.float32]:
+    """Element-wise logistic function of ``logits / temperature``."""
+    scaled = np.asarray(logits, dtype=np.float64) / temperature
+    return (0.5 * (1.0 + np.tanh(0.5 * scaled))).astype(np.float32)  # tanh form: no overflow
+
+
 def negative_log_likelihood(
     logits: NDArray[np.floating[Any]], labels: NDArray[np.integer[Any]], temperature: float
 ) -> float:
@@ -45,14 +58,32 @@ def negative_log_likelihood(
     return float(-np.log(np.maximum(picked, 1e-12)).mean())
 
 
-def fit_temperature(logits: NDArray[np.floating[Any]], labels: NDArray[np.integer[Any]]) -> float:
-    """The temperature that minimises the negative log-likelihood (golden-section search over
-    log T; the likelihood is unimodal in it)."""
+def binary_negative_log_likelihood(
+    logits: NDArray[np.floating[Any]], presence: NDArray[Any], temperature: float
+) -> float:
+    """Mean binary cross-entropy over every (clip, label) of sigmoid(logits / temperature)."""
+    probabilities = sigmoid(logits, temperature).astype(np.float64)
+    picked = np.where(np.asarray(presence, bool), probabilities, 1.0 - probabilities)
+    return float(-np.log(np.maximum(picked, 1e-12)).mean())
+
+
+LIKELIHOODS = {
+    "classification": negative_log_likelihood,
+    "multilabel": binary_negative_log_likelihood,
+}
+
+
+def fit_temperature(
+    logits: NDArray[np.floating[Any]], labels: NDArray[Any], kind: TaskKind = "classification"
+) -> float:
+    """The temperature that minimises the negative log-likelihood of ``kind``'s outputs
+    (golden-section search over log T; the likelihood is unimodal in it)."""
+    likelihood = LIKELIHOODS[kind]
     low, high = (math.log(v) for v in TEMPERATURE_RANGE)
     ratio = (math.sqrt(5) - 1) / 2
     for _ in range(60):
         left, right = high - ratio * (high - low), low + ratio * (high - low)
-        if negative_log_likelihood(logits, labels, math.exp(left)) <= negative_log_likelihood(
+        if likelihood(logits, labels, math.exp(left)) <= likelihood(
             logits, labels, math.exp(right)
         ):
             high = right
@@ -76,6 +107,44 @@ def expected_calibration_error(
     return float(error)
 
 
+def binary_calibration_error(
+    probabilities: NDArray[np.floating[Any]], presence: NDArray[Any], bins: int = ECE_BINS
+) -> float:
+    """Over every (clip, label): mean |share present - mean probability| over equal-width
+    probability bins, weighted by bin size."""
+    flat = np.asarray(probabilities, np.float64).ravel()
+    truth = np.asarray(presence, bool).ravel()
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    error = 0.0
+    for index, (low, high) in enumerate(itertools.pairwise(edges)):
+        inside = (flat >= low) & ((flat < high) | (index == bins - 1) & (flat <= high))
+        if inside.any():
+            error += inside.mean() * abs(truth[inside].mean() - flat[inside].mean())
+    return float(error)
+
+
+def best_f1_thresholds(
+    probabilities: NDArray[np.floating[Any]], presence: NDArray[Any]
+) -> tuple[float, ...]:
+    """Per label, the probability threshold with the highest F1 on these clips (a tie goes to
+    the threshold nearest 0.5; a label never or always present keeps 0.5)."""
+    truth = np.asarray(presence, bool)
+    chosen = []
+    for label in range(truth.shape[1]):
+        scores, present = np.asarray(probabilities[:, label], np.float64), truth[:, label]
+        if present.all() or not present.any():
+            chosen.append(0.5)
+            continue
+        best = (-1.0, 0.0, 0.5)  # (F1, -distance from 0.5, threshold)
+        for threshold in np.unique(np.append(scores, 0.5)):
+            said = scores >= threshold
+            hits = float((said & present).sum())
+            f1 = 2 * hits / (said.sum() + present.sum())
+            best = max(best, (f1, -abs(threshold - 0.5), float(threshold)))
+        chosen.append(round(best[2], 6))
+    return tuple(chosen)
+
+
 def unweighted_accuracy(
     predicted: NDArray[np.integer[Any]], labels: NDArray[np.integer[Any]]
 ) -> float:
@@ -94,34 +163,68 @@ class PathReliability:
     ece: float  # after temperature scaling
     paired_clips: int = 0  # development clips that feed every path
     paired_unweighted_accuracy: float | None = None  # this path's, on those clips
+    thresholds: tuple[float, ...] | None = None  # multilabel: a probability per label
+
+    def __post_init__(self) -> None:
+        if self.thresholds is not None:  # a checkpoint's JSON gives a list
+            object.__setattr__(self, "thresholds", tuple(self.thresholds))
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
-DevOutputs = tuple[Sequence[str], NDArray[Any], NDArray[Any]]  # clip ids, logits, class indices
+def label_thresholds(reliability: PathReliability | None, labels: int) -> NDArray[np.float64]:
+    """A multi-label path's probability threshold per label (0.5 where development chose none)."""
+    chosen = reliability.thresholds if reliability is not None else None
+    return np.asarray(chosen if chosen is not None else (0.5,) * labels, np.float64)
 
 
-def calibrate(dev: Mapping[str, DevOutputs]) -> dict[str, PathReliability]:
-    """Each path's temperature and figures from its development (ids, logits, labels)."""
+# Clip ids, logits, and class indices (classification) or (clips, labels) presence (multilabel).
+DevOutputs = tuple[Sequence[str], NDArray[Any], NDArray[Any]]
+
+
+def calibrate(
+    dev: Mapping[str, DevOutputs], kind: TaskKind = "classification"
+) -> dict[str, PathReliability]:
+    """Each path's temperature (and, for multilabel, thresholds) and figures from its
+    development (ids, logits, labels)."""
     common: set[str] | None = None
     if all(path in dev for path in PATHS):
         common = set.intersection(*(set(dev[path][0]) for path in PATHS))
     result = {}
     for path, (ids, logits, labels) in dev.items():
-        temperature = fit_temperature(logits, labels) if len(ids) >= MIN_CALIBRATION_CLIPS else 1.0
-        paired = None
+        enough = len(ids) >= MIN_CALIBRATION_CLIPS
+        temperature = fit_temperature(logits, labels, kind) if enough else 1.0
         rows = [i for i, clip in enumerate(ids) if common and clip in common]
-        if rows:
-            paired = unweighted_accuracy(logits[rows].argmax(axis=1), labels[rows])
+        if kind == "multilabel":
+            probabilities = sigmoid(logits, temperature)
+            thresholds = best_f1_thresholds(probabilities, labels) if enough else None
+            said = probabilities >= np.asarray(thresholds or 0.5)  # 0.5: too few clips
+            figure = weighted_accuracy(labels, said).mean()
+            paired = weighted_accuracy(labels[rows], said[rows]).mean() if rows else None
+            errors = (
+                binary_calibration_error(sigmoid(logits), labels),
+                binary_calibration_error(probabilities, labels),
+            )
+        else:
+            thresholds = None
+            figure = unweighted_accuracy(logits.argmax(axis=1), labels)
+            paired = (
+                unweighted_accuracy(logits[rows].argmax(axis=1), labels[rows]) if rows else None
+            )
+            errors = (
+                expected_calibration_error(softmax(logits), labels),
+                expected_calibration_error(softmax(logits, temperature), labels),
+            )
         result[path] = PathReliability(
             temperature=round(temperature, 4),
             dev_clips=len(ids),
-            unweighted_accuracy=round(unweighted_accuracy(logits.argmax(axis=1), labels), 4),
-            ece_before=round(expected_calibration_error(softmax(logits), labels), 4),
-            ece=round(expected_calibration_error(softmax(logits, temperature), labels), 4),
+            unweighted_accuracy=round(float(figure), 4),
+            ece_before=round(errors[0], 4),
+            ece=round(errors[1], 4),
             paired_clips=len(rows),
-            paired_unweighted_accuracy=None if paired is None else round(paired, 4),
+            paired_unweighted_accuracy=None if paired is None else round(float(paired), 4),
+            thresholds=thresholds,
         )
     return result
 

@@ -118,7 +118,8 @@ class Comparison:
 
     def figure(self) -> Figure:
         """The headline metric per path: one bar per method (mean, std whiskers, fold dots)."""
-        key, title = self.metrics[0] if self.task.kind == "classification" else self.metrics[-1]
+        attributes = self.task.kind == "regression" and not self.task.sentiment
+        key, title = self.metrics[-1] if attributes else self.metrics[0]  # CCC mean is last
         paths = [p for p in PATHS if any(p in m.table for m in self.methods)]
         figure = Figure(figsize=(max(6.0, 1.1 * len(paths) * len(self.methods)), 3.6))
         axes = figure.subplots()

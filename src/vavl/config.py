@@ -134,12 +134,25 @@ class ModelConfig(_Strict):
 
 
 class TaskConfig(_Strict):
-    """What is predicted: emotion classes (classification) or attributes (regression)."""
+    """What is predicted: one emotion class (classification), attributes (regression) or every
+    emotion present (multilabel: a sigmoid per label; a clip's labels are intensities, present
+    when above 0)."""
 
     kind: TaskKind = "classification"
     labels: tuple[str, ...] = CREMA_D_EMOTIONS
     soft_labels: bool = Field(
         False, description="train on annotator proportions when items carry them"
+    )
+    intensity_scale: float | None = Field(
+        None,
+        gt=0,
+        description="multilabel: learn intensity / this value (CMU-MOSEI: 3) instead of "
+        "presence (0 or 1); presence decides the metrics either way",
+    )
+    sentiment: bool = Field(
+        False,
+        description="regression of a signed sentiment score on [-3, 3] (CMU-MOSEI): also report "
+        "the field's MAE, Acc-2, F1 and Acc-7",
     )
     # balanced: n / (classes * count); balanced-sqrt: its square root, for a class so rare
     # (FER+'s disgust, 0.2%) that full weight makes a head say it far too often.
@@ -151,6 +164,10 @@ class TaskConfig(_Strict):
             raise ValueError(f"task.labels needs more entries for {self.kind}: {list(self.labels)}")
         if len(set(self.labels)) != len(self.labels):
             raise ValueError(f"task.labels has duplicates: {list(self.labels)}")
+        if self.intensity_scale is not None and self.kind != "multilabel":
+            raise ValueError("task.intensity_scale applies to multilabel tasks only")
+        if self.sentiment and (self.kind != "regression" or len(self.labels) != 1):
+            raise ValueError("task.sentiment applies to a regression of one score")
         if isinstance(self.class_weights, tuple):
             if self.kind != "classification":
                 raise ValueError("class_weights only apply to classification")

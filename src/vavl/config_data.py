@@ -51,7 +51,9 @@ class SyntheticDataConfig(_Strict):
 class CorpusConfig(_Strict):
     """One corpus of an experiment (see vavl.corpora for the layouts each format reads)."""
 
-    format: Literal["crema-d", "msp-improv", "ravdess", "mead", "tess", "folder", "manifest"]
+    format: Literal[
+        "crema-d", "msp-improv", "mosei", "ravdess", "mead", "tess", "folder", "manifest"
+    ]
     root: Path = Field(description="the corpus folder (for 'manifest': the CSV file)")
     name: str | None = Field(None, description="prefix of clip ids and speakers (default: format)")
     partitions: Path | None = Field(None, description="the authors' partition CSV folder")
@@ -59,6 +61,11 @@ class CorpusConfig(_Strict):
         "intended", "votes-audio", "votes-video", "votes-audiovisual", "votes-all", "authors"
     ] = Field("intended", description="CREMA-D: which labels to use")
     votes: Path | None = Field(None, description="CREMA-D: tabulatedVotes.csv if not in root")
+    label_file: Path | None = Field(
+        None,
+        description="CMU-MOSEI: CMU_MOSEI_Labels.csd (needs h5py) or a CSV export of it "
+        "(default: the .csd under root)",
+    )
     label_map: str | dict[str, str | None] = Field(
         default_factory=dict,
         description="corpus label -> task label (null drops it), or a named map",

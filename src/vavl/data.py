@@ -115,9 +115,11 @@ def _check_item(item: Item, config: ExperimentConfig, labelled: bool) -> str | N
     if not labelled:
         return None
     task = config.task
-    if task.kind == "regression":
+    if task.kind != "classification":
         if item.attributes is None or np.shape(item.attributes) != (task.output_dim,):
             return f"needs {task.output_dim} attribute values ({', '.join(task.labels)})"
+        if task.kind == "multilabel" and (np.asarray(item.attributes) < 0).any():
+            return f"has a negative intensity ({', '.join(task.labels)} must be 0 or more)"
         return None
     if item.label is None or not 0 <= item.label < task.output_dim:
         return f"has label {item.label!r}; expected a class index below {task.output_dim}"
@@ -252,13 +254,14 @@ class Collator:
         return batch
 
     def targets(self, items: Sequence[Item]) -> Tensor | None:
-        if self.task.kind == "regression":
+        if self.task.kind != "classification":
             values = [item.attributes for item in items]
             if all(v is None for v in values):
                 return None
             if any(v is None for v in values):
                 raise DataError("a batch mixes clips with and without attribute values")
-            return torch.tensor(np.stack(values), dtype=torch.float32)  # type: ignore[arg-type]
+            stacked = torch.tensor(np.stack(values), dtype=torch.float32)  # type: ignore[arg-type]
+            return stacked if self.task.kind == "regression" else self.multilabel_targets(stacked)
         labels = [item.label for item in items]
         if all(label is None for label in labels):
             return None
@@ -273,3 +276,11 @@ class Collator:
             else:
                 soft[row, int(item.label)] = 1.0  # type: ignore[arg-type]
         return torch.from_numpy(soft)
+
+    def multilabel_targets(self, intensities: Tensor) -> Tensor:
+        """Presence (1 where a label's intensity is above 0), or the intensity scaled into
+        [0, 1] by ``task.intensity_scale``."""
+        scale = self.task.intensity_scale
+        if scale is None:
+            return (intensities > 0).float()
+        return (intensities / scale).clamp(0.0, 1.0)

@@ -244,7 +244,7 @@ def complete_batch(batch: Batch, config: ExperimentConfig) -> Batch:
             batch.set_modality(modality, empty, torch.zeros(len(batch), 1, dtype=torch.bool))
     if batch.target is None:
         task = config.task
-        if task.kind == "regression" or task.soft_labels:
+        if task.kind != "classification" or task.soft_labels:
             batch.target = torch.zeros(0, task.output_dim)
         else:
             batch.target = torch.zeros(0, dtype=torch.long)

@@ -23,6 +23,7 @@ from pathlib import Path
 import torch
 
 from vavl import distributed
+from vavl.calibration import PathReliability
 from vavl.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
 from vavl.config import ExperimentConfig, config_from_dict
 from vavl.config_files import apply_overrides, load_config, save_config
@@ -30,9 +31,8 @@ from vavl.corpora import Split
 from vavl.data import Item
 from vavl.devices import check_trainable, resolve_device
 from vavl.errors import ConfigError
-from vavl.evaluation import evaluate_predictions, hard_labels, headline
+from vavl.evaluation import evaluate_predictions, headline
 from vavl.files import (
-    csv_text,
     read_json,
     run_directory_lock,
     write_json_atomically,
@@ -41,6 +41,7 @@ from vavl.files import (
 from vavl.inference import InferenceEngine, PathOutputs
 from vavl.models import EmotionModel, parameter_count
 from vavl.normalization import FeatureNormalizer
+from vavl.prediction_table import prediction_rows
 from vavl.preparation import ExperimentData, prepare
 from vavl.records import CVSummary, EpochRecord, PathMetrics
 from vavl.reports import cv_markdown, cv_table, write_cv_report, write_run_report
@@ -77,45 +78,6 @@ def _splits(config: ExperimentConfig, data: ExperimentData) -> dict[Split, list[
     return data.split(_fold_of(config), allow_empty_dev=last, allow_empty_test=untested)
 
 
-def _prediction_rows(
-    config: ExperimentConfig,
-    split: str,
-    predictions: dict[PathName, PathOutputs],
-    items: dict[str, Item],
-) -> str:
-    """``predictions/<split>.csv``: every path's output for every clip, with its target."""
-    task = config.task
-    rows = []
-    for path, result in predictions.items():
-        probabilities = result.probabilities() if task.kind == "classification" else None
-        targets = None
-        if result.targets is not None and task.kind == "classification":
-            targets = hard_labels(result.targets)
-        for row, clip_id in enumerate(result.ids):
-            item = items[clip_id]
-            entry: dict[str, object] = {
-                "id": clip_id,
-                "split": split,
-                "path": path,
-                "corpus": item.metadata.get("corpus", ""),
-                "speaker": item.speaker or "",
-            }
-            if probabilities is not None:
-                shares = probabilities[row]
-                entry["target"] = "" if targets is None else task.labels[targets[row]]
-                entry["prediction"] = task.labels[int(shares.argmax())]
-                entry |= {f"p_{c}": f"{p:.5f}" for c, p in zip(task.labels, shares, strict=True)}
-            else:
-                truth = result.targets
-                entry["target"] = "" if truth is None else " ".join(f"{v:.4f}" for v in truth[row])
-                entry["prediction"] = " ".join(f"{v:.4f}" for v in result.outputs[row])
-            rows.append(entry)
-    header = ["id", "split", "path", "corpus", "speaker", "target", "prediction"]
-    if task.kind == "classification":
-        header += [f"p_{label}" for label in task.labels]
-    return csv_text(rows, header)
-
-
 def score_run(
     run_dir: Path,
     config: ExperimentConfig,
@@ -125,11 +87,13 @@ def score_run(
     history: list[EpochRecord],
     best_epoch: int,
     device: torch.device,
+    calibration: Mapping[str, PathReliability],
     progress: bool = False,
     notes: Sequence[str] = (),
 ) -> ExperimentResult:
     """Predict every split with the selected model; write predictions, metrics and the report
-    (``notes``: more lines for it)."""
+    (``notes``: more lines for it). A multi-label model decides with its ``calibration``
+    (temperature and thresholds, chosen on development clips), as it will for users."""
     fold = _fold_of(config)
     splits = _splits(config, data)
     weights = class_weights_for(config.task, splits["train"])
@@ -149,11 +113,11 @@ def score_run(
         )
         predictions = engine.outputs(items, progress, description=f"predict {split}")
         all_predictions[split] = predictions
-        results[split] = evaluate_predictions(config.task, predictions, weights)
+        results[split] = evaluate_predictions(config.task, predictions, weights, calibration)
         by_id = {item.id: item for item in items}
         write_text_atomically(
             run_dir / "predictions" / f"{split}.csv",
-            _prediction_rows(config, split, predictions, by_id),
+            prediction_rows(config.task, split, predictions, by_id, calibration),
         )
     write_json_atomically(
         run_dir / "metrics.json",
@@ -249,7 +213,7 @@ def _train_and_score(
     if distributed.is_main():  # scoring and reports: once
         result = score_run(
             run_dir, config, trainer.model, trainer.normalizer, data, training.history,
-            training.best_epoch, trainer.device,
+            training.best_epoch, trainer.device, trainer.calibration,
         )  # fmt: skip
     shared: ExperimentResult = distributed.all_gather_objects(result)[0]
     return shared
@@ -310,7 +274,7 @@ def _run_ensemble(
         save_checkpoint(checkpoint, run_dir / BEST_CHECKPOINT)
         combined = score_run(
             run_dir, config, ensemble, checkpoint.normalizer, data, [], 0, device,
-            notes=[_members_note(member_results)],
+            checkpoint.calibration, notes=[_members_note(member_results)],
         )  # fmt: skip
     shared: ExperimentResult = distributed.all_gather_objects(combined)[0]
     return shared
@@ -367,6 +331,7 @@ def evaluate_run(run_dir: str | Path, progress: bool = True) -> ExperimentResult
             history,
             best,
             device,
+            checkpoint.calibration,
             progress,
             notes,
         )

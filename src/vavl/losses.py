@@ -1,4 +1,5 @@
-"""Training losses: cross-entropy (hard or soft labels), CCC, masked reconstruction MSE."""
+"""Training losses: cross-entropy (hard or soft labels), binary cross-entropy (labels present),
+CCC, masked reconstruction MSE."""
 
 from __future__ import annotations
 
@@ -48,9 +49,13 @@ def reconstruction_loss(reconstruction: Tensor, features: Tensor, mask: Tensor) 
 def task_loss(
     kind: str, prediction: Tensor, target: Tensor, class_weights: Tensor | None = None
 ) -> Tensor:
-    """The loss of one path: cross-entropy for classification, sum of (1 - CCC) for regression."""
+    """The loss of one path: cross-entropy for classification, binary cross-entropy per label
+    (presence or scaled intensity targets in [0, 1]) for multilabel, sum of (1 - CCC) for
+    regression."""
     if kind == "classification":
         return classification_loss(prediction, target, class_weights)
+    if kind == "multilabel":
+        return F.binary_cross_entropy_with_logits(prediction.float(), target.float())
     return ccc_loss(prediction, target)
 
 

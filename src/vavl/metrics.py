@@ -1,4 +1,4 @@
-"""Metrics for emotion classes and attributes, in numpy.
+"""Metrics for emotion classes, labels present (multi-label) and attributes, in numpy.
 
 Macro averages run over the classes that occur in the truth or in the predictions (scikit-learn's
 default), and a class with no predicted clips has precision 0. Unweighted accuracy is the mean
@@ -70,6 +70,90 @@ def classification_metrics(
     }
 
 
+def weighted_accuracy(presence: ArrayLike, said: ArrayLike) -> NDArray[np.float64]:
+    """Per label (columns of (clips, labels) booleans): (TP N / P + TN) / 2N, the weighted
+    accuracy of multi-label emotion papers, equal to the mean of the recall on clips with the
+    label and on clips without it; a label absent from (or present in) every clip gets the one
+    recall there is."""
+    truth, guess = np.asarray(presence, bool), np.asarray(said, bool)
+    positives, negatives = truth.sum(axis=0), (~truth).sum(axis=0)
+    recall = _divide((truth & guess).sum(axis=0), positives)
+    specificity = _divide((~truth & ~guess).sum(axis=0), negatives)
+    both = (positives > 0) & (negatives > 0)
+    return np.where(both, (recall + specificity) / 2, np.where(positives > 0, recall, specificity))
+
+
+def multilabel_metrics(
+    presence: ArrayLike, said: ArrayLike, labels: Sequence[str]
+) -> dict[str, Any]:
+    """Metrics of (clips, labels) booleans, truth and prediction: per label precision, recall,
+    F1 and weighted accuracy; micro F1 (over every decision), macro F1 and mean weighted
+    accuracy over the labels, and the share of clips whose every label is right."""
+    truth, guess = np.asarray(presence, bool), np.asarray(said, bool)
+    if truth.shape != guess.shape or truth.ndim != 2 or truth.shape[1] != len(labels):
+        raise ValueError(
+            f"truth {truth.shape} and predictions {guess.shape} for {len(labels)} labels"
+        )
+    if len(truth) == 0:
+        raise ValueError("no predictions to score")
+    hits = (truth & guess).sum(axis=0).astype(np.float64)
+    support, predicted = truth.sum(axis=0).astype(np.float64), guess.sum(axis=0).astype(np.float64)
+    precision, recall = _divide(hits, predicted), _divide(hits, support)
+    f1 = _divide(2 * hits, support + predicted)
+    accuracy = weighted_accuracy(truth, guess)
+    micro_f1 = (
+        2 * hits.sum() / (support.sum() + predicted.sum())
+        if support.sum() + predicted.sum()
+        else 0.0
+    )
+    return {
+        "n": len(truth),
+        "f1_micro": float(micro_f1),
+        "f1_macro": float(f1.mean()),
+        "weighted_accuracy_mean": float(accuracy.mean()),
+        "exact_match": float((truth == guess).all(axis=1).mean()),
+        "per_class": {
+            label: {
+                "precision": float(precision[k]),
+                "recall": float(recall[k]),
+                "f1": float(f1[k]),
+                "weighted_accuracy": float(accuracy[k]),
+                "support": float(support[k]),
+                "predicted": float(predicted[k]),
+            }
+            for k, label in enumerate(labels)
+        },
+        "labels": list(labels),
+    }
+
+
+def sentiment_metrics(y_true: ArrayLike, y_pred: ArrayLike) -> dict[str, float]:
+    """CMU-MOSEI's sentiment figures of scores on [-3, 3]: mean absolute error, Pearson's r,
+    Acc-2 and its weighted F1 (negative vs positive, clips rated 0 left out) and the same with
+    0 counted as non-negative (``_with_zero``), and Acc-7 (scores clipped to the scale and
+    rounded to its seven integers)."""
+    true, pred = np.asarray(y_true, np.float64).ravel(), np.asarray(y_pred, np.float64).ravel()
+    nonzero = true != 0
+    rounded = np.rint(np.clip(true, -3, 3)), np.rint(np.clip(pred, -3, 3))
+    figures = {
+        "mae": float(np.abs(true - pred).mean()),
+        "pearson": pearson_correlation(true, pred),
+        "acc7": float((rounded[0] == rounded[1]).mean()),
+    }
+    # As MMSA scores it: without zeros, positive is > 0; with them, non-negative is >= 0.
+    for name, rows, positive in (
+        ("", nonzero, np.greater),
+        ("_with_zero", np.ones(len(true), bool), np.greater_equal),
+    ):
+        truth, guess = positive(true[rows], 0).astype(int), positive(pred[rows], 0).astype(int)
+        scores = (
+            classification_metrics(truth, guess, ("negative", "positive")) if rows.any() else None
+        )
+        figures[f"acc2{name}"] = scores["accuracy"] if scores else 0.0
+        figures[f"f1{name}"] = scores["f1_weighted"] if scores else 0.0
+    return figures
+
+
 def concordance_correlation(y_true: ArrayLike, y_pred: ArrayLike) -> float:
     """Lin's CCC: 2 cov / (var_true + var_pred + (mean_true - mean_pred)^2), population moments."""
     true, pred = np.asarray(y_true, dtype=np.float64), np.asarray(y_pred, dtype=np.float64)
@@ -86,9 +170,10 @@ def pearson_correlation(y_true: ArrayLike, y_pred: ArrayLike) -> float:
 
 
 def regression_metrics(
-    y_true: ArrayLike, y_pred: ArrayLike, attributes: Sequence[str]
+    y_true: ArrayLike, y_pred: ArrayLike, attributes: Sequence[str], sentiment: bool = False
 ) -> dict[str, Any]:
-    """CCC, Pearson's r and MSE per attribute of (clips, attributes) arrays, and the mean CCC."""
+    """CCC, Pearson's r and MSE per attribute of (clips, attributes) arrays, and the mean CCC;
+    ``sentiment``: each attribute's :func:`sentiment_metrics` too."""
     true = np.asarray(y_true, dtype=np.float64).reshape(-1, len(attributes))
     pred = np.asarray(y_pred, dtype=np.float64).reshape(-1, len(attributes))
     if true.shape != pred.shape:
@@ -98,6 +183,7 @@ def regression_metrics(
             "ccc": concordance_correlation(true[:, k], pred[:, k]),
             "pearson": pearson_correlation(true[:, k], pred[:, k]),
             "mse": float(np.mean((true[:, k] - pred[:, k]) ** 2)),
+            **(sentiment_metrics(true[:, k], pred[:, k]) if sentiment else {}),
         }
         for k, name in enumerate(attributes)
     }

@@ -116,7 +116,7 @@ def _scaled(
 
 def _label_fields(clip: Clip, config: ExperimentConfig) -> dict[str, Any]:
     task = config.task
-    if task.kind == "regression":
+    if task.kind != "classification":  # attribute values, or intensities of labels present
         if clip.attributes is None or set(task.labels) - set(clip.attributes):
             raise DataError(
                 f"{clip.corpus}: clip '{clip.id}' lacks attribute values for {list(task.labels)}"
@@ -217,7 +217,7 @@ def prepare(config: ExperimentConfig, progress: bool = True) -> ExperimentData:
 def _prepare_corpora(
     config: ExperimentConfig, data: CorporaDataConfig, progress: bool
 ) -> ExperimentData:
-    attributes = config.task.labels if config.task.kind == "regression" else ()
+    attributes = config.task.labels if config.task.kind != "classification" else ()
     corpora, notes, clips = [], [], []
     for spec in data.corpora:
         corpus = load_corpus(spec, attributes)

@@ -2,7 +2,8 @@
 
 A run report shows the clips per split with each modality, the training curves, the metrics of
 every path on the development and test sets, the confusion matrix and per-class F1 of every path
-(classification) or the predicted-versus-true scatter of every attribute (regression). A
+(classification), each label's F1 (multilabel) or the predicted-versus-true scatter of every
+attribute (regression). A
 cross-validation report shows the paper's table: mean and standard deviation over the folds.
 Pictures are embedded, so a report is one file that can be mailed or archived.
 """
@@ -20,7 +21,7 @@ import numpy as np
 from matplotlib.figure import Figure  # the object API: no pyplot state, no display needed
 
 from vavl.config import ExperimentConfig, TaskConfig
-from vavl.evaluation import headline
+from vavl.evaluation import headline, metric_value, per_label_columns
 from vavl.files import write_text_atomically
 from vavl.inference import PathOutputs
 from vavl.records import CVTable, PathMetrics
@@ -131,23 +132,19 @@ def ccc_scatter_figure(predictions: PathOutputs, attributes: Sequence[str], titl
 
 
 def _metrics_rows(task: TaskConfig, results: Mapping[str, Mapping[str, Any]]) -> list[list[Any]]:
-    columns = headline(task)
+    columns = headline(task) + per_label_columns(task)
     rows = []
     for path in PATHS:
         if path in results:
             metrics = results[path]
-            values = [f"{metrics[key]:.3f}" for key, _ in columns]
-            if task.kind == "regression":
-                values += [f"{metrics['per_attribute'][a]['ccc']:.3f}" for a in task.labels]
+            values = [f"{metric_value(metrics, key):.3f}" for key, _ in columns]
             rows.append([PATH_TITLES[path], metrics["n"], f"{metrics['loss']:.3f}", *values])
     return rows
 
 
 def _metrics_header(task: TaskConfig) -> list[str]:
-    header = ["path", "clips", "loss", *(title for _, title in headline(task))]
-    if task.kind == "regression":
-        header += [f"CCC {a}" for a in task.labels]
-    return header
+    columns = headline(task) + per_label_columns(task)
+    return ["path", "clips", "loss", *(title for _, title in columns)]
 
 
 def write_run_report(
@@ -202,13 +199,13 @@ def write_run_report(
                         confusion_figure(test[path]["confusion_matrix"], task.labels, title)
                     )
                 )
-        if test:
-            figures.append(embedded_figure(per_class_f1_figure(test, task.labels)))
-    else:
+    if task.kind == "regression":
         for path, outputs in predictions.get("test", {}).items():
             figures.append(
                 embedded_figure(ccc_scatter_figure(outputs, task.labels, PATH_TITLES[path]))
             )
+    elif test:  # classes and labels present: each one's F1
+        figures.append(embedded_figure(per_class_f1_figure(test, task.labels)))
     if history:
         figures.insert(0, embedded_figure(training_curves_figure(history, best_epoch)))
     parts.append('<h2>Pictures</h2><div class="figures">' + "".join(figures) + "</div>")
@@ -223,26 +220,24 @@ def write_page(path: Path, title: str, parts: Sequence[str]) -> Path:
     return write_text_atomically(path, page)
 
 
-CV_METRICS = {
-    "classification": [
-        ("f1_macro", "F1-macro"),
-        ("f1_micro", "F1-micro"),
-        ("precision_macro", "precision"),
-        ("recall_macro", "recall"),
-    ],
-}
-
-
 def cv_metrics(task: TaskConfig) -> list[tuple[str, str]]:
+    """The figures of a cross-validation table: the field's for each kind of task."""
     if task.kind == "classification":
-        return CV_METRICS["classification"]
+        return [
+            ("f1_macro", "F1-macro"),
+            ("f1_micro", "F1-micro"),
+            ("precision_macro", "precision"),
+            ("recall_macro", "recall"),
+        ]
+    if task.kind == "multilabel":
+        each = [(f"{k}:{label}", f"{t} {label}") for label in task.labels for k, t in WA_F1]
+        return [*headline(task)[:3], *each]
+    if task.sentiment:
+        return headline(task)
     return [(f"ccc:{a}", f"CCC {a}") for a in task.labels] + [("ccc_mean", "CCC mean")]
 
 
-def metric_value(metrics: Mapping[str, Any], key: str) -> float:
-    if key.startswith("ccc:"):
-        return float(metrics["per_attribute"][key[4:]]["ccc"])
-    return float(metrics[key])
+WA_F1 = (("wa", "WA"), ("f1", "F1"))
 
 
 def cv_table(task: TaskConfig, folds: Sequence[Mapping[str, PathMetrics]]) -> CVTable:

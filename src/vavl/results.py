@@ -17,11 +17,13 @@ from vavl.spans import Span
 
 @dataclass
 class PathPrediction:
-    """One path's answer: a class with probabilities, or attribute values."""
+    """One path's answer: a class with probabilities, the labels present with each one's
+    probability (``label`` joins them with +), or attribute values."""
 
     label: str | None = None
     probabilities: dict[str, float] = field(default_factory=dict)
     values: dict[str, float] = field(default_factory=dict)
+    present: list[str] | None = None  # multilabel: the labels at or above their thresholds
 
 
 @dataclass
@@ -49,6 +51,9 @@ class Prediction:
     def to_dict(self) -> dict[str, Any]:
         result = asdict(self)
         result.pop("face_crops")
+        for answer in result["paths"].values():
+            if answer["present"] is None:  # said by multi-label models only
+                del answer["present"]
         return result
 
     def to_text(self) -> str:

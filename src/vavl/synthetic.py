@@ -38,6 +38,10 @@ def synthetic_items(data: SyntheticDataConfig, task: TaskConfig) -> dict[str, li
                 label: int | None = index % task.output_dim
                 weights = np.eye(task.output_dim)[label]
                 attributes = None
+            elif task.kind == "multilabel":  # each label present in about 40% of clips
+                label = None
+                weights = (rng.uniform(size=task.output_dim) < 0.4).astype(np.float64)
+                attributes = weights.astype(np.float32)
             else:
                 label = None
                 weights = rng.uniform(-1.0, 1.0, task.output_dim)

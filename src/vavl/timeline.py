@@ -46,7 +46,7 @@ class Timeline:
     window: float
     hop: float
     labels: tuple[str, ...]
-    kind: str  # classification or regression
+    kind: str  # classification, multilabel or regression
     windows: list[TimelineWindow]
     notes: list[str] = field(default_factory=list)
 
@@ -99,8 +99,8 @@ class Timeline:
                 else:
                     axes.plot(centres, series, color=colours[number], label=name, linewidth=1.4)
             axes.set_title(path, fontsize=9, loc="left")
-            axes.set_ylabel("probability" if self.kind == "classification" else "value")
-            if self.kind == "classification":
+            axes.set_ylabel("value" if self.kind == "regression" else "probability")
+            if self.kind != "regression":
                 axes.set_ylim(0, 1)
             axes.grid(alpha=0.3)
         if single:

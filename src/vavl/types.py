@@ -15,5 +15,6 @@ PATH_MODALITIES: dict[PathName, tuple[Modality, ...]] = {
     "visual": ("visual",),
     "audiovisual": MODALITIES,
 }
-TaskKind = Literal["classification", "regression"]  # emotion classes, or attributes
+# One emotion class per clip, attribute values, or every class present (with intensities).
+TaskKind = Literal["classification", "regression", "multilabel"]
 CREMA_D_EMOTIONS = ("angry", "sad", "disgust", "fear", "neutral", "happy")

@@ -1,5 +1,5 @@
-"""Corpora: a user's copy of CREMA-D, MSP-IMPROV, RAVDESS, MEAD, TESS or any labelled folder or
-manifest turned into clips with media paths, speakers, labels and partitions.
+"""Corpora: a user's copy of CREMA-D, MSP-IMPROV, CMU-MOSEI, RAVDESS, MEAD, TESS or any labelled
+folder or manifest turned into clips with media paths, speakers, labels and partitions.
 
 :func:`load_corpus` reads one corpus as a config entry describes it; :func:`fold_assignments`
 gives the clip -> split assignment of every fold (the authors' partitions or seeded
@@ -26,6 +26,7 @@ from vavl.corpora.base import (
 )
 from vavl.corpora.crema_d import load_crema_d
 from vavl.corpora.generic import load_folder, load_manifest
+from vavl.corpora.mosei import load_mosei
 from vavl.corpora.msp_improv import load_msp_improv
 from vavl.corpora.ravdess_mead import (
     MEAD_TO_CREMA_D,
@@ -54,6 +55,8 @@ def load_corpus(spec: CorpusConfig, attributes: Sequence[str] = ()) -> Corpus:
         if spec.partitions is None:
             raise DataError(f"{name}: MSP-IMPROV needs the authors' partition folder (partitions:)")
         corpus = load_msp_improv(spec.root, spec.partitions, name, spec.flip)
+    elif spec.format == "mosei":
+        corpus = load_mosei(spec.root, name, spec.label_file)
     elif spec.format == "ravdess":
         corpus = load_ravdess(spec.root, name, spec.channels)
     elif spec.format == "mead":

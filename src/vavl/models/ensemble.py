@@ -13,6 +13,7 @@ import math
 from collections.abc import Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from vavl.config import ModelConfig
@@ -23,8 +24,11 @@ from vavl.types import TaskKind
 def combine_outputs(outputs: Sequence[Tensor], kind: TaskKind) -> Tensor:
     """One path's members' outputs, (batch, outputs) each, as the ensemble's output."""
     stacked = torch.stack([output.float() for output in outputs])
-    if kind == "classification":
+    if kind == "classification":  # the log of the mean probabilities
         return torch.logsumexp(stacked.log_softmax(dim=-1), dim=0) - math.log(len(outputs))
+    if kind == "multilabel":  # the logit of each label's mean probability
+        present = torch.logsumexp(F.logsigmoid(stacked), dim=0)
+        return present - torch.logsumexp(F.logsigmoid(-stacked), dim=0)
     return stacked.mean(dim=0)
 
 
