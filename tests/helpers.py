@@ -42,6 +42,17 @@ def small_model_config(**changes: object) -> ModelConfig:
     return ModelConfig(**values)  # type: ignore[arg-type]
 
 
+# A paper config made small for real clips: log-mel audio, 32 x 32 face pixels of the whole
+# frame (no detection), a one-block VAVL, two epochs.
+TINY_REAL_MODEL = [
+    "features.audio=logmel", "features.audio_options={}", "features.visual=face-pixels",
+    "features.visual_options={}", "features.faces.detector=none", "model.audio_dim=80",
+    "model.visual_dim=1024", "model.projection_dim=16", "model.model_dim=32", "model.heads=2",
+    "model.audio_blocks=1", "model.visual_blocks=1", "model.shared_blocks=1",
+    "model.head_hidden=[32]", "training.epochs=2", "training.batch_size=6",
+]  # fmt: skip
+
+
 def demo_config(*overrides: str) -> ExperimentConfig:
     return apply_overrides(load_config("demo-synthetic"), ["training.progress=false", *overrides])
 

@@ -12,7 +12,7 @@ import h5py
 import numpy as np
 import pytest
 
-from helpers import require_shared_data, write_wav
+from helpers import TINY_REAL_MODEL, require_shared_data, write_wav
 from vavl.cli import main
 from vavl.config_data import CorpusConfig
 from vavl.corpora import load_corpus
@@ -103,16 +103,7 @@ def test_the_release_layout_reads_into_segments_of_full_videos(tmp_path: Path) -
         load_corpus(CorpusConfig(format="mosei", root=tmp_path / "mosei", label_file=export))
 
 
-OFFLINE = [
-    "--set", "features.audio=logmel", "--set", "features.audio_options={}",
-    "--set", "features.visual=face-pixels", "--set", "features.visual_options={}",
-    "--set", "features.faces.detector=none", "--set", "model.audio_dim=80",
-    "--set", "model.visual_dim=1024", "--set", "model.projection_dim=16",
-    "--set", "model.model_dim=32", "--set", "model.heads=2", "--set", "model.audio_blocks=1",
-    "--set", "model.visual_blocks=1", "--set", "model.shared_blocks=1",
-    "--set", "model.head_hidden=[32]", "--set", "training.epochs=2",
-    "--set", "training.batch_size=6",
-]  # fmt: skip
+OFFLINE = [part for override in TINY_REAL_MODEL for part in ("--set", override)]
 
 
 def test_vavl_cv_mosei_scores_both_tasks_on_every_path(tmp_path: Path) -> None:

@@ -52,7 +52,15 @@ class CorpusConfig(_Strict):
     """One corpus of an experiment (see vavl.corpora for the layouts each format reads)."""
 
     format: Literal[
-        "crema-d", "msp-improv", "mosei", "ravdess", "mead", "tess", "folder", "manifest"
+        "crema-d",
+        "msp-improv",
+        "msp-podcast",
+        "mosei",
+        "ravdess",
+        "mead",
+        "tess",
+        "folder",
+        "manifest",
     ]
     root: Path = Field(description="the corpus folder (for 'manifest': the CSV file)")
     name: str | None = Field(None, description="prefix of clip ids and speakers (default: format)")
@@ -77,11 +85,20 @@ class CorpusConfig(_Strict):
         "released labels already rate angry and happy clips higher in arousal than sad and "
         "neutral ones (the reference reverses arousal in place every epoch)",
     )
+    rescale: tuple[float, float] | None = Field(
+        None,
+        description="map the attributes from this corpus's rating scale (MSP-IMPROV 1-5, "
+        "MSP-Podcast 1-7) onto [low, high], to train beside a corpus rated on that scale",
+    )
+    test_set: Literal["Test1", "Test2"] = Field(
+        "Test1", description="MSP-Podcast: the Split_Set that tests (the other is left out)"
+    )
     modalities: tuple[Modality, ...] = MODALITIES
     role: Literal["all", "train", "dev"] = Field(
         "all",
-        description="'train': only ever used for training; 'dev': only for development (model "
-        "selection and calibration), never trained on nor tested",
+        description="'train': only ever used for training (a corpus with its own partition: "
+        "only its training clips, so that its development and test clips stay unseen); 'dev': "
+        "only for development (model selection and calibration), never trained on nor tested",
     )
 
 

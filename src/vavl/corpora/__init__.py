@@ -1,5 +1,5 @@
-"""Corpora: a user's copy of CREMA-D, MSP-IMPROV, CMU-MOSEI, RAVDESS, MEAD, TESS or any labelled
-folder or manifest turned into clips with media paths, speakers, labels and partitions.
+"""Corpora: a user's copy of CREMA-D, MSP-IMPROV, MSP-Podcast, CMU-MOSEI, RAVDESS, MEAD, TESS or
+any labelled folder or manifest turned into clips with media paths, speakers, labels and partitions.
 
 :func:`load_corpus` reads one corpus as a config entry describes it; :func:`fold_assignments`
 gives the clip -> split assignment of every fold (the authors' partitions or seeded
@@ -27,7 +27,12 @@ from vavl.corpora.base import (
 from vavl.corpora.crema_d import load_crema_d
 from vavl.corpora.generic import load_folder, load_manifest
 from vavl.corpora.mosei import load_mosei
-from vavl.corpora.msp_improv import load_msp_improv
+from vavl.corpora.msp_improv import SCALE as MSP_IMPROV_SCALE, load_msp_improv
+from vavl.corpora.msp_podcast import (
+    MSP_PODCAST_TO_CREMA_D,
+    SCALE as MSP_PODCAST_SCALE,
+    load_msp_podcast,
+)
 from vavl.corpora.ravdess_mead import (
     MEAD_TO_CREMA_D,
     RAVDESS_TO_CREMA_D,
@@ -42,8 +47,13 @@ LABEL_MAPS: dict[str, dict[str, str | None]] = {
     "ravdess-to-crema-d": RAVDESS_TO_CREMA_D,
     "mead-to-crema-d": MEAD_TO_CREMA_D,
     "tess-to-crema-d": TESS_TO_CREMA_D,
+    "msp-podcast-to-crema-d": MSP_PODCAST_TO_CREMA_D,
     "fer2013-to-crema-d": {"surprise": None},
 }
+
+
+# The rating scale of each format whose attributes ``rescale`` can map onto another's.
+RATING_SCALES = {"msp-improv": MSP_IMPROV_SCALE, "msp-podcast": MSP_PODCAST_SCALE}
 
 
 def load_corpus(spec: CorpusConfig, attributes: Sequence[str] = ()) -> Corpus:
@@ -55,6 +65,8 @@ def load_corpus(spec: CorpusConfig, attributes: Sequence[str] = ()) -> Corpus:
         if spec.partitions is None:
             raise DataError(f"{name}: MSP-IMPROV needs the authors' partition folder (partitions:)")
         corpus = load_msp_improv(spec.root, spec.partitions, name, spec.flip)
+    elif spec.format == "msp-podcast":
+        corpus = load_msp_podcast(spec.root, name, spec.test_set)
     elif spec.format == "mosei":
         corpus = load_mosei(spec.root, name, spec.label_file)
     elif spec.format == "ravdess":
@@ -73,7 +85,27 @@ def load_corpus(spec: CorpusConfig, attributes: Sequence[str] = ()) -> Corpus:
         if media:
             kept.append(replace(clip, media=media))
     corpus.clips = kept
+    if spec.rescale is not None:
+        corpus.clips = rescaled(corpus.clips, spec.format, spec.rescale)
     return corpus
+
+
+def rescaled(clips: Sequence[Clip], format: str, target: tuple[float, float]) -> list[Clip]:
+    """The clips with their attributes mapped linearly from ``format``'s rating scale onto
+    ``target`` (MSP-Podcast's 1-7 onto MSP-IMPROV's 1-5: 7 -> 5, 4 -> 3)."""
+    if format not in RATING_SCALES:
+        known = ", ".join(RATING_SCALES)
+        raise DataError(f"rescale: the {format} format has no known rating scale (known: {known})")
+    (low, high), (new_low, new_high) = RATING_SCALES[format], target
+    factor = (new_high - new_low) / (high - low)
+    return [
+        replace(
+            clip, attributes={k: new_low + (v - low) * factor for k, v in clip.attributes.items()}
+        )
+        if clip.attributes
+        else clip
+        for clip in clips
+    ]
 
 
 def label_map_of(spec: CorpusConfig) -> dict[str, str | None]:
@@ -134,9 +166,14 @@ def fold_assignments(
         ]
     fixed: dict[str, Split] = {"train": "train", "dev": "dev"}
     for corpus, role in zip(corpora, roles, strict=True):
-        if role in fixed:
-            for fold in folds:
-                fold.update(dict.fromkeys((clip.id for clip in corpus.clips), fixed[role]))
+        if role not in fixed:
+            continue
+        clips = [clip.id for clip in corpus.clips]
+        if role == "train" and corpus.partitions:  # its own dev and test clips stay unseen
+            own = corpus.partitions[0]
+            clips = [clip for clip in clips if own.get(clip) == "train"]
+        for fold in folds:
+            fold.update(dict.fromkeys(clips, fixed[role]))
     return folds
 
 
