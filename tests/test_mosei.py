@@ -56,7 +56,8 @@ def _release(root: Path) -> tuple[Path, dict[tuple[str, float], list[float]]]:
                 write_wav(audio / f"{video}.wav", samples)
             lines, values = [], []
             for segment, (start, end) in enumerate(SEGMENTS):
-                lines.append(f"{video}___{segment}___{start}___{end}___words of segment {segment}")
+                begin = -0.4776 if segment == 0 else start  # the transcript's time, as the label's
+                lines.append(f"{video}___{segment}___{begin}___{end}___words of segment {segment}")
                 row = [
                     rng.uniform(-3, 3),
                     *np.where(rng.uniform(size=6) < 0.5, rng.uniform(0.3, 3, 6), 0.0),
@@ -66,8 +67,11 @@ def _release(root: Path) -> tuple[Path, dict[tuple[str, float], list[float]]]:
                 labels[(video, start)] = row
             (transcripts / f"{video}.txt").write_text("\n".join(lines) + "\n")
             group = data.create_group(video)
-            group["features"] = np.array(values)
-            group["intervals"] = np.array(SEGMENTS)
+            # The SDK's labels start a few segments before 0 s (the first one here), and
+            # repeat a few label rows (the last one).
+            intervals = [(-0.4776 if k == 0 else a, b) for k, (a, b) in enumerate(SEGMENTS)]
+            group["features"] = np.array([*values, values[-1]])
+            group["intervals"] = np.array([*intervals, intervals[-1]])
         handle["All Labels"].create_group("metadata")
     return csd, labels
 
@@ -85,6 +89,7 @@ def test_the_release_layout_reads_into_segments_of_full_videos(tmp_path: Path) -
     assert clip.media["visual"].name == f"{video}.mp4"
     first = next(c for c in corpus.clips if c.id == f"mosei/{_video_ids()[0]}_0")
     assert first.media["audio"].suffix == ".wav" and first.media["visual"].suffix == ".mp4"
+    assert (first.span.start, first.span.end) == (0.0, 2.5)  # labelled from -0.4776 s
     assert corpus.partitions is not None
     assert [corpus.partitions[0][f"mosei/{v}_0"] for v in _video_ids()] == list(SPLITS)
 
@@ -112,14 +117,14 @@ def test_vavl_cv_mosei_scores_both_tasks_on_every_path(tmp_path: Path) -> None:
               "--set", f"data.store={tmp_path / 'store'}", "--quiet"]  # fmt: skip
     assert main(["cv", "mosei", "--run-dir", str(tmp_path / "emotions"), *common]) == 0
     table = (tmp_path / "emotions" / "cv.md").read_text()
-    for column in ("WA mean", "F1-macro", "F1-micro", "WA happiness", "F1 fear"):
+    for column in ("WA mean", "wF1 mean", "F1-macro", "F1-micro", "WA happiness", "wF1 fear"):
         assert column in table
     assert all(f"| {path} |" in table for path in ("audio only", "visual only", "audio-visual"))
     metrics = json.loads((tmp_path / "emotions" / "fold-1" / "metrics.json").read_text())
     assert metrics["test"]["audiovisual"]["n"] == 3  # the test video's three segments
     assert set(metrics["test"]["visual"]["per_class"]["fear"]) >= {"weighted_accuracy", "f1"}
     report = (tmp_path / "emotions" / "fold-1" / "report.html").read_text()
-    assert "F1 surprise" in report and report.count("<img") == 2  # curves, each label's F1
+    assert "wF1 surprise" in report and report.count("<img") == 2  # curves, each label's F1
 
     assert main(["cv", "mosei-sentiment", "--run-dir", str(tmp_path / "sentiment"), *common]) == 0
     table = (tmp_path / "sentiment" / "cv.md").read_text()

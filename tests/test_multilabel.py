@@ -15,7 +15,9 @@ from sklearn import metrics as sk
 from helpers import demo_config
 from vavl.answers import Answers
 from vavl.calibration import PathReliability, best_f1_thresholds, calibrate, sigmoid
+from vavl.config_files import apply_overrides, load_config
 from vavl.data import Collator, Item
+from vavl.errors import ConfigError
 from vavl.experiment import run_experiment
 from vavl.losses import task_loss
 from vavl.metrics import multilabel_metrics, sentiment_metrics, weighted_accuracy
@@ -42,6 +44,9 @@ def test_multilabel_metrics_match_scikit_learn(seed: int) -> None:
             sk.balanced_accuracy_score(truth[:, k], said[:, k])
         )
         assert scores["f1"] == pytest.approx(sk.f1_score(truth[:, k], said[:, k], zero_division=0))
+        assert scores["weighted_f1"] == pytest.approx(
+            sk.f1_score(truth[:, k], said[:, k], average="weighted", zero_division=0)
+        )
         assert scores["support"] == truth[:, k].sum()
     assert ours["weighted_accuracy_mean"] == pytest.approx(
         np.mean([ours["per_class"][label]["weighted_accuracy"] for label in LABELS])
@@ -78,11 +83,16 @@ def test_thresholds_are_chosen_for_each_labels_f1() -> None:
     rng = np.random.default_rng(0)
     probabilities = rng.uniform(size=(200, 2))
     truth = np.stack([probabilities[:, 0] > 0.3, probabilities[:, 1] > 0.8], axis=1)
-    low, high = best_f1_thresholds(probabilities, truth)
-    # F1 1: the lowest probability of the clips with the label (the data's own boundary).
-    assert low == pytest.approx(probabilities[truth[:, 0], 0].min(), abs=1e-6)
-    assert high == pytest.approx(probabilities[truth[:, 1], 1].min(), abs=1e-6)
-    assert 0.3 < low < 0.33 and 0.8 < high < 0.83
+    thresholds = best_f1_thresholds(probabilities, truth)
+    # F1 1, cut midway between the clips with the label and those without.
+    for label, threshold in enumerate(thresholds):
+        inside, outside = (
+            probabilities[truth[:, label], label],
+            probabilities[~truth[:, label], label],
+        )
+        assert threshold == pytest.approx((inside.min() + outside.max()) / 2)
+    assert np.array_equal(probabilities >= np.array(thresholds), truth)
+    assert 0.29 < thresholds[0] < 0.32 and 0.79 < thresholds[1] < 0.82
     assert best_f1_thresholds(probabilities, np.zeros_like(truth)) == (0.5, 0.5)
 
 
@@ -151,7 +161,7 @@ def test_a_multilabel_model_learns_labels_present(tmp_path: Path) -> None:
     right = np.mean([row["prediction"] == row["target"] for row in rows])
     assert right == pytest.approx(metrics["test"]["audio"]["exact_match"])
     report = (tmp_path / "report.html").read_text()
-    assert "WA mean" in report and "F1 surprise" in report
+    assert "WA mean" in report and "wF1 surprise" in report
 
 
 @pytest.mark.parametrize("scale", [None, 3.0])
@@ -171,3 +181,16 @@ def test_targets_are_presence_or_scaled_intensity(scale: float | None) -> None:
     assert target.numpy() == pytest.approx(expected)
     loss = task_loss("multilabel", torch.zeros(2, 3), target)
     assert float(loss) == pytest.approx(np.log(2))  # p = 0.5 costs log 2 whatever the target
+
+
+@pytest.mark.parametrize(
+    ("config", "override", "message"),
+    [
+        ("mosei", "task.class_weights=balanced", "one class per clip"),
+        ("mosei", "training.pair_unpaired=true", "a multilabel clip has none"),
+        ("mosei-sentiment", "data.scale_attributes=train-range", "scale_attributes: none"),
+    ],
+)
+def test_settings_a_task_cannot_use_are_one_line(config: str, override: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        apply_overrides(load_config(config), [override])

@@ -44,10 +44,11 @@ def softmax(logits: NDArray[np.floating[Any]], temperature: float = 1.0) -> NDAr
     return (shifted / shifted.sum(axis=-1, keepdims=True)).astype(np.float32)
 
 
-def sigmoid(logits: NDArray[np.floating[Any]], temperature: float = 1.0) -> NDArray[np.float32]:
-    """Element-wise logistic function of ``logits / temperature``."""
+def sigmoid(logits: NDArray[np.floating[Any]], temperature: float = 1.0) -> NDArray[np.float64]:
+    """Element-wise logistic function of ``logits / temperature``, in float64 (float32 would
+    make every large logit exactly 1, and the clips could no longer be ranked)."""
     scaled = np.asarray(logits, dtype=np.float64) / temperature
-    return (0.5 * (1.0 + np.tanh(0.5 * scaled))).astype(np.float32)  # tanh form: no overflow
+    return 0.5 * (1.0 + np.tanh(0.5 * scaled))  # the tanh form never overflows
 
 
 def negative_log_likelihood(
@@ -126,8 +127,9 @@ def binary_calibration_error(
 def best_f1_thresholds(
     probabilities: NDArray[np.floating[Any]], presence: NDArray[Any]
 ) -> tuple[float, ...]:
-    """Per label, the probability threshold with the highest F1 on these clips (a tie goes to
-    the threshold nearest 0.5; a label never or always present keeps 0.5)."""
+    """Per label, the probability threshold with the highest F1 on these clips: a midpoint
+    between two of their probabilities, so that a clip never sits on it (a tie goes to the
+    threshold nearest 0.5; a label never or always present keeps 0.5)."""
     truth = np.asarray(presence, bool)
     chosen = []
     for label in range(truth.shape[1]):
@@ -135,13 +137,17 @@ def best_f1_thresholds(
         if present.all() or not present.any():
             chosen.append(0.5)
             continue
-        best = (-1.0, 0.0, 0.5)  # (F1, -distance from 0.5, threshold)
-        for threshold in np.unique(np.append(scores, 0.5)):
-            said = scores >= threshold
-            hits = float((said & present).sum())
-            f1 = 2 * hits / (said.sum() + present.sum())
-            best = max(best, (f1, -abs(threshold - 0.5), float(threshold)))
-        chosen.append(round(best[2], 6))
+        order = np.argsort(-scores, kind="stable")
+        ranked, hits = scores[order], np.cumsum(present[order])
+        # Saying the k highest (k = 1..n) present: cut between the k-th and the next score,
+        # only where the two differ (equal scores are said together).
+        cuts = np.flatnonzero(np.append(ranked[:-1] > ranked[1:], True))
+        said = cuts + 1
+        f1 = 2 * hits[cuts] / (said + present.sum())
+        below = np.append(ranked[1:], 0.0)[cuts]
+        thresholds = np.where(said < len(ranked), (ranked[cuts] + below) / 2, ranked[cuts] / 2)
+        best = np.lexsort((np.abs(thresholds - 0.5), -f1))[0]
+        chosen.append(float(thresholds[best]))
     return tuple(chosen)
 
 
@@ -194,7 +200,8 @@ def calibrate(
     result = {}
     for path, (ids, logits, labels) in dev.items():
         enough = len(ids) >= MIN_CALIBRATION_CLIPS
-        temperature = fit_temperature(logits, labels, kind) if enough else 1.0
+        # Rounded as it is saved: the figures are those of the calibration users get.
+        temperature = round(fit_temperature(logits, labels, kind), 4) if enough else 1.0
         rows = [i for i, clip in enumerate(ids) if common and clip in common]
         if kind == "multilabel":
             probabilities = sigmoid(logits, temperature)
@@ -217,7 +224,7 @@ def calibrate(
                 expected_calibration_error(softmax(logits, temperature), labels),
             )
         result[path] = PathReliability(
-            temperature=round(temperature, 4),
+            temperature=temperature,
             dev_clips=len(ids),
             unweighted_accuracy=round(float(figure), 4),
             ece_before=round(errors[0], 4),

@@ -82,12 +82,17 @@ class Checkpoint:
             + (" (an ensemble: its members' runs hold theirs)" if self.members > 1 else ""),
             f"resumable: {resumable}",
         ]
+        # A multi-label path's figure is the mean over labels of each one's UA (its WA).
+        figure = "mean WA" if self.config.task.kind == "multilabel" else "UA"
         for path, figures in self.calibration.items():
             lines.append(
-                f"calibration, {path}: temperature {figures.temperature:.2f}, development UA "
-                f"{figures.unweighted_accuracy:.3f} ({figures.dev_clips} clips), expected "
-                f"calibration error {figures.ece_before:.3f} -> {figures.ece:.3f}"
+                f"calibration, {path}: temperature {figures.temperature:.2f}, development "
+                f"{figure} {figures.unweighted_accuracy:.3f} ({figures.dev_clips} clips), "
+                f"expected calibration error {figures.ece_before:.3f} -> {figures.ece:.3f}"
             )
+            if figures.thresholds is not None:
+                each = zip(self.labels, figures.thresholds, strict=True)
+                lines.append(f"thresholds, {path}: " + ", ".join(f"{n} {t:.3f}" for n, t in each))
         return lines
 
     def check_features(self, given: Descriptions, model_name: str = "the model") -> None:

@@ -361,6 +361,7 @@ class ExperimentConfig(_Strict):
                         f"(data.{modality}_dim) are {data_dim}-d; set model.{modality}_dim: "
                         f"{data_dim}"
                     )
+        self._check_task_fits()
         from vavl.features import registered_dim  # each extractor declares its size
 
         for modality in MODALITIES:
@@ -373,6 +374,27 @@ class ExperimentConfig(_Strict):
                     f"set model.{modality}_dim: {dim}"
                 )
         return self
+
+    def _check_task_fits(self) -> None:
+        """Settings that would do nothing (or something wrong) for the task's kind."""
+        task, training = self.task, self.training
+        if task.kind == "multilabel":
+            if task.class_weights != "none" or task.soft_labels:
+                raise ValueError(
+                    "task.class_weights and task.soft_labels are for one class per clip, not "
+                    "multilabel (each label gets its own threshold on development clips)"
+                )
+            if training.pair_unpaired or training.balance == "corpus-class":
+                raise ValueError(
+                    "training.pair_unpaired and balance: corpus-class group clips by their one "
+                    "class; a multilabel clip has none"
+                )
+        scale = getattr(self.data, "scale_attributes", "none")
+        if task.sentiment and scale != "none":
+            raise ValueError(
+                "task.sentiment scores need data.scale_attributes: none (Acc-2 and Acc-7 read "
+                "the [-3, 3] scale)"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json")

@@ -118,6 +118,7 @@ def headline(task: TaskConfig) -> list[tuple[str, str]]:
     if task.kind == "multilabel":
         return [
             ("weighted_accuracy_mean", "WA mean"),
+            ("weighted_f1_mean", "wF1 mean"),
             ("f1_macro", "F1-macro"),
             ("f1_micro", "F1-micro"),
             ("exact_match", "exact match"),
@@ -146,7 +147,7 @@ def headline(task: TaskConfig) -> list[tuple[str, str]]:
 def per_label_columns(task: TaskConfig) -> list[tuple[str, str]]:
     """The (metric key, column title) pairs of each label, after the headline ones."""
     if task.kind == "multilabel":
-        return [(f"f1:{label}", f"F1 {label}") for label in task.labels]
+        return [(f"wf1:{label}", f"wF1 {label}") for label in task.labels]
     if task.kind == "regression" and not task.sentiment:
         return [(f"ccc:{name}", f"CCC {name}") for name in task.labels]
     return []
@@ -154,7 +155,8 @@ def per_label_columns(task: TaskConfig) -> list[tuple[str, str]]:
 
 def metric_value(metrics: Mapping[str, Any], key: str) -> float:
     """One figure of a path's metrics by its key: a metric's name, ``ccc:<attribute>``,
-    ``f1:<label>`` or ``wa:<label>`` (a label's F1 or weighted accuracy), or
+    ``f1:<label>``, ``wf1:<label>`` or ``wa:<label>`` (a label's F1, weighted F1 or weighted
+    accuracy), or
     ``sentiment:<figure>`` (of the sentiment score)."""
     kind, _, name = key.partition(":")
     if not name:
@@ -164,7 +166,7 @@ def metric_value(metrics: Mapping[str, Any], key: str) -> float:
     if kind == "sentiment":
         (scores,) = metrics["per_attribute"].values()  # a sentiment task has one score
         return float(scores[name])
-    figure = {"f1": "f1", "wa": "weighted_accuracy"}[kind]
+    figure = {"f1": "f1", "wf1": "weighted_f1", "wa": "weighted_accuracy"}[kind]
     return float(metrics["per_class"][name][figure])
 
 

@@ -151,6 +151,9 @@ def export_onnx(checkpoint_path: str | Path, out_dir: str | Path) -> dict[str, P
                 ("std", checkpoint.normalizer.std),
             )
         },
+        # What turns outputs into answers: each path's temperature (and, for labels present,
+        # its threshold per label), chosen on development clips.
+        "calibration": {path: value.to_dict() for path, value in checkpoint.calibration.items()},
         "checkpoint": str(checkpoint_path),
     }
     written["card"] = write_json_atomically(out / "onnx.json", card)

@@ -87,8 +87,10 @@ def multilabel_metrics(
     presence: ArrayLike, said: ArrayLike, labels: Sequence[str]
 ) -> dict[str, Any]:
     """Metrics of (clips, labels) booleans, truth and prediction: per label precision, recall,
-    F1 and weighted accuracy; micro F1 (over every decision), macro F1 and mean weighted
-    accuracy over the labels, and the share of clips whose every label is right."""
+    F1 (of the label present), weighted F1 (present and absent each scored, weighted by their
+    clips: the per-emotion F1 of CMU-MOSEI papers) and weighted accuracy; micro F1 (over every
+    decision), macro F1, the mean weighted F1 and weighted accuracy over the labels, and the
+    share of clips whose every label is right."""
     truth, guess = np.asarray(presence, bool), np.asarray(said, bool)
     if truth.shape != guess.shape or truth.ndim != 2 or truth.shape[1] != len(labels):
         raise ValueError(
@@ -100,6 +102,11 @@ def multilabel_metrics(
     support, predicted = truth.sum(axis=0).astype(np.float64), guess.sum(axis=0).astype(np.float64)
     precision, recall = _divide(hits, predicted), _divide(hits, support)
     f1 = _divide(2 * hits, support + predicted)
+    # The field's per-label F1: present and absent each scored, weighted by their clips.
+    correct_absent = (~truth & ~guess).sum(axis=0).astype(np.float64)
+    missed, false_alarms = support - hits, predicted - hits
+    absent_f1 = _divide(2 * correct_absent, 2 * correct_absent + missed + false_alarms)
+    weighted_f1 = (support * f1 + (len(truth) - support) * absent_f1) / len(truth)
     accuracy = weighted_accuracy(truth, guess)
     micro_f1 = (
         2 * hits.sum() / (support.sum() + predicted.sum())
@@ -111,12 +118,14 @@ def multilabel_metrics(
         "f1_micro": float(micro_f1),
         "f1_macro": float(f1.mean()),
         "weighted_accuracy_mean": float(accuracy.mean()),
+        "weighted_f1_mean": float(weighted_f1.mean()),
         "exact_match": float((truth == guess).all(axis=1).mean()),
         "per_class": {
             label: {
                 "precision": float(precision[k]),
                 "recall": float(recall[k]),
                 "f1": float(f1[k]),
+                "weighted_f1": float(weighted_f1[k]),
                 "weighted_accuracy": float(accuracy[k]),
                 "support": float(support[k]),
                 "predicted": float(predicted[k]),

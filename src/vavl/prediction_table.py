@@ -4,6 +4,7 @@ its target, in words (a class, the labels present, attribute values) and probabi
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -53,7 +54,7 @@ def prediction_rows(
 
 def _path_columns(
     task: TaskConfig, path: str, result: PathOutputs, calibration: Mapping[str, PathReliability]
-) -> tuple[list[str] | None, list[str], NDArray[np.float32] | None]:
+) -> tuple[list[str] | None, list[str], NDArray[np.floating[Any]] | None]:
     """One path's targets and predictions in words (a class; the labels present joined by +;
     attribute values), and its probabilities (softmax of classes, calibrated sigmoid of
     labels; None for attributes)."""
@@ -74,10 +75,10 @@ def _path_columns(
         )
         return truth, [task.labels[int(k)] for k in shares.argmax(axis=1)], shares
     reliability = calibration.get(path)
-    shares = sigmoid(result.outputs, reliability.temperature if reliability else 1.0)
+    chances = sigmoid(result.outputs, reliability.temperature if reliability else 1.0)
 
     def words(rows: NDArray[np.bool_]) -> list[str]:
         return [in_words(labels_present(task.labels, row)) for row in rows]
 
     said = labels_said(result.outputs, reliability, task.output_dim)
-    return None if result.targets is None else words(presence(result.targets)), words(said), shares
+    return None if result.targets is None else words(presence(result.targets)), words(said), chances

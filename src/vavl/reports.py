@@ -231,13 +231,13 @@ def cv_metrics(task: TaskConfig) -> list[tuple[str, str]]:
         ]
     if task.kind == "multilabel":
         each = [(f"{k}:{label}", f"{t} {label}") for label in task.labels for k, t in WA_F1]
-        return [*headline(task)[:3], *each]
+        return [*headline(task)[:4], *each]
     if task.sentiment:
         return headline(task)
     return [(f"ccc:{a}", f"CCC {a}") for a in task.labels] + [("ccc_mean", "CCC mean")]
 
 
-WA_F1 = (("wa", "WA"), ("f1", "F1"))
+WA_F1 = (("wa", "WA"), ("wf1", "wF1"))  # each label's, as CMU-MOSEI papers report them
 
 
 def cv_table(task: TaskConfig, folds: Sequence[Mapping[str, PathMetrics]]) -> CVTable:

@@ -25,6 +25,13 @@ class PathPrediction:
     values: dict[str, float] = field(default_factory=dict)
     present: list[str] | None = None  # multilabel: the labels at or above their thresholds
 
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready; ``present`` only where a multi-label model says it."""
+        result = asdict(self)
+        if self.present is None:
+            del result["present"]
+        return result
+
 
 @dataclass
 class Prediction:
@@ -51,9 +58,7 @@ class Prediction:
     def to_dict(self) -> dict[str, Any]:
         result = asdict(self)
         result.pop("face_crops")
-        for answer in result["paths"].values():
-            if answer["present"] is None:  # said by multi-label models only
-                del answer["present"]
+        result["paths"] = {path: answer.to_dict() for path, answer in self.paths.items()}
         return result
 
     def to_text(self) -> str:

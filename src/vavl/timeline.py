@@ -12,7 +12,7 @@ import io
 import json
 import math
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -73,7 +73,14 @@ class Timeline:
             "hop": self.hop,
             "labels": list(self.labels),
             "notes": self.notes,
-            "windows": [asdict(window) for window in self.windows],
+            "windows": [
+                {
+                    "start": window.start,
+                    "end": window.end,
+                    "paths": {path: answer.to_dict() for path, answer in window.paths.items()},
+                }
+                for window in self.windows
+            ],
         }
 
     def figure(self) -> Figure:

@@ -74,6 +74,11 @@ def read_csd_labels(path: Path) -> list[Segment]:
             for video in data:
                 values = np.asarray(data[video]["features"], np.float64)
                 intervals = np.asarray(data[video]["intervals"], np.float64)
+                if len(values) != len(intervals):
+                    raise DataError(
+                        f"{path}: video {video} has {len(intervals)} intervals but "
+                        f"{len(values)} label rows"
+                    )
                 if values.ndim != 2 or values.shape[1] != len(VALUES):
                     raise DataError(
                         f"{path}: video {video} has labels of shape {values.shape}; CMU-MOSEI's "
@@ -142,9 +147,20 @@ def _named(
     if segment.number is not None:
         return segment
     for number, start, end, text in transcripts.get(segment.video, ()):
-        if abs(start - segment.start) < SAME_TIME and abs(end - segment.end) < SAME_TIME:
+        # Times before 0 count as 0 (a CSV export may have moved them already).
+        same_start = abs(max(start, 0.0) - max(segment.start, 0.0)) < SAME_TIME
+        if same_start and abs(end - segment.end) < SAME_TIME:
             return replace(segment, number=number, text=segment.text or text)
     return segment
+
+
+def _from_zero(segments: list[Segment], name: str) -> list[Segment]:
+    """The segments with a start before 0 (the SDK's labels have a few, a fraction of a second
+    early) starting at 0 instead."""
+    early = sum(segment.start < 0 for segment in segments)
+    if early:
+        logger.info("%s: %d segments start before 0 s; they start at 0 s", name, early)
+    return [replace(s, start=0.0) if s.start < 0 else s for s in segments]
 
 
 def load_mosei(root: Path, name: str, label_file: Path | None) -> Corpus:
@@ -170,7 +186,13 @@ def load_mosei(root: Path, name: str, label_file: Path | None) -> Corpus:
     folds = standard_folds()
     given = all(segment.split is not None for segment in segments)
     clips, partition, left_out = [], {}, Counter[str]()
-    for segment in (_named(s, transcripts) for s in segments):
+    seen: set[tuple[str, float, float]] = set()
+    named = [_named(segment, transcripts) for segment in segments]
+    for segment in _from_zero(named, name):
+        if (segment.video, segment.start, segment.end) in seen:
+            left_out["a second label row of the same interval"] += 1
+            continue
+        seen.add((segment.video, segment.start, segment.end))
         media: dict[Modality, Path] = {}
         if segment.video in videos:
             media = {"audio": videos[segment.video], "visual": videos[segment.video]}
@@ -178,7 +200,7 @@ def load_mosei(root: Path, name: str, label_file: Path | None) -> Corpus:
             media["audio"] = audio[segment.video]
         split = segment.split if given else folds.get(segment.video)
         if not media or split is None:
-            left_out["not in this copy" if not media else "in no standard fold"] += 1
+            left_out["video not in this copy" if not media else "video in no standard fold"] += 1
             continue
         label = segment.number or f"{segment.start:.2f}-{segment.end:.2f}"
         clip = Clip(
@@ -193,7 +215,7 @@ def load_mosei(root: Path, name: str, label_file: Path | None) -> Corpus:
         clips.append(clip)
         partition[clip.id] = split
     for reason, count in left_out.items():
-        logger.info("%s: %d labelled segments left out (video %s)", name, count, reason)
+        logger.info("%s: %d labelled segments left out (%s)", name, count, reason)
     if not clips:
         raise DataError(f"{root}: none of {label_file.name}'s segments has its video here")
     return Corpus(name, clips, [partition])
