@@ -20,6 +20,7 @@ from vavl.cli import main
 from vavl.errors import CheckpointError, ConfigError
 from vavl.features.base import ExtractorDescription
 from vavl.preparation import prepare
+from vavl.synthetic import synthetic_corpus_overrides, write_synthetic_corpus
 from vavl.training import Trainer
 
 # Small enough to train in seconds; checkpoints every 2 of 12 steps per epoch.
@@ -145,7 +146,9 @@ def _train_command(config_path: Path, run_dir: Path) -> list[str]:
 
 @pytest.mark.slow
 def test_a_run_killed_mid_epoch_resumes_to_the_same_result(tmp_path: Path) -> None:
-    config = demo_config(*RESUME_OVERRIDES)
+    """On a corpus whose features stay in the store, read batch by batch (the lazy path)."""
+    write_synthetic_corpus(tmp_path / "corpus", 96, seconds=(1.0, 3.0))
+    config = demo_config(*RESUME_OVERRIDES, *synthetic_corpus_overrides(tmp_path / "corpus"))
     config_path = tmp_path / "config.yaml"
     config_path.write_text(yaml.safe_dump(config.to_dict()))
     environment = {**os.environ, "OMP_NUM_THREADS": "1"}

@@ -20,6 +20,7 @@ from vavl.config_files import save_config
 from vavl.distributed import backend_for
 from vavl.features.extraction import REPORT_FIELDS
 from vavl.sampling import BucketBatchSampler
+from vavl.synthetic import synthetic_corpus_overrides, write_synthetic_corpus
 
 pytestmark = pytest.mark.slow  # trains or runs whole commands (make test-min skips)
 
@@ -93,10 +94,13 @@ def test_each_process_takes_its_share_of_the_same_batches() -> None:
 
 
 def test_a_two_process_run_resumes_in_one_process(tmp_path: Path) -> None:
+    """On a corpus whose features stay in the store: the main process checks the store, the
+    other waits, and each reads its share of every batch."""
+    write_synthetic_corpus(tmp_path / "corpus", 80, seconds=(1.0, 3.0))
     config = demo_config(
         "model.model_dim=32", "model.heads=2", "model.audio_blocks=1", "model.visual_blocks=1",
-        "model.head_hidden=[32]", "data.n_train=64", "data.n_dev=16", "data.n_test=16",
-        "training.epochs=1", "training.batch_size=8",
+        "model.head_hidden=[32]", "training.epochs=1", "training.batch_size=8",
+        *synthetic_corpus_overrides(tmp_path / "corpus"),
     )  # fmt: skip
     config_file, run = tmp_path / "small.yaml", tmp_path / "run"
     save_config(config, config_file)

@@ -456,8 +456,10 @@ def test_audio_can_be_capped_at_the_references_12_seconds(tmp_path: Path) -> Non
     whole = prepare(config, progress=False).items
     capped = prepare(apply_overrides(config, ["data.max_audio_seconds=1.0"]), progress=False).items
     for clip, item in whole.items():
-        assert item.audio is not None and capped[clip].audio is not None
-        assert len(item.audio) > 100 and len(capped[clip].audio) == 50  # logmel: 50 frames/s
+        audio, cut = item.features("audio"), capped[clip].features("audio")
+        assert audio is not None and cut is not None
+        assert len(audio) > 100 and len(cut) == 50  # logmel: 50 frames/s
+        assert capped[clip].length() == 50  # as the store's index says, before any read
         # The speech mask is cut with the frames.
         assert np.array_equal(capped[clip].valid_frames("audio"), item.valid_frames("audio")[:50])
     assert any(not item.valid_frames("audio").all() for item in whole.values())  # pauses masked

@@ -167,6 +167,16 @@ class CorporaDataConfig(_Strict):
     fold: int = Field(1, ge=1, description="the fold `vavl train` runs; `vavl cv` runs all")
     store: Path = Field(Path("features"), description="feature store folder")
     workers: int = Field(1, ge=1, description="extraction processes")
+    load: Literal["lazy", "memory"] = Field(
+        "lazy",
+        description="lazy: features stay in the store and are read batch by batch (memory "
+        "does not grow with the corpus); memory: every clip's features are read up front",
+    )
+    verify: bool = Field(
+        False,
+        description="hash every media file again and read every store entry (its checksum "
+        "checked; a damaged one is made again) instead of trusting the store's index",
+    )
     max_audio_seconds: float | None = Field(
         None, gt=0, description="train and test on the first seconds of audio only (ref.: 12)"
     )

@@ -1,14 +1,20 @@
 """Items -> padded batches with masks: the data interface every model and recipe reads.
 
 An :class:`Item` is one clip: its id, speaker, split, label, and frame-level features for each
-modality it has (None when missing). Batches pad each modality to the longest clip that has it,
-with boolean masks True on real frames (a clip that lacks a modality: an all-False row).
+modality it has (None when missing), in memory or left in the feature store
+(:class:`StoredModality`: read, and checked, when a batch needs them; what the store's index
+says of them answers everything else, so memory does not grow with the corpus). Batches pad
+each modality to the longest clip that has it, with boolean masks True on real frames (a clip
+that lacks a modality: an all-False row).
 """
 
 from __future__ import annotations
 
+import hashlib
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -17,14 +23,59 @@ from numpy.typing import NDArray
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from vavl.config import ExperimentConfig, TaskConfig
+from vavl.config import ExperimentConfig, FeaturesConfig, TaskConfig
 from vavl.errors import DataError
+from vavl.features.index import INDEX_FOLDER, EntrySummary
 from vavl.features.records import FileFeatures, ModalityFeatures
+from vavl.features.store import FeatureStore
+from vavl.files import write_atomically
 from vavl.masks import trim_to_valid
-from vavl.normalization import FeatureNormalizer, source_of
+from vavl.normalization import SOURCE, FeatureNormalizer, source_of
 from vavl.types import MODALITIES, Modality
 
+logger = logging.getLogger("vavl")
 FloatArray = NDArray[np.float32]
+BoolArray = NDArray[np.bool_]
+
+
+@dataclass(frozen=True, slots=True)
+class StoredModality:
+    """One modality of a clip, left in the feature store: its entry and what the store's index
+    says of it (kept small: a corpus has one per clip), with the cut of its frames
+    (``max_seconds``: frames starting before it)."""
+
+    store: str
+    key: str
+    entry: str
+    frames: int  # after the cut
+    has_valid: bool  # a real frame before the cut
+    dim: int
+    finite: bool
+    max_seconds: float | None = None
+
+    @classmethod
+    def of(
+        cls, store: str, key: str, entry: str, summary: EntrySummary, max_seconds: float | None
+    ) -> StoredModality:
+        return cls(
+            store, key, entry, summary.frames_before(max_seconds),
+            summary.has_valid_before(max_seconds), summary.dim, summary.finite, max_seconds,
+        )  # fmt: skip
+
+    def load(self) -> ModalityFeatures | None:
+        """The features (cut), read from the store and checked against their checksum."""
+        store = FeatureStore(self.store)
+        stored = store.load(self.key, self.entry)
+        if stored is None:
+            raise DataError(
+                f"{store.entry_path(self.key, self.entry)}: feature entry damaged or removed "
+                "since it was indexed; run again with --set data.verify=true to make it again"
+            )
+        found = stored.features
+        if found is None or self.max_seconds is None:
+            return found
+        kept = found.times < self.max_seconds
+        return ModalityFeatures(found.features[kept], found.times[kept], found.valid[kept])
 
 
 @dataclass(eq=False)
@@ -43,6 +94,7 @@ class Item:
     speaker: str | None = None
     split: str | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
+    stored: dict[Modality, StoredModality] = field(default_factory=dict)  # read when needed
 
     @classmethod
     def from_modalities(
@@ -68,26 +120,109 @@ class Item:
         """The item of what the feature pipeline gave for one file or window."""
         return cls.from_modalities(id, features.audio, features.visual, **fields)
 
-    def features(self, modality: Modality) -> FloatArray | None:
-        return self.audio if modality == "audio" else self.visual
-
-    def valid_frames(self, modality: Modality) -> NDArray[np.bool_] | None:
-        """Mask of real frames, or None when the clip lacks the modality (or has no valid frame)."""
-        features = self.features(modality)
+    def frames(self, modality: Modality) -> tuple[FloatArray | None, BoolArray | None]:
+        """A modality's features (None when the clip lacks it) and the mask of its real frames
+        (None when it has no real frame), read from the store when left there."""
+        if modality in self.stored:
+            found = self.stored[modality].load()
+            features, marked = (None, None) if found is None else (found.features, found.valid)
+        elif modality == "audio":
+            features, marked = self.audio, self.audio_valid
+        else:
+            features, marked = self.visual, self.visual_valid
         if features is None or len(features) == 0:
-            return None
-        marked = self.audio_valid if modality == "audio" else self.visual_valid
+            return features, None
         if marked is None:
-            return np.ones(len(features), dtype=bool)
+            return features, np.ones(len(features), dtype=bool)
         valid = np.asarray(marked, dtype=bool)
-        return valid if valid.any() else None
+        return features, valid if valid.any() else None
+
+    def features(self, modality: Modality) -> FloatArray | None:
+        return self.frames(modality)[0]
+
+    def valid_frames(self, modality: Modality) -> BoolArray | None:
+        """Mask of real frames, or None when the clip lacks the modality (or has no valid frame)."""
+        return self.frames(modality)[1]
 
     def has(self, modality: Modality) -> bool:
+        if modality in self.stored:  # the index knows: nothing is read
+            return self.stored[modality].has_valid
         return self.valid_frames(modality) is not None
+
+    def frame_count(self, modality: Modality) -> int:
+        if modality in self.stored:
+            return self.stored[modality].frames
+        features = self.audio if modality == "audio" else self.visual
+        return 0 if features is None else len(features)
 
     def length(self) -> int:
         """Frames over both modalities: the cost that length bucketing balances."""
-        return sum(len(f) for f in (self.audio, self.visual) if f is not None)
+        return sum(self.frame_count(modality) for modality in MODALITIES)
+
+    def loaded(self) -> Item:
+        """This item with its features in memory (read from the store where they were left)."""
+        if not self.stored:
+            return self
+        audio, visual = self.frames("audio"), self.frames("visual")
+        return replace(
+            self,
+            audio=audio[0],
+            audio_valid=audio[1] if audio[1] is not None else _none_valid(audio[0]),
+            visual=visual[0],
+            visual_valid=visual[1] if visual[1] is not None else _none_valid(visual[0]),
+            stored={},
+        )
+
+    def with_modality_of(self, other: Item, modality: Modality) -> Item:
+        """This item with ``other``'s ``modality`` (a pair of two clips)."""
+        stored = {m: s for m, s in self.stored.items() if m != modality}
+        if modality in other.stored:
+            stored[modality] = other.stored[modality]
+        if modality == "audio":
+            return replace(self, audio=other.audio, audio_valid=other.audio_valid, stored=stored)
+        return replace(self, visual=other.visual, visual_valid=other.visual_valid, stored=stored)
+
+
+def fit_normalizer(items: Sequence[Item], features: FeaturesConfig) -> FeatureNormalizer:
+    """The training statistics of ``items`` (global, and per source with ``normalise:
+    source``): one streaming pass over their frames, or, for items left in a store, the
+    statistics an earlier run computed over the very same entries (kept in the store's index)."""
+
+    def fit() -> FeatureNormalizer:
+        fitted = FeatureNormalizer.fit(items, features.standardise)
+        return fitted.for_items(items, features.normalise)
+
+    path = _statistics_path(items, features)
+    if path is None:
+        return fit()
+    try:
+        return FeatureNormalizer.from_state_dict(torch.load(path, weights_only=True))
+    except FileNotFoundError:
+        pass
+    except Exception:  # a damaged cache: compute it again
+        logger.warning("%s: unreadable statistics, computed again", path)
+    normalizer = fit()
+    write_atomically(path, lambda handle: torch.save(normalizer.state_dict(), handle))
+    return normalizer
+
+
+def _statistics_path(items: Sequence[Item], features: FeaturesConfig) -> Path | None:
+    """Where a store keeps the statistics of exactly these items' entries (None: some features
+    are in memory, or in several stores)."""
+    roots = {stored.store for item in items for stored in item.stored.values()}
+    if len(roots) != 1 or any(item.audio is not None or item.visual is not None for item in items):
+        return None
+    digest = hashlib.sha256(f"{features.standardise}|{features.normalise}".encode())
+    for item in sorted(items, key=lambda item: item.id):
+        digest.update(f"\n{item.metadata.get(SOURCE)}".encode())
+        for modality, stored in sorted(item.stored.items()):
+            digest.update(f"|{modality}:{stored.key}:{stored.entry}:{stored.max_seconds}".encode())
+    return Path(roots.pop()) / INDEX_FOLDER / f"statistics-{digest.hexdigest()[:32]}.pt"
+
+
+def _none_valid(features: FloatArray | None) -> BoolArray | None:
+    """The mask of features with no real frame (all False), or None without features."""
+    return None if features is None else np.zeros(len(features), dtype=bool)
 
 
 def _check_item(item: Item, config: ExperimentConfig, labelled: bool) -> str | None:
@@ -95,6 +230,11 @@ def _check_item(item: Item, config: ExperimentConfig, labelled: bool) -> str | N
     if not any(item.has(modality) for modality in MODALITIES):
         return "has neither audio nor visual features"
     for modality in MODALITIES:
+        if modality in item.stored:
+            problem = _check_stored(item.stored[modality], config.model.dim(modality), modality)
+            if problem:
+                return problem
+            continue
         features = item.features(modality)
         if features is None:
             continue
@@ -102,11 +242,7 @@ def _check_item(item: Item, config: ExperimentConfig, labelled: bool) -> str | N
         if features.ndim != 2:
             return f"{modality} features must be (frames, dim), got shape {features.shape}"
         if features.shape[1] != expected:
-            return (
-                f"has {features.shape[1]}-d {modality} features but model.{modality}_dim is "
-                f"{expected}; set model.{modality}_dim: {features.shape[1]} or use the extractor "
-                "the model was built for"
-            )
+            return _wrong_size(features.shape[1], expected, modality)
         valid = item.valid_frames(modality)
         if valid is not None and len(valid) != len(features):
             return f"has {len(features)} {modality} frames but a mask of {len(valid)}"
@@ -125,6 +261,22 @@ def _check_item(item: Item, config: ExperimentConfig, labelled: bool) -> str | N
         return f"has label {item.label!r}; expected a class index below {task.output_dim}"
     if item.soft_label is not None and np.shape(item.soft_label) != (task.output_dim,):
         return f"has {np.size(item.soft_label)} soft-label values for {task.output_dim} classes"
+    return None
+
+
+def _wrong_size(found: int, expected: int, modality: Modality) -> str:
+    return (
+        f"has {found}-d {modality} features but model.{modality}_dim is {expected}; set "
+        f"model.{modality}_dim: {found} or use the extractor the model was built for"
+    )
+
+
+def _check_stored(stored: StoredModality, expected: int, modality: Modality) -> str | None:
+    """What is wrong with a modality left in the store, from the index alone."""
+    if stored.frames and stored.dim != expected:
+        return _wrong_size(stored.dim, expected, modality)
+    if not stored.finite:
+        return f"has NaN or infinite {modality} features"
     return None
 
 
@@ -232,6 +384,7 @@ class Collator:
         self.normalizer = normalizer
 
     def __call__(self, items: Sequence[Item]) -> Batch:
+        items = [item.loaded() for item in items]  # each stored entry read once
         batch = Batch(ids=[item.id for item in items])
         for modality in MODALITIES:
             valid = [item.valid_frames(modality) for item in items]

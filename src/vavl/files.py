@@ -23,8 +23,12 @@ except ImportError:  # not a POSIX system: runs are not locked
 LOCK_NAME = ".vavl.lock"
 
 
-def write_atomically(path: str | Path, write: Callable[[IO[bytes]], object]) -> Path:
-    """Call ``write`` on a temporary file beside ``path``, flush it to disk, then rename it over."""
+def write_atomically(
+    path: str | Path, write: Callable[[IO[bytes]], object], sync: bool = True
+) -> Path:
+    """Call ``write`` on a temporary file beside ``path``, flush it to disk, then rename it over
+    (``sync`` False: not flushed to disk, for data that can be made again, such as a
+    benchmark's)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
@@ -32,10 +36,13 @@ def write_atomically(path: str | Path, write: Callable[[IO[bytes]], object]) -> 
         with open(temporary, "wb") as handle:
             write(handle)
             handle.flush()
-            os.fsync(handle.fileno())
+            if sync:
+                os.fsync(handle.fileno())
         os.replace(temporary, path)
     finally:
         temporary.unlink(missing_ok=True)
+    if not sync:
+        return path
     directory = os.open(path.parent, os.O_RDONLY)
     try:
         os.fsync(directory)

@@ -30,7 +30,7 @@ from vavl.errors import CheckpointError
 from vavl.models import EmotionModel
 from vavl.normalization import FeatureNormalizer
 from vavl.sampling import BucketBatchSampler
-from vavl.types import PATH_MODALITIES, PATHS, PathName
+from vavl.types import MODALITIES, PATH_MODALITIES, PATHS, PathName
 
 if TYPE_CHECKING:
     from vavl.export import OnnxModel
@@ -210,7 +210,7 @@ class InferenceEngine:
         batch: list[int] = []
         longest = 0
         for index in indices:
-            frames = max(_frames(items[index].audio), _frames(items[index].visual))
+            frames = max(items[index].frame_count(m) for m in MODALITIES)
             grown = max(longest, frames)
             if batch and (
                 len(batch) == self.batch_size or (len(batch) + 1) * grown**2 > ATTENTION_BUDGET
@@ -239,7 +239,3 @@ class InferenceEngine:
     ) -> Iterator[tuple[FileFeatures, ItemOutputs]]:
         items = [Item.from_features(f"{window.start:.3f}", window) for window in windows]
         yield from zip(windows, self.per_item(items), strict=True)
-
-
-def _frames(features: NDArray[np.float32] | None) -> int:
-    return 0 if features is None else len(features)

@@ -29,9 +29,7 @@ class Item(Protocol):
 
     metadata: dict[str, Any]
 
-    def features(self, modality: Modality) -> FloatArray | None: ...
-
-    def valid_frames(self, modality: Modality) -> NDArray[np.bool_] | None: ...
+    def frames(self, modality: Modality) -> tuple[FloatArray | None, NDArray[np.bool_] | None]: ...
 
 
 SOURCE = "corpus"  # the item metadata naming where a clip comes from
@@ -54,9 +52,8 @@ def _statistics(items: Sequence[Item], modalities: Sequence[Modality] = MODALITI
         total: NDArray[np.float64] | None = None
         squares: NDArray[np.float64] | None = None
         count = 0
-        for item in items:
-            valid = item.valid_frames(modality)
-            features = item.features(modality)
+        for item in items:  # one at a time: items left in the store are read and let go
+            features, valid = item.frames(modality)
             if valid is None or features is None:
                 continue
             frames = features[valid].astype(np.float64)

@@ -29,14 +29,15 @@ from vavl.corpora import (
 )
 from vavl.corpora.base import speaker_folds
 from vavl.corpora.msp_improv import min_max_scaled
-from vavl.data import Item
+from vavl.data import Item, StoredModality
 from vavl.errors import ConfigError, DataError
 from vavl.features.base import ExtractorDescription
 from vavl.features.extraction import ExtractionSettings, ExtractorSpec, run_extraction
+from vavl.features.index import EntrySummary
 from vavl.features.store import FeatureStore
 from vavl.spans import MediaSpan
 from vavl.synthetic import synthetic_items
-from vavl.types import MODALITIES
+from vavl.types import MODALITIES, Modality
 
 logger = logging.getLogger("vavl")
 
@@ -136,15 +137,15 @@ def _extract(
     clips: list[Clip], config: ExperimentConfig, data: CorporaDataConfig, progress: bool
 ) -> tuple[
     dict[str, str | None],
-    dict[tuple[str, MediaSpan], str],
+    dict[tuple[str, MediaSpan], tuple[str, EntrySummary]],
     dict[str, ExtractorDescription | None],
 ]:
     """Extract what the store lacks; return the keys, (modality, file or span) -> its entry in
-    the store, and the extractors' descriptions."""
+    the store and its summary, and the extractors' descriptions."""
     store = FeatureStore(data.store)
     features = config.features
     keys: dict[str, str | None] = {}
-    entries: dict[tuple[str, MediaSpan], str] = {}
+    entries: dict[tuple[str, MediaSpan], tuple[str, EntrySummary]] = {}
     descriptions: dict[str, ExtractorDescription | None] = {}
     for modality in MODALITIES:
         wanted = {clip.source(modality) for clip in clips if modality in clip.media}
@@ -168,14 +169,16 @@ def _extract(
         )
         logger.info("%s features (%s) of %d files into %s", modality, name, len(files), store.root)
         report = run_extraction(
-            files, store.root, settings, data.workers, progress, report_name=f"report-{modality}"
-        )
+            files, store.root, settings, data.workers, progress, report_name=f"report-{modality}",
+            keys={modality: description.key}, verify=data.verify,
+        )  # fmt: skip
         failed = 0
-        for source, row in zip(files, report.rows, strict=True):  # in input order
+        for source, row, found in zip(files, report.rows, report.summaries, strict=True):
             if row["status"] == "failed":
                 failed += 1
             else:
-                entries[(modality, source)] = source.span.entry_id(row["content_sha256"])
+                entry_id = source.span.entry_id(row["content_sha256"])
+                entries[(modality, source)] = (entry_id, found[modality])
         if failed:
             logger.warning(
                 "%d %s files could not be read (see %s)", failed, modality, report.csv_path
@@ -238,37 +241,30 @@ def _prepare_corpora(
     for fold in folds:
         check_clips(clips, fold)
     keys, entries, descriptions = _extract(clips, config, data, progress)
-    store = FeatureStore(data.store)
+    root = str(FeatureStore(data.store).root)
     items: dict[str, Item] = {}
     without = Counter[str]()
     for clip in clips:
-        found: dict[str, Any] = {}
+        stored: dict[Modality, StoredModality] = {}
         for modality in MODALITIES:
             key = keys.get(modality)
-            has = modality in clip.media
-            entry_id = entries.get((modality, clip.source(modality))) if has else None
-            entry = store.load(key, entry_id) if key and entry_id else None
-            found[modality] = entry.features if entry is not None else None
-        if found["audio"] is None and found["visual"] is None:
+            found = (
+                entries.get((modality, clip.source(modality))) if modality in clip.media else None
+            )
+            if key and found and found[1].frames:  # an entry saying the file lacks it: none
+                cut = data.max_audio_seconds if modality == "audio" else None
+                stored[modality] = StoredModality.of(root, key, *found, max_seconds=cut)
+        if not stored:
             without[clip.corpus] += 1
             continue
-        audio, visual = found["audio"], found["visual"]
-        if audio is not None and data.max_audio_seconds is not None:
-            kept = audio.times < data.max_audio_seconds
-            audio = replace(
-                audio,
-                features=audio.features[kept],
-                times=audio.times[kept],
-                valid=audio.valid[kept],
-            )
-        items[clip.id] = Item.from_modalities(
+        item = Item(
             clip.id,
-            audio,
-            visual,
             speaker=clip.speaker,
             metadata={"corpus": clip.corpus},
+            stored=stored,
             **_label_fields(clip, config),
         )
+        items[clip.id] = item.loaded() if data.load == "memory" else item
     for name, count in without.items():
         notes.append(f"{name}: {count} clips gave no features in either modality and are left out")
     for note in notes:

@@ -44,10 +44,8 @@ def pair_unpaired(items: Sequence[Item], seed: Sequence[int]) -> list[Item]:
         for sound, face in zip(sounds, faces, strict=False):
             kept.append(
                 replace(
-                    sound,
+                    sound.with_modality_of(face, "visual"),
                     id=f"{sound.id}+{face.id}",
-                    visual=face.visual,
-                    visual_valid=face.visual_valid,
                     metadata={
                         **sound.metadata,
                         "paired_with": face.id,

@@ -22,7 +22,7 @@ import os
 import signal
 import time
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,6 +39,7 @@ from vavl.features.base import (
     check_options,
     create_extractor,
 )
+from vavl.features.index import EntrySummary, HashCache, StoreIndex
 from vavl.features.pipeline import FeaturePipeline
 from vavl.features.store import FeatureStore
 from vavl.files import (
@@ -53,6 +54,7 @@ from vavl.spans import MediaSpan, Span
 from vavl.types import MODALITIES
 
 logger = logging.getLogger("vavl")
+SUMMARIES = "_summaries"  # a worker's row carries its entries' summaries to the main process
 
 REPORT_FIELDS = [
     "path",
@@ -167,12 +169,14 @@ class _Extractor:
                     extractor.describe(settings.faces.model_dump(), spec.options)
                 )
 
-    def process(self, source: MediaSpan) -> dict[str, Any]:
+    def process(self, source: MediaSpan, known_hash: str | None = None) -> dict[str, Any]:
+        """One input's report row (with ``SUMMARIES``: its entries' summaries, for the index);
+        ``known_hash``: its content hash, when the hash cache knows the file unchanged."""
         started = time.perf_counter()
         row: dict[str, Any] = {name: "" for name in REPORT_FIELDS} | _span_fields(source)
         path = source.path
         try:
-            row.update(self._process(path, source.span))
+            row.update(self._process(path, source.span, known_hash))
         except VavlError as error:
             row["status"], row["error"] = "failed", str(error).removeprefix(f"{path}: ")
         except Exception as error:  # a library failing on one file must not stop the batch
@@ -180,9 +184,9 @@ class _Extractor:
         row["compute_s"] = round(time.perf_counter() - started, 3)
         return row
 
-    def _process(self, path: Path, span: Span) -> dict[str, Any]:
+    def _process(self, path: Path, span: Span, known_hash: str | None) -> dict[str, Any]:
         _check_file(path)
-        content_hash = sha256_file(path)
+        content_hash = known_hash or sha256_file(path)
         entry_id = span.entry_id(content_hash)
         stored = {m: self.store.load(key, entry_id) for m, key in self.keys.items()}
         todo = tuple(m for m, found in stored.items() if found is None)
@@ -195,21 +199,33 @@ class _Extractor:
             self.store.save_file(self.keys, entry_id, result, todo)
             stored |= {m: self.store.load(self.keys[m], entry_id) for m in todo}
             row["status"] = "extracted"
+        summaries = {}
         for modality, entry in stored.items():
             assert entry is not None
-            record = entry.record
-            row[modality] = f"missing: {entry.missing_reason}" if entry.missing_reason else "ok"
-            if record.duration_s is not None:
-                row["duration_s"] = record.duration_s
-            notes += [n for n in record.notes if n not in notes]
-            if modality == "audio":
-                row["audio_seconds"] = _blank_if_none(record.audio_seconds)
-                row["audio_frames"] = 0 if entry.features is None else len(entry.features.features)
-            else:
-                row["video_frames_sampled"] = _blank_if_none(record.frames_sampled)
-                row["frames_with_face"] = _blank_if_none(record.frames_with_face)
-        row["notes"] = "; ".join(notes)
-        return row
+            summaries[modality] = EntrySummary.of(entry)
+        row |= _described(summaries, notes)
+        return row | {SUMMARIES: {m: summary.to_json() for m, summary in summaries.items()}}
+
+
+def _described(summaries: Mapping[str, EntrySummary], notes: Sequence[str] = ()) -> dict[str, Any]:
+    """What a report row says of a file's entries: each modality's status, the duration, the
+    frames and the notes."""
+    row: dict[str, Any] = {}
+    notes = list(notes)
+    for modality, summary in summaries.items():
+        record = summary.record
+        row[modality] = f"missing: {summary.missing}" if summary.missing else "ok"
+        if record.duration_s is not None:
+            row["duration_s"] = record.duration_s
+        notes += [n for n in record.notes if n not in notes]
+        if modality == "audio":
+            row["audio_seconds"] = _blank_if_none(record.audio_seconds)
+            row["audio_frames"] = summary.frames
+        else:
+            row["video_frames_sampled"] = _blank_if_none(record.frames_sampled)
+            row["frames_with_face"] = _blank_if_none(record.frames_with_face)
+    row["notes"] = "; ".join(notes)
+    return row
 
 
 def _span_fields(source: MediaSpan) -> dict[str, Any]:
@@ -254,9 +270,9 @@ def _start_worker(settings: ExtractionSettings, store_root: str) -> None:
     _worker = _Extractor(settings, store_root)
 
 
-def _work(source: MediaSpan) -> dict[str, Any]:
+def _work(source: MediaSpan, known_hash: str | None) -> dict[str, Any]:
     assert _worker is not None
-    return _worker.process(source)
+    return _worker.process(source, known_hash)
 
 
 @dataclass
@@ -265,6 +281,8 @@ class ExtractionReport:
     extractors: dict[str, Any]
     csv_path: Path
     json_path: Path
+    # Per row: each modality's entry as the index knows it (empty for a failed file).
+    summaries: list[dict[str, EntrySummary]] = field(default_factory=list)
 
     @property
     def counts(self) -> Counter[str]:
@@ -277,15 +295,16 @@ class ExtractionReport:
 
 
 def _results(
-    inputs: Sequence[MediaSpan],
+    inputs: Sequence[tuple[int, MediaSpan, str | None]],
     settings: ExtractionSettings,
     store: FeatureStore,
     workers: int,
     extractor: _Extractor | None,
 ) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(input number, report row) of each (number, input, known hash), as each finishes."""
     if extractor is not None:
-        for index, path in enumerate(inputs):
-            yield index, extractor.process(path)
+        for index, path, known_hash in inputs:
+            yield index, extractor.process(path, known_hash)
         return
     context = multiprocessing.get_context("spawn")
     pool = ProcessPoolExecutor(
@@ -293,7 +312,7 @@ def _results(
     )
     try:
         futures: dict[Future[dict[str, Any]], int] = {
-            pool.submit(_work, path): index for index, path in enumerate(inputs)
+            pool.submit(_work, path, known_hash): index for index, path, known_hash in inputs
         }
         for future in as_completed(futures):
             yield futures[future], future.result()
@@ -380,10 +399,16 @@ def run_extraction(
     progress: bool = True,
     report_name: str = "report",
     shard: tuple[int, int] | None = None,
+    keys: Mapping[str, str] | None = None,
+    verify: bool = False,
 ) -> ExtractionReport:
     """Extract every input (a file, or a span of one) into the store (skipping what is there)
     and write the report.
 
+    A file the hash cache knows unchanged is not hashed again, and one whose entries under
+    ``keys`` (the extractors' store keys; a one-process run knows them) are indexed is not
+    even read: its row comes from the index. ``verify`` hashes every file and reads every
+    entry, checking its checksum (a damaged one is made again).
     With ``shard=(index, count)`` only inputs ``index, index + count, ...`` are done and the
     report is that shard's; the last shard to finish also writes the merged report."""
     settings = settings or ExtractionSettings()
@@ -407,13 +432,39 @@ def run_extraction(
         for spec in (settings.audio, settings.visual):
             if spec is not None:
                 check_options(spec.id, spec.options)
+    hashes = HashCache(store)
+    keys = keys or (local.keys if local is not None else None)
+    index = StoreIndex(store, keys.values()) if keys else None
+    summaries: list[dict[str, EntrySummary]] = [{} for _ in paths]
+    todo = []
+    for number, source in enumerate(paths):
+        known = None if verify else hashes.lookup(source.path)
+        indexed = _indexed(index, keys or {}, source, known)
+        if indexed is None:
+            todo.append((number, source, known))
+            continue
+        summaries[number] = indexed
+        rows[number] = _cached_row(source, known or "", indexed)
     try:
         with tqdm(total=len(paths), desc="extract", unit="file", disable=not progress) as bar:
-            for index, row in _results(paths, settings, store, workers, local):
-                rows[index] = row
+            bar.update(len(paths) - len(todo))
+            for number, row in _results(todo, settings, store, workers, local):
+                found = {m: EntrySummary.from_json(s) for m, s in row.pop(SUMMARIES, {}).items()}
+                summaries[number] = found
+                if row["content_sha256"]:
+                    source = paths[number]
+                    hashes.remember(source.path, row["content_sha256"])
+                    for modality, summary in found.items():
+                        entry_id = source.span.entry_id(row["content_sha256"])
+                        if index is not None and keys and modality in keys:
+                            index.put(keys[modality], entry_id, summary)
+                rows[number] = row
                 bar.update()
                 bar.set_postfix(Counter(r["status"] for r in rows if r), refresh=False)
     finally:
+        hashes.save()
+        if index is not None:
+            index.save()
         done = [
             row if row is not None else _unfinished_row(path)
             for row, path in zip(rows, paths, strict=True)
@@ -425,4 +476,27 @@ def run_extraction(
         merged = merge_shard_reports(store, every_input, shard[1], report_name)
         if merged is not None:
             logger.info("all %d shards done: %s", shard[1], merged.csv_path)
-    return ExtractionReport(done, extractors, csv_path, json_path)
+    return ExtractionReport(done, extractors, csv_path, json_path, summaries)
+
+
+def _indexed(
+    index: StoreIndex | None, keys: Mapping[str, str], source: MediaSpan, known: str | None
+) -> dict[str, EntrySummary] | None:
+    """The summaries of every entry of an unchanged file, when the index has them all."""
+    if index is None or known is None:
+        return None
+    found = {}
+    for modality, key in keys.items():
+        summary = index.get(key, source.span.entry_id(known))
+        if summary is None:
+            return None
+        found[modality] = summary
+    return found
+
+
+def _cached_row(
+    source: MediaSpan, content_hash: str, summaries: Mapping[str, EntrySummary]
+) -> dict[str, Any]:
+    row: dict[str, Any] = {name: "" for name in REPORT_FIELDS} | _span_fields(source)
+    row |= {"status": "cached", "content_sha256": content_hash, "compute_s": 0.0}
+    return row | _described(summaries)

@@ -170,6 +170,7 @@ class FeatureStore:
         features: ModalityFeatures | None,
         missing_reason: str | None = None,
         record: EntryRecord | None = None,
+        sync: bool = True,
     ) -> Path:
         metadata = (record or EntryRecord()).to_json()
         if features is None:
@@ -187,7 +188,9 @@ class FeatureStore:
             metadata=np.array(json.dumps(metadata)),
         )
         payload = buffer.getvalue()
-        return write_atomically(self.entry_path(key, content_hash), lambda h: h.write(payload))
+        return write_atomically(
+            self.entry_path(key, content_hash), lambda h: h.write(payload), sync
+        )
 
     def load(self, key: str, content_hash: str) -> StoredFeatures | None:
         """The entry, or None when there is none or it is damaged (then it should be redone)."""

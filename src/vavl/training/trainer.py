@@ -27,7 +27,7 @@ from vavl.augmentation import augment
 from vavl.calibration import PathReliability
 from vavl.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from vavl.config import ExperimentConfig
-from vavl.data import Collator, Item, ItemDataset, check_items
+from vavl.data import Collator, Item, ItemDataset, check_items, fit_normalizer
 from vavl.devices import compile_model, resolve_device
 from vavl.errors import CheckpointError, ConfigError, TrainingError
 from vavl.evaluation import calibrate_predictions, evaluate_predictions
@@ -35,7 +35,6 @@ from vavl.features.base import Descriptions, ExtractorDescription
 from vavl.files import write_json_atomically
 from vavl.inference import InferenceEngine, PathOutputs, merge_outputs
 from vavl.models import build_model
-from vavl.normalization import FeatureNormalizer
 from vavl.records import EpochRecord, PathMetrics
 from vavl.sampling import BucketBatchSampler, balanced_draw, pair_unpaired
 from vavl.training.cost import RunCost
@@ -160,16 +159,15 @@ class Trainer:
             config.task, self.train_items, paired=config.training.pair_unpaired
         )
         self.recipe = build_recipe(self.model, config, self.device, self.class_weights)
-        self.normalizer = FeatureNormalizer.fit(
-            self.train_items, config.features.standardise
-        ).for_items(self.train_items, config.features.normalise)
         self.state = TrainerState()
         self.history: list[EpochRecord] = []
         self.calibration: dict[str, PathReliability] = {}
         if self.last_checkpoint.exists() or self.previous_checkpoint.exists():
-            self._resume()
-        elif self.best_checkpoint.exists():  # finished, but its training state is gone
+            self._resume()  # with the statistics it saved: no pass over the training features
+            return
+        if self.best_checkpoint.exists():  # finished, but its training state is gone
             check_same_run(self.run_dir, load_checkpoint(self.best_checkpoint).config, self.config)
+        self.normalizer = fit_normalizer(self.train_items, config.features)
 
     @property
     def last_checkpoint(self) -> Path:
