@@ -18,7 +18,7 @@ from helpers import demo_config, shared_test_media
 from vavl.cli import main
 from vavl.config_files import save_config
 from vavl.distributed import backend_for
-from vavl.features.extraction import REPORT_FIELDS
+from vavl.features.extraction_report import REPORT_FIELDS
 from vavl.sampling import BucketBatchSampler
 from vavl.synthetic import synthetic_corpus_overrides, write_synthetic_corpus
 

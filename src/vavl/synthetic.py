@@ -95,9 +95,9 @@ def write_synthetic_corpus(
     """A corpus whose features are already in its store, as if extracted: ``clips`` WAV files
     of 0.25 s (their content tells them apart: the store keys entries by content) listed in
     ``folder/manifest.csv`` (4 classes; 20 clips a speaker, at least 10 speakers; 8 in 10
-    speakers train, 1 develops, 1 tests), and each one's log-mel entry in ``folder/store``: noise ``seconds`` long (uniform),
-    at log-mel's 80 dimensions and 50 frames/s. For corpus-scale tests and benchmarks, with no
-    media to decode. Returns the manifest."""
+    speakers train, 1 develops, 1 tests), and each one's log-mel entry in ``folder/store``:
+    noise ``seconds`` long (uniform), at log-mel's 80 dimensions and 50 frames/s. For
+    corpus-scale tests and benchmarks, with no media to decode. Returns the manifest."""
     from vavl.features import create_extractor
     from vavl.features.records import ModalityFeatures
     from vavl.features.store import FeatureStore

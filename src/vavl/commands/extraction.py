@@ -30,10 +30,9 @@ def _command_extract(args: argparse.Namespace) -> int:
         ExtractionSettings,
         ExtractorSpec,
         media_inputs,
-        parse_shard,
-        row_source,
         run_extraction,
     )
+    from vavl.features.extraction_report import parse_shard, row_source
 
     def spec(name: str, pairs: Sequence[str], flag: str) -> ExtractorSpec | None:
         return None if name == "none" else ExtractorSpec(name, _options(pairs, flag))

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import csv
 import ctypes
-import hashlib
 import logging
 import multiprocessing
 import os
@@ -39,15 +38,23 @@ from vavl.features.base import (
     check_options,
     create_extractor,
 )
+from vavl.features.extraction_report import (
+    REPORT_FIELDS,
+    ExtractionReport,
+    cached_row,
+    described_entries,
+    inputs_digest,
+    merge_shard_reports,
+    shard_report_name,
+    span_fields,
+    unfinished_row,
+    write_report,
+)
 from vavl.features.index import EntrySummary, HashCache, StoreIndex
 from vavl.features.pipeline import FeaturePipeline
 from vavl.features.store import FeatureStore
 from vavl.files import (
-    csv_text,
-    read_json,
     sha256_file,
-    write_json_atomically,
-    write_text_atomically,
 )
 from vavl.media import MEDIA_SUFFIXES
 from vavl.spans import MediaSpan, Span
@@ -55,24 +62,6 @@ from vavl.types import MODALITIES
 
 logger = logging.getLogger("vavl")
 SUMMARIES = "_summaries"  # a worker's row carries its entries' summaries to the main process
-
-REPORT_FIELDS = [
-    "path",
-    "start",  # a span of the file (blank: from its start, to its end)
-    "end",
-    "status",
-    "audio",
-    "visual",
-    "duration_s",
-    "audio_seconds",
-    "audio_frames",
-    "video_frames_sampled",
-    "frames_with_face",
-    "compute_s",
-    "content_sha256",
-    "notes",
-    "error",
-]
 
 
 @dataclass(frozen=True)
@@ -173,7 +162,7 @@ class _Extractor:
         """One input's report row (with ``SUMMARIES``: its entries' summaries, for the index);
         ``known_hash``: its content hash, when the hash cache knows the file unchanged."""
         started = time.perf_counter()
-        row: dict[str, Any] = {name: "" for name in REPORT_FIELDS} | _span_fields(source)
+        row: dict[str, Any] = {name: "" for name in REPORT_FIELDS} | span_fields(source)
         path = source.path
         try:
             row.update(self._process(path, source.span, known_hash))
@@ -203,47 +192,8 @@ class _Extractor:
         for modality, entry in stored.items():
             assert entry is not None
             summaries[modality] = EntrySummary.of(entry)
-        row |= _described(summaries, notes)
+        row |= described_entries(summaries, notes)
         return row | {SUMMARIES: {m: summary.to_json() for m, summary in summaries.items()}}
-
-
-def _described(summaries: Mapping[str, EntrySummary], notes: Sequence[str] = ()) -> dict[str, Any]:
-    """What a report row says of a file's entries: each modality's status, the duration, the
-    frames and the notes."""
-    row: dict[str, Any] = {}
-    notes = list(notes)
-    for modality, summary in summaries.items():
-        record = summary.record
-        row[modality] = f"missing: {summary.missing}" if summary.missing else "ok"
-        if record.duration_s is not None:
-            row["duration_s"] = record.duration_s
-        notes += [n for n in record.notes if n not in notes]
-        if modality == "audio":
-            row["audio_seconds"] = _blank_if_none(record.audio_seconds)
-            row["audio_frames"] = summary.frames
-        else:
-            row["video_frames_sampled"] = _blank_if_none(record.frames_sampled)
-            row["frames_with_face"] = _blank_if_none(record.frames_with_face)
-    row["notes"] = "; ".join(notes)
-    return row
-
-
-def _span_fields(source: MediaSpan) -> dict[str, Any]:
-    """A report row's ``path``, ``start`` and ``end`` (blank for a whole file's ends)."""
-    span = source.span
-    start = "" if span.whole else span.start
-    return {"path": str(source.path), "start": start, "end": _blank_if_none(span.end)}
-
-
-def row_source(row: dict[str, Any]) -> MediaSpan:
-    """The file (or span of one) a report row is about: the inverse of its span fields."""
-    start, end = row.get("start", ""), row.get("end", "")
-    span = Span(float(start or 0.0), None if end in ("", None) else float(end))
-    return MediaSpan(Path(row["path"]), span)
-
-
-def _blank_if_none(value: float | None) -> float | str:
-    return "" if value is None else value
 
 
 _worker: _Extractor | None = None
@@ -273,25 +223,6 @@ def _start_worker(settings: ExtractionSettings, store_root: str) -> None:
 def _work(source: MediaSpan, known_hash: str | None) -> dict[str, Any]:
     assert _worker is not None
     return _worker.process(source, known_hash)
-
-
-@dataclass
-class ExtractionReport:
-    rows: list[dict[str, Any]]
-    extractors: dict[str, Any]
-    csv_path: Path
-    json_path: Path
-    # Per row: each modality's entry as the index knows it (empty for a failed file).
-    summaries: list[dict[str, EntrySummary]] = field(default_factory=list)
-
-    @property
-    def counts(self) -> Counter[str]:
-        return Counter(row["status"] for row in self.rows)
-
-    def summary(self) -> str:
-        counts = self.counts
-        parts = [f"{counts[s]} {s}" for s in ("extracted", "cached", "failed") if counts[s]]
-        return f"{len(self.rows)} files: {', '.join(parts) or 'none'} (report: {self.csv_path})"
 
 
 def _results(
@@ -325,70 +256,6 @@ def _results(
             process.terminate()
         raise
     pool.shutdown()
-
-
-def write_report(
-    store: FeatureStore,
-    rows: list[dict[str, Any]],
-    extractors: dict[str, Any],
-    name: str,
-    inputs_sha256: str = "",
-) -> tuple[Path, Path]:
-    csv_path = write_text_atomically(store.root / f"{name}.csv", csv_text(rows, REPORT_FIELDS))
-    counts = Counter(row["status"] for row in rows)
-    json_path = write_json_atomically(
-        store.root / f"{name}.json",
-        {
-            "extractors": extractors,
-            "summary": dict(counts),
-            "inputs_sha256": inputs_sha256,
-            "files": rows,
-        },
-    )
-    return csv_path, json_path
-
-
-def _unfinished_row(source: MediaSpan) -> dict[str, Any]:
-    row: dict[str, Any] = dict.fromkeys(REPORT_FIELDS, "") | _span_fields(source)
-    return row | {"status": "not done", "error": "interrupted"}
-
-
-def parse_shard(text: str) -> tuple[int, int]:
-    """``"i/n"`` (1 <= i <= n) as a 0-based (index, count)."""
-    number, _, count = text.partition("/")
-    if not (number.isdigit() and count.isdigit() and 1 <= int(number) <= int(count)):
-        raise VavlError(f"--shard {text}: expected i/n with 1 <= i <= n, e.g. 2/4")
-    return int(number) - 1, int(count)
-
-
-def _shard_report_name(name: str, shard: tuple[int, int]) -> str:
-    return f"{name}.shard-{shard[0] + 1}-of-{shard[1]}"
-
-
-def merge_shard_reports(
-    store: FeatureStore, inputs: Sequence[MediaSpan], count: int, name: str = "report"
-) -> ExtractionReport | None:
-    """The one report of all ``count`` shards over ``inputs``, once every shard has written its
-    own (None before that). Reports of another input list are not mixed in."""
-    digest = _inputs_digest(inputs)
-    shards = []
-    for index in range(count):
-        path = store.root / f"{_shard_report_name(name, (index, count))}.json"
-        if not path.is_file():
-            return None
-        saved = read_json(path)
-        if saved.get("inputs_sha256") != digest:
-            return None
-        shards.append(saved)
-    rows: list[dict[str, Any]] = [{}] * len(inputs)
-    for index, saved in enumerate(shards):
-        rows[index::count] = saved["files"]
-    csv_path, json_path = write_report(store, rows, shards[0]["extractors"], name, digest)
-    return ExtractionReport(rows, shards[0]["extractors"], csv_path, json_path)
-
-
-def _inputs_digest(inputs: Sequence[MediaSpan]) -> str:
-    return hashlib.sha256(b"\n".join(os.fsencode(str(i)) for i in inputs)).hexdigest()
 
 
 def run_extraction(
@@ -432,45 +299,33 @@ def run_extraction(
         for spec in (settings.audio, settings.visual):
             if spec is not None:
                 check_options(spec.id, spec.options)
-    hashes = HashCache(store)
-    keys = keys or (local.keys if local is not None else None)
-    index = StoreIndex(store, keys.values()) if keys else None
+    known = _Known(store, keys or (local.keys if local is not None else None))
     summaries: list[dict[str, EntrySummary]] = [{} for _ in paths]
     todo = []
     for number, source in enumerate(paths):
-        known = None if verify else hashes.lookup(source.path)
-        indexed = _indexed(index, keys or {}, source, known)
+        content_hash = None if verify else known.hashes.lookup(source.path)
+        indexed = known.entries(source, content_hash)
         if indexed is None:
-            todo.append((number, source, known))
+            todo.append((number, source, content_hash))
             continue
         summaries[number] = indexed
-        rows[number] = _cached_row(source, known or "", indexed)
+        rows[number] = cached_row(source, content_hash or "", indexed)
     try:
         with tqdm(total=len(paths), desc="extract", unit="file", disable=not progress) as bar:
             bar.update(len(paths) - len(todo))
             for number, row in _results(todo, settings, store, workers, local):
-                found = {m: EntrySummary.from_json(s) for m, s in row.pop(SUMMARIES, {}).items()}
-                summaries[number] = found
-                if row["content_sha256"]:
-                    source = paths[number]
-                    hashes.remember(source.path, row["content_sha256"])
-                    for modality, summary in found.items():
-                        entry_id = source.span.entry_id(row["content_sha256"])
-                        if index is not None and keys and modality in keys:
-                            index.put(keys[modality], entry_id, summary)
+                summaries[number] = known.learn(paths[number], row)
                 rows[number] = row
                 bar.update()
                 bar.set_postfix(Counter(r["status"] for r in rows if r), refresh=False)
     finally:
-        hashes.save()
-        if index is not None:
-            index.save()
+        known.save()
         done = [
-            row if row is not None else _unfinished_row(path)
+            row if row is not None else unfinished_row(path)
             for row, path in zip(rows, paths, strict=True)
         ]  # fmt: skip
-        name = report_name if shard is None else _shard_report_name(report_name, shard)
-        digest = _inputs_digest(every_input)
+        name = report_name if shard is None else shard_report_name(report_name, shard)
+        digest = inputs_digest(every_input)
         csv_path, json_path = write_report(store, done, extractors, name, digest)
     if shard is not None:
         merged = merge_shard_reports(store, every_input, shard[1], report_name)
@@ -479,24 +334,42 @@ def run_extraction(
     return ExtractionReport(done, extractors, csv_path, json_path, summaries)
 
 
-def _indexed(
-    index: StoreIndex | None, keys: Mapping[str, str], source: MediaSpan, known: str | None
-) -> dict[str, EntrySummary] | None:
-    """The summaries of every entry of an unchanged file, when the index has them all."""
-    if index is None or known is None:
-        return None
-    found = {}
-    for modality, key in keys.items():
-        summary = index.get(key, source.span.entry_id(known))
-        if summary is None:
+class _Known:
+    """What the store already knows of the inputs: their content hashes (by path, size and
+    time) and, under ``keys`` (the extractors' store keys, when known), their entries."""
+
+    def __init__(self, store: FeatureStore, keys: Mapping[str, str] | None) -> None:
+        self.hashes = HashCache(store)
+        self.keys = dict(keys or {})
+        self.index = StoreIndex(store, self.keys.values()) if keys else None
+
+    def entries(
+        self, source: MediaSpan, content_hash: str | None
+    ) -> dict[str, EntrySummary] | None:
+        """The summaries of every entry of an unchanged file, when the index has them all."""
+        if self.index is None or content_hash is None:
             return None
-        found[modality] = summary
-    return found
+        found = {}
+        for modality, key in self.keys.items():
+            summary = self.index.get(key, source.span.entry_id(content_hash))
+            if summary is None:
+                return None
+            found[modality] = summary
+        return found
 
+    def learn(self, source: MediaSpan, row: dict[str, Any]) -> dict[str, EntrySummary]:
+        """Remember what a worker's row says (its hash, its entries), taken out of the row."""
+        found = {m: EntrySummary.from_json(s) for m, s in row.pop(SUMMARIES, {}).items()}
+        content_hash = row["content_sha256"]
+        if not content_hash:  # the file failed
+            return found
+        self.hashes.remember(source.path, content_hash)
+        for modality, summary in found.items():
+            if self.index is not None and modality in self.keys:
+                self.index.put(self.keys[modality], source.span.entry_id(content_hash), summary)
+        return found
 
-def _cached_row(
-    source: MediaSpan, content_hash: str, summaries: Mapping[str, EntrySummary]
-) -> dict[str, Any]:
-    row: dict[str, Any] = {name: "" for name in REPORT_FIELDS} | _span_fields(source)
-    row |= {"status": "cached", "content_sha256": content_hash, "compute_s": 0.0}
-    return row | _described(summaries)
+    def save(self) -> None:
+        self.hashes.save()
+        if self.index is not None:
+            self.index.save()
