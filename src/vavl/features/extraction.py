@@ -310,14 +310,16 @@ def run_extraction(
             continue
         summaries[number] = indexed
         rows[number] = cached_row(source, content_hash or "", indexed)
+    statuses = Counter(row["status"] for row in rows if row)  # kept up to date: no recount
     try:
         with tqdm(total=len(paths), desc="extract", unit="file", disable=not progress) as bar:
             bar.update(len(paths) - len(todo))
             for number, row in _results(todo, settings, store, workers, local):
                 summaries[number] = known.learn(paths[number], row)
                 rows[number] = row
+                statuses[row["status"]] += 1
                 bar.update()
-                bar.set_postfix(Counter(r["status"] for r in rows if r), refresh=False)
+                bar.set_postfix(statuses, refresh=False)
     finally:
         known.save()
         done = [
