@@ -85,7 +85,9 @@ def test_a_rerun_neither_hashes_media_nor_reads_features(
 
 
 def test_lazy_and_in_memory_features_train_the_same_model(tmp_path: Path) -> None:
-    lazy = run_experiment(_config(tmp_path), tmp_path / "lazy", progress=False)
+    """Lazily, with two DataLoader processes reading the store, as with everything in memory."""
+    config = _config(tmp_path, "training.num_workers=2")
+    lazy = run_experiment(config, tmp_path / "lazy", progress=False)
     config = _config(tmp_path, "data.load=memory")
     memory = run_experiment(config, tmp_path / "memory", progress=False)
     assert lazy.test == memory.test
