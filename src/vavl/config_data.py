@@ -96,8 +96,9 @@ class CorpusConfig(_Strict):
     modalities: tuple[Modality, ...] = MODALITIES
     role: Literal["all", "train", "dev"] = Field(
         "all",
-        description="'train': only ever used for training (a corpus with its own partition: "
-        "only its training clips, so that its development and test clips stay unseen); 'dev': "
+        description="'train': only ever used for training (a corpus with one split of its own, "
+        "as MSP-Podcast: only its training clips, so that its development and test clips stay "
+        "unseen); 'dev': "
         "only for development (model selection and calibration), never trained on nor tested",
     )
 

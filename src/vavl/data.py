@@ -74,7 +74,7 @@ class StoredModality:
         found = stored.features
         if found is None or self.max_seconds is None:
             return found
-        kept = found.times < self.max_seconds
+        kept = slice(0, self.frames)  # the frames before the cut, as the index counted them
         return ModalityFeatures(found.features[kept], found.times[kept], found.valid[kept])
 
 
@@ -188,11 +188,13 @@ def fit_normalizer(items: Sequence[Item], features: FeaturesConfig) -> FeatureNo
     source``): one streaming pass over their frames, or, for items left in a store, the
     statistics an earlier run computed over the very same entries (kept in the store's index)."""
 
-    def fit() -> FeatureNormalizer:
-        fitted = FeatureNormalizer.fit(items, features.standardise)
-        return fitted.for_items(items, features.normalise)
+    ordered = sorted(items, key=lambda item: item.id)  # the sums' order: the cache's
 
-    path = _statistics_path(items, features)
+    def fit() -> FeatureNormalizer:
+        fitted = FeatureNormalizer.fit(ordered, features.standardise)
+        return fitted.for_items(ordered, features.normalise)
+
+    path = statistics_path(items, features)
     if path is None:
         return fit()
     try:
@@ -206,7 +208,7 @@ def fit_normalizer(items: Sequence[Item], features: FeaturesConfig) -> FeatureNo
     return normalizer
 
 
-def _statistics_path(items: Sequence[Item], features: FeaturesConfig) -> Path | None:
+def statistics_path(items: Sequence[Item], features: FeaturesConfig) -> Path | None:
     """Where a store keeps the statistics of exactly these items' entries (None: some features
     are in memory, or in several stores)."""
     roots = {stored.store for item in items for stored in item.stored.values()}

@@ -240,6 +240,8 @@ def _prepare_corpora(
     folds = fold_assignments(corpora, [spec.role for spec in data.corpora], data.split)
     for fold in folds:
         check_clips(clips, fold)
+    used = set().union(*folds)
+    clips = [clip for clip in clips if clip.id in used]  # no fold reads the others: not extracted
     keys, entries, descriptions = _extract(clips, config, data, progress)
     root = str(FeatureStore(data.store).root)
     items: dict[str, Item] = {}

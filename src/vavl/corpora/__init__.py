@@ -9,6 +9,7 @@ before any training.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import replace
 
@@ -41,6 +42,8 @@ from vavl.corpora.ravdess_mead import (
 )
 from vavl.corpora.tess import TESS_TO_CREMA_D, load_tess
 from vavl.errors import DataError
+
+logger = logging.getLogger("vavl")
 
 # Onto CREMA-D's six classes; FER2013 (a folder of <emotion>/<image>) has surprise besides them.
 LABEL_MAPS: dict[str, dict[str, str | None]] = {
@@ -169,9 +172,15 @@ def fold_assignments(
         if role not in fixed:
             continue
         clips = [clip.id for clip in corpus.clips]
-        if role == "train" and corpus.partitions:  # its own dev and test clips stay unseen
+        if role == "train" and corpus.partitions and len(corpus.partitions) == 1:
+            # A corpus with one split of its own (MSP-Podcast's): its training clips train,
+            # its development and test clips stay unseen.
             own = corpus.partitions[0]
             clips = [clip for clip in clips if own.get(clip) == "train"]
+            logger.info(
+                "%s: role train: its %d training clips train; its %d other clips are left out",
+                corpus.name, len(clips), len(corpus.clips) - len(clips),
+            )  # fmt: skip
         for fold in folds:
             fold.update(dict.fromkeys(clips, fixed[role]))
     return folds

@@ -32,6 +32,7 @@ MSP_PODCAST_TO_CREMA_D: dict[str, str | None] = {
     "surprise": None, "contempt": None, "other": None, "no-agreement": None,
 }  # fmt: skip
 UNKNOWN_SPEAKER = "unknown"
+LABEL_FILES = ("labels_consensus.csv", "labels_concensus.csv")
 
 logger = logging.getLogger("vavl")
 
@@ -48,9 +49,11 @@ def _split_of(split_set: str, test_set: str) -> Split | None:
 
 def load_msp_podcast(root: Path, name: str, test_set: str = "Test1") -> Corpus:
     require_folder(root, "MSP-Podcast", "corpus")
-    labels = root / "Labels" / "labels_consensus.csv"
-    if not labels.is_file():
+    # Older releases spell it "concensus".
+    found = [root / "Labels" / name for name in LABEL_FILES if (root / "Labels" / name).is_file()]
+    if not found:
         raise DataError(f"{root}: MSP-Podcast's Labels/labels_consensus.csv not found")
+    labels = found[0]
     audio = media_by_stem(root / "Audios" if (root / "Audios").is_dir() else root, [".wav"])
     clips, partition, left_out = [], {}, Counter[str]()
     with open(labels, newline="", encoding="utf-8") as handle:

@@ -50,7 +50,7 @@ from vavl.features.extraction_report import (
     unfinished_row,
     write_report,
 )
-from vavl.features.index import EntrySummary, HashCache, StoreIndex
+from vavl.features.index import EntrySummary, HashCache, StoreIndex, file_identity
 from vavl.features.pipeline import FeaturePipeline
 from vavl.features.store import FeatureStore
 from vavl.files import (
@@ -61,7 +61,9 @@ from vavl.spans import MediaSpan, Span
 from vavl.types import MODALITIES
 
 logger = logging.getLogger("vavl")
-SUMMARIES = "_summaries"  # a worker's row carries its entries' summaries to the main process
+# What a worker's row carries to the main process for the index: its entries' summaries, and
+# the file's size and time while it was hashed and read.
+SUMMARIES, IDENTITY = "_summaries", "_identity"
 
 
 @dataclass(frozen=True)
@@ -158,14 +160,17 @@ class _Extractor:
                     extractor.describe(settings.faces.model_dump(), spec.options)
                 )
 
-    def process(self, source: MediaSpan, known_hash: str | None = None) -> dict[str, Any]:
-        """One input's report row (with ``SUMMARIES``: its entries' summaries, for the index);
-        ``known_hash``: its content hash, when the hash cache knows the file unchanged."""
+    def process(self, source: MediaSpan) -> dict[str, Any]:
+        """One input's report row, with what the index learns of it (``SUMMARIES``: its
+        entries' summaries; ``IDENTITY``: the file's size and time while it was hashed and
+        read, None when it changed meanwhile)."""
         started = time.perf_counter()
         row: dict[str, Any] = {name: "" for name in REPORT_FIELDS} | span_fields(source)
         path = source.path
         try:
-            row.update(self._process(path, source.span, known_hash))
+            before = file_identity(path)
+            row.update(self._process(path, source.span))
+            row[IDENTITY] = before if file_identity(path) == before else None
         except VavlError as error:
             row["status"], row["error"] = "failed", str(error).removeprefix(f"{path}: ")
         except Exception as error:  # a library failing on one file must not stop the batch
@@ -173,9 +178,9 @@ class _Extractor:
         row["compute_s"] = round(time.perf_counter() - started, 3)
         return row
 
-    def _process(self, path: Path, span: Span, known_hash: str | None) -> dict[str, Any]:
+    def _process(self, path: Path, span: Span) -> dict[str, Any]:
         _check_file(path)
-        content_hash = known_hash or sha256_file(path)
+        content_hash = sha256_file(path)
         entry_id = span.entry_id(content_hash)
         stored = {m: self.store.load(key, entry_id) for m, key in self.keys.items()}
         todo = tuple(m for m, found in stored.items() if found is None)
@@ -220,22 +225,22 @@ def _start_worker(settings: ExtractionSettings, store_root: str) -> None:
     _worker = _Extractor(settings, store_root)
 
 
-def _work(source: MediaSpan, known_hash: str | None) -> dict[str, Any]:
+def _work(source: MediaSpan) -> dict[str, Any]:
     assert _worker is not None
-    return _worker.process(source, known_hash)
+    return _worker.process(source)
 
 
 def _results(
-    inputs: Sequence[tuple[int, MediaSpan, str | None]],
+    inputs: Sequence[tuple[int, MediaSpan]],
     settings: ExtractionSettings,
     store: FeatureStore,
     workers: int,
     extractor: _Extractor | None,
 ) -> Iterator[tuple[int, dict[str, Any]]]:
-    """(input number, report row) of each (number, input, known hash), as each finishes."""
+    """(input number, report row) of each (number, input), as each finishes."""
     if extractor is not None:
-        for index, path, known_hash in inputs:
-            yield index, extractor.process(path, known_hash)
+        for index, path in inputs:
+            yield index, extractor.process(path)
         return
     context = multiprocessing.get_context("spawn")
     pool = ProcessPoolExecutor(
@@ -243,7 +248,7 @@ def _results(
     )
     try:
         futures: dict[Future[dict[str, Any]], int] = {
-            pool.submit(_work, path, known_hash): index for index, path, known_hash in inputs
+            pool.submit(_work, path): index for index, path in inputs
         }
         for future in as_completed(futures):
             yield futures[future], future.result()
@@ -293,12 +298,12 @@ def run_extraction(
     }
     extractors["faces"] = settings.faces.model_dump()
     # Bad extractor options fail here, before the report is written: nothing was interrupted.
-    # Worker processes build their own extractors; here their option names are checked.
-    local = _Extractor(settings, str(store.root)) if workers <= 1 else None
-    if local is None:
-        for spec in (settings.audio, settings.visual):
-            if spec is not None:
-                check_options(spec.id, spec.options)
+    # Worker processes build their own extractors; here their option names are checked. The
+    # extractors are built here only for work, or to learn their keys when not given.
+    for spec in (settings.audio, settings.visual):
+        if spec is not None:
+            check_options(spec.id, spec.options)
+    local = _Extractor(settings, str(store.root)) if workers <= 1 and not keys else None
     known = _Known(store, keys or (local.keys if local is not None else None))
     summaries: list[dict[str, EntrySummary]] = [{} for _ in paths]
     todo = []
@@ -306,10 +311,12 @@ def run_extraction(
         content_hash = None if verify else known.hashes.lookup(source.path)
         indexed = known.entries(source, content_hash)
         if indexed is None:
-            todo.append((number, source, content_hash))
+            todo.append((number, source))
             continue
         summaries[number] = indexed
         rows[number] = cached_row(source, content_hash or "", indexed)
+    if todo and workers <= 1 and local is None:
+        local = _Extractor(settings, str(store.root))
     statuses = Counter(row["status"] for row in rows if row)  # kept up to date: no recount
     try:
         with tqdm(total=len(paths), desc="extract", unit="file", disable=not progress) as bar:
@@ -362,10 +369,11 @@ class _Known:
     def learn(self, source: MediaSpan, row: dict[str, Any]) -> dict[str, EntrySummary]:
         """Remember what a worker's row says (its hash, its entries), taken out of the row."""
         found = {m: EntrySummary.from_json(s) for m, s in row.pop(SUMMARIES, {}).items()}
-        content_hash = row["content_sha256"]
+        identity, content_hash = row.pop(IDENTITY, None), row["content_sha256"]
         if not content_hash:  # the file failed
             return found
-        self.hashes.remember(source.path, content_hash)
+        if identity is not None:  # unchanged while it was hashed and read
+            self.hashes.remember(source.path, identity, content_hash)
         for modality, summary in found.items():
             if self.index is not None and modality in self.keys:
                 self.index.put(self.keys[modality], source.span.entry_id(content_hash), summary)

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from vavl.features.store import EntryRecord, FeatureStore, StoredFeatures
 from vavl.files import write_text_atomically
@@ -45,8 +46,8 @@ class EntrySummary:
     dim: int
     finite: bool  # no NaN or infinite value among its valid frames
     first_time: float | None  # of its first frame (None: no frames)
-    step: float | None  # the spacing of its frame times when even (audio), else None
-    first_valid_time: float | None  # of its first valid frame (None: none is)
+    rate: float | None  # frames/s when its times are first + k / rate exactly (audio), else None
+    first_valid: int | None  # the number of its first valid frame (None: none is)
     missing: str | None  # why the file has no features of this modality
     record: EntryRecord
 
@@ -55,33 +56,33 @@ class EntrySummary:
         found = stored.features
         if found is None or len(found.features) == 0:
             return cls(0, 0, True, None, None, None, stored.missing_reason, stored.record)
-        times = np.asarray(found.times, np.float64)
-        gaps = np.diff(times)
-        even = len(gaps) == 0 or bool(np.allclose(gaps, gaps[0], rtol=1e-3, atol=1e-5))
         valid = np.asarray(found.valid, bool)
         return cls(
             frames=len(found.features),
             dim=int(found.features.shape[1]),
             finite=bool(np.isfinite(found.features[valid]).all()),
-            first_time=float(times[0]),
-            step=float((times[-1] - times[0]) / len(gaps)) if even and len(gaps) else None,
-            first_valid_time=float(times[valid][0]) if valid.any() else None,
+            first_time=float(found.times[0]),
+            rate=_even_rate(np.asarray(found.times, np.float32)),
+            first_valid=int(np.argmax(valid)) if valid.any() else None,
             missing=stored.missing_reason,
             record=stored.record,
         )
 
+    def times(self) -> NDArray[np.float32] | None:
+        """Its frame times, as stored (None: not evenly spaced, so unknown here)."""
+        if self.first_time is None or self.rate is None:
+            return None
+        return _rebuilt(self.first_time, self.rate, self.frames)
+
     def frames_before(self, seconds: float | None) -> int:
-        """How many of its frames start before ``seconds`` (all of them for None); frames
-        unevenly spaced (video) are never cut, so all."""
-        if seconds is None or self.first_time is None or self.step is None or self.step <= 0:
-            return self.frames
-        # Frames k with first + k step < seconds; the tolerance absorbs float32 times.
-        before = np.ceil((seconds - self.first_time) / self.step - 1e-3)
-        return int(min(self.frames, max(0.0, before)))
+        """How many of its frames start before ``seconds``, as the cut of the stored times
+        counts them (all of them for None, and for frames not evenly spaced: video is never
+        cut)."""
+        times = None if seconds is None else self.times()
+        return self.frames if times is None else int((times < np.float32(seconds)).sum())
 
     def has_valid_before(self, seconds: float | None) -> bool:
-        first = self.first_valid_time
-        return first is not None and (seconds is None or first < seconds)
+        return self.first_valid is not None and self.first_valid < self.frames_before(seconds)
 
     def to_json(self) -> dict[str, Any]:
         values = {name: getattr(self, name) for name in self.__dataclass_fields__}
@@ -109,6 +110,32 @@ def _write(path: Path, value: dict[str, Any]) -> None:
     write_text_atomically(path, json.dumps(value, separators=(",", ":")))
 
 
+def _rebuilt(first: float, rate: float, frames: int) -> NDArray[np.float32]:
+    """Frame times as the extractors make them: first + k / rate in float64, kept as float32."""
+    return (first + np.arange(frames) / rate).astype(np.float32)
+
+
+def _even_rate(times: NDArray[np.float32]) -> float | None:
+    """The frame rate that gives back ``times`` exactly, if there is one (audio frames; video
+    frames come when they come)."""
+    if len(times) < 2 or times[-1] <= times[0]:
+        return None
+    estimate = (len(times) - 1) / (float(times[-1]) - float(times[0]))
+    for rate in (round(estimate), round(estimate, 2)):
+        if rate > 0 and np.array_equal(_rebuilt(float(times[0]), rate, len(times)), times):
+            return float(rate)
+    return None
+
+
+def file_identity(path: Path) -> list[int] | None:
+    """A file's size and modification time (None: it cannot be read)."""
+    try:
+        status = path.stat()
+    except OSError:
+        return None
+    return [status.st_size, status.st_mtime_ns]
+
+
 class HashCache:
     """Content hashes by (resolved path, size, modification time)."""
 
@@ -117,26 +144,16 @@ class HashCache:
         self.known: dict[str, list[Any]] = _read(self.path)
         self.changed = False
 
-    @staticmethod
-    def _identity(path: Path) -> tuple[str, list[int]]:
-        status = path.stat()
-        return os.path.realpath(path), [status.st_size, status.st_mtime_ns]
-
     def lookup(self, path: Path) -> str | None:
         """The hash of ``path``'s content when it is unchanged since it was remembered."""
-        try:
-            name, identity = self._identity(path)
-        except OSError:
-            return None
-        saved = self.known.get(name)
-        return str(saved[2]) if saved and saved[:2] == identity else None
+        saved = self.known.get(os.path.realpath(path))
+        identity = file_identity(path)
+        return str(saved[2]) if saved and identity is not None and saved[:2] == identity else None
 
-    def remember(self, path: Path, content_hash: str) -> None:
-        try:
-            name, identity = self._identity(path)
-        except OSError:
-            return
-        self.known[name] = [*identity, content_hash]
+    def remember(self, path: Path, identity: list[int], content_hash: str) -> None:
+        """``path`` had ``content_hash`` while its size and time were ``identity`` (taken
+        before hashing, and the same after)."""
+        self.known[os.path.realpath(path)] = [*identity, content_hash]
         self.changed = True
 
     def save(self) -> None:
@@ -160,12 +177,7 @@ class StoreIndex:
         return self.store.root / INDEX_FOLDER / f"{key}.json"
 
     def _identity(self, key: str, entry_id: str) -> list[int] | None:
-        """The entry file's size and modification time (None: no such file)."""
-        try:
-            status = self.store.entry_path(key, entry_id).stat()
-        except OSError:
-            return None
-        return [status.st_size, status.st_mtime_ns]
+        return file_identity(self.store.entry_path(key, entry_id))
 
     def get(self, key: str, entry_id: str) -> EntrySummary | None:
         """The entry's summary, when indexed and its file is as it was then (a file cut short

@@ -1,5 +1,6 @@
 """Training: recipes (how a batch updates a model, :mod:`vavl.training.recipes`) and the
-resumable trainer (:mod:`vavl.training.trainer`)."""
+resumable trainer (:mod:`vavl.training.trainer`), and whether a run directory holds the same run
+(:mod:`vavl.training.same_run`)."""
 
 from vavl.training.recipes import (
     JointRecipe,
@@ -8,6 +9,7 @@ from vavl.training.recipes import (
     build_recipe,
     class_weights_for,
 )
+from vavl.training.same_run import check_same_run, config_changes
 from vavl.training.trainer import (
     BEST_CHECKPOINT,
     LAST_CHECKPOINT,
@@ -15,8 +17,6 @@ from vavl.training.trainer import (
     Trainer,
     TrainerState,
     TrainingResult,
-    check_same_run,
-    config_changes,
 )
 
 __all__ = [

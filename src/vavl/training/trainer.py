@@ -12,10 +12,10 @@ from __future__ import annotations
 import logging
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -27,9 +27,17 @@ from vavl.augmentation import augment
 from vavl.calibration import PathReliability
 from vavl.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from vavl.config import ExperimentConfig
-from vavl.data import Collator, Item, ItemDataset, check_items, fit_normalizer
+from vavl.data import (
+    Batch,
+    Collator,
+    Item,
+    ItemDataset,
+    check_items,
+    fit_normalizer,
+    statistics_path,
+)
 from vavl.devices import compile_model, resolve_device
-from vavl.errors import CheckpointError, ConfigError, TrainingError
+from vavl.errors import CheckpointError, ConfigError, TrainingError, VavlError
 from vavl.evaluation import calibrate_predictions, evaluate_predictions
 from vavl.features.base import Descriptions, ExtractorDescription
 from vavl.files import write_json_atomically
@@ -39,6 +47,7 @@ from vavl.records import EpochRecord, PathMetrics
 from vavl.sampling import BucketBatchSampler, balanced_draw, pair_unpaired
 from vavl.training.cost import RunCost
 from vavl.training.recipes import build_recipe, class_weights_for
+from vavl.training.same_run import check_same_run
 from vavl.types import MODALITIES, PathName
 
 logger = logging.getLogger("vavl")
@@ -47,15 +56,6 @@ LAST_CHECKPOINT = "last.pt"
 PREVIOUS_CHECKPOINT = "last.previous.pt"  # the one before last.pt: a way on if last.pt is damaged
 DEV_PAIRING = 2**31 - 1  # the seed stream of the development set's fixed pairs
 BEST_CHECKPOINT = "best.pt"
-# Fields that may change when a run is resumed without changing what it computes.
-RESUMABLE_OVERRIDES = {
-    ("", "method"),  # only a name
-    ("training", "device"),
-    ("training", "progress"),
-    ("training", "num_workers"),
-    ("training", "epochs"),  # a finished run can be continued for more epochs
-    ("prediction", "max_clip_seconds"),
-}
 
 
 @dataclass
@@ -78,38 +78,6 @@ class TrainingResult:
     history: list[EpochRecord]
     best_checkpoint: Path
     last_checkpoint: Path
-
-
-def config_changes(saved: ExperimentConfig, current: ExperimentConfig) -> list[str]:
-    """The fields whose change alters what a run computes (the number of epochs only counts
-    under a learning-rate schedule, which spans them)."""
-    changed = _differences(saved.to_dict(), current.to_dict())
-    if current.training.lr_schedule != "constant" and (
-        saved.training.epochs != current.training.epochs
-    ):
-        changed.append("training.epochs (the learning-rate schedule spans the epochs)")
-    return changed
-
-
-def check_same_run(run_dir: Path, saved: ExperimentConfig, current: ExperimentConfig) -> None:
-    """Refuse to touch a run directory that holds a run made with another config."""
-    changed = config_changes(saved, current)
-    if changed:
-        raise ConfigError(
-            f"{run_dir}: holds a run with a different config ({', '.join(changed)}); use a new "
-            "run directory, the same config, or --force to start over in this one"
-        )
-
-
-def _differences(saved: dict[str, Any], current: dict[str, Any], prefix: str = "") -> list[str]:
-    changed = []
-    for key in sorted(set(saved) | set(current)):
-        before, after = saved.get(key), current.get(key)
-        if isinstance(before, dict) and isinstance(after, dict):
-            changed += _differences(before, after, f"{prefix}{key}.")
-        elif before != after and (prefix.rstrip("."), key) not in RESUMABLE_OVERRIDES:
-            changed.append(f"{prefix}{key}")
-    return changed
 
 
 def development_items(config: ExperimentConfig, dev: Sequence[Item]) -> list[Item]:
@@ -167,7 +135,10 @@ class Trainer:
             return
         if self.best_checkpoint.exists():  # finished, but its training state is gone
             check_same_run(self.run_dir, load_checkpoint(self.best_checkpoint).config, self.config)
-        self.normalizer = fit_normalizer(self.train_items, config.features)
+        # Statistics kept in a store are computed by the main process; the others read them.
+        kept = statistics_path(self.train_items, config.features) is not None
+        with distributed.main_first() if kept else nullcontext():
+            self.normalizer = fit_normalizer(self.train_items, config.features)
 
     @property
     def last_checkpoint(self) -> Path:
@@ -393,7 +364,7 @@ class Trainer:
                 disable=not progress,
                 leave=False,
             ) as bar:
-                for batch in loader:
+                for batch in _own_errors(loader):
                     if distributed.active():
                         batch = distributed.complete_batch(batch, self.config)
                     batch = augment(batch.to(self.device), training)
@@ -433,3 +404,16 @@ class Trainer:
             best_checkpoint=self.best_checkpoint,
             last_checkpoint=self.last_checkpoint,
         )
+
+
+def _own_errors(loader: DataLoader[Item]) -> Iterator[Batch]:
+    """The loader's batches. One of vavl's errors in a DataLoader worker (a damaged store entry)
+    comes back as its own one line: PyTorch raises it again with the worker's traceback in it."""
+    try:
+        yield from loader
+    except VavlError as error:
+        message = str(error)
+        if "Original Traceback" not in message:
+            raise
+        last = message.rstrip().splitlines()[-1]  # "vavl.errors.DataError: <the line>"
+        raise type(error)(last.split(": ", 1)[-1]) from None
