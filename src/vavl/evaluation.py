@@ -156,8 +156,7 @@ def per_label_columns(task: TaskConfig) -> list[tuple[str, str]]:
 def metric_value(metrics: Mapping[str, Any], key: str) -> float:
     """One figure of a path's metrics by its key: a metric's name, ``ccc:<attribute>``,
     ``f1:<label>``, ``wf1:<label>`` or ``wa:<label>`` (a label's F1, weighted F1 or weighted
-    accuracy), or
-    ``sentiment:<figure>`` (of the sentiment score)."""
+    accuracy), or ``sentiment:<figure>`` (of the sentiment score)."""
     kind, _, name = key.partition(":")
     if not name:
         return float(metrics[key])

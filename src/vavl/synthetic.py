@@ -19,6 +19,10 @@ import numpy as np
 from vavl.config import TaskConfig
 from vavl.config_data import SyntheticDataConfig
 from vavl.data import Item
+from vavl.features import create_extractor
+from vavl.features.records import ModalityFeatures
+from vavl.features.store import FeatureStore
+from vavl.files import write_text_atomically
 from vavl.types import MODALITIES, Modality
 
 SPLITS = ("train", "dev", "test")
@@ -98,11 +102,6 @@ def write_synthetic_corpus(
     speakers train, 1 develops, 1 tests), and each one's log-mel entry in ``folder/store``:
     noise ``seconds`` long (uniform), at log-mel's 80 dimensions and 50 frames/s. For
     corpus-scale tests and benchmarks, with no media to decode. Returns the manifest."""
-    from vavl.features import create_extractor
-    from vavl.features.records import ModalityFeatures
-    from vavl.features.store import FeatureStore
-    from vavl.files import write_text_atomically
-
     extractor = create_extractor("logmel")
     rate = extractor.frame_rate
     store = FeatureStore(folder / "store")

@@ -53,9 +53,7 @@ from vavl.features.extraction_report import (
 from vavl.features.index import EntrySummary, HashCache, StoreIndex, file_identity
 from vavl.features.pipeline import FeaturePipeline
 from vavl.features.store import FeatureStore
-from vavl.files import (
-    sha256_file,
-)
+from vavl.files import sha256_file
 from vavl.media import MEDIA_SUFFIXES
 from vavl.spans import MediaSpan, Span
 from vavl.types import MODALITIES
