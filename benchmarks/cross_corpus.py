@@ -20,7 +20,8 @@ predicted by the fold's model through `Predictor.predict(photo)` with automatic 
 beside the ``fer`` network's own 7-class classifier (restricted to the task's classes) on the
 same detected faces.
 
-``--card`` writes the table into a model card (``vavl info`` prints it).
+``--card`` writes the table into a model card (``vavl info`` prints it): the rows of the runs
+given replace the card's rows of the same corpus and path, and the others stay.
 """
 
 from __future__ import annotations
@@ -212,6 +213,18 @@ def markdown(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def merged(
+    card: dict[str, list[dict[str, Any]]], rows: list[dict[str, Any]], stills: list[dict[str, Any]]
+) -> dict[str, list[dict[str, Any]]]:
+    """The card's table with these runs' rows in place of its rows of the same corpus and path
+    (the others kept: the faces run again leaves the speech rows as they were)."""
+    replaced = {(row["corpus"], row["path"]) for row in rows}
+    kept = [row for row in card.get("folds", []) if (row["corpus"], row["path"]) not in replaced]
+    tried = {entry["corpus"] for entry in stills}
+    photos = [entry for entry in card.get("photos", []) if entry["corpus"] not in tried]
+    return {"folds": kept + rows, "photos": photos + stills}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
@@ -245,7 +258,7 @@ def main() -> None:
             )
     if args.card:
         existing = json.loads(args.card.read_text()) if args.card.is_file() else {}
-        existing["cross_corpus"] = {"folds": rows, "photos": stills}
+        existing["cross_corpus"] = merged(existing.get("cross_corpus", {}), rows, stills)
         args.card.write_text(json.dumps(existing, indent=2, ensure_ascii=False) + "\n")
         print(f"\nwritten: {args.card}")
 

@@ -65,15 +65,16 @@ def test_config_prints_the_resolved_config(capsys: pytest.CaptureFixture[str]) -
 
 
 def test_extractors_lists_the_registry(capsys: pytest.CaptureFixture[str]) -> None:
-    from vavl.features import EXTRACTORS
+    from vavl.features import EXTRACTORS, registered_dim
 
     assert main(["extractors"]) == 0
     rows = {line.split()[0]: line.split() for line in capsys.readouterr().out.splitlines()}
     assert rows.keys() == EXTRACTORS.keys()
     for name, registration in EXTRACTORS.items():
         assert rows[name][1] == registration.modality, name
-        if registration.dim is not None:  # the size the listing states is the one configs get
-            assert f"{registration.dim}-d" in " ".join(rows[name]), name
+        dim = registered_dim(name)  # with its default options
+        if dim is not None:  # the size the listing states is the one configs get
+            assert f"{dim}-d" in " ".join(rows[name]), name
 
 
 def test_train_then_info(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

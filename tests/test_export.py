@@ -4,18 +4,17 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
 import torch
 
-from helpers import require_shared_data, stored_item
+from helpers import require_shared_data
 from vavl.checkpoint import load_checkpoint, model_from_checkpoint
 from vavl.cli import main
-from vavl.data import Collator
-from vavl.features.store import FeatureStore
+from vavl.data import Collator, Item
 from vavl.predict import DEFAULT_MODEL, Predictor
+from vavl.spans import WHOLE
 
 
 @pytest.fixture(scope="module")
@@ -25,20 +24,17 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-def test_onnx_paths_agree_with_pytorch_on_real_features(
-    exported: Path, shared_store: tuple[Path, list[dict[str, Any]]]
-) -> None:
+def test_onnx_paths_agree_with_pytorch_on_real_features(exported: Path) -> None:
     from vavl.export import OnnxModel
 
     assert sorted(p.name for p in exported.iterdir()) == [
         "audio.onnx", "audiovisual.onnx", "onnx.json", "visual.onnx"
     ]  # fmt: skip
-    store = FeatureStore(shared_store[0])
-    keys = {m: store.resolve_key(i) for m, i in (("audio", "whisper-base"), ("visual", "fer"))}
     data = require_shared_data()
     uncropped = data / "mead-samples/M030_sad_3_001.mp4"
     clips = [*sorted((data / "crema-d-samples/VideoFlash").glob("*.flv")), uncropped]
-    items = [stored_item(store, clip, keys, id=clip.stem) for clip in clips]
+    features = Predictor.load(DEFAULT_MODEL).features  # the model's own extractors
+    items = [Item.from_features(clip.stem, features.of_file(clip, None, WHOLE)) for clip in clips]
     checkpoint = load_checkpoint(DEFAULT_MODEL)
     batch = Collator(checkpoint.config.task, checkpoint.normalizer)(items)  # padded, masked
     assert batch.audio_mask is not None and not bool(batch.audio_mask.all())  # real padding

@@ -15,7 +15,7 @@ from PIL import Image
 from helpers import real_face_frames, require_shared_data
 from vavl.data import Item
 from vavl.errors import ConfigError, FeatureMismatchError, WeightsError
-from vavl.features import EXTRACTORS, create_extractor
+from vavl.features import EXTRACTORS, create_extractor, registered_dim
 from vavl.features.audio import (
     _hz_to_mel,
     _mel_to_hz,
@@ -264,11 +264,21 @@ def test_features_from_another_extractor_are_refused() -> None:
 
 def test_the_sizes_declared_at_registration_are_the_extractors(tmp_path: Path) -> None:
     torch.save(EfficientNetB2().state_dict(), tmp_path / "enet.pth")
-    options = {"enet_b2": {"weights": tmp_path / "enet.pth"}}
-    declared = {name: r.dim for name, r in EXTRACTORS.items() if r.dim is not None}
-    assert set(declared) == {"whisper-base", "whisper-tiny", "fer", "facemesh", "enet_b2"}
-    for name, dim in declared.items():
-        assert create_extractor(name, **options.get(name, {})).dim == dim, name
+    weights = {"weights": tmp_path / "enet.pth"}
+    cases = [(name, weights if name == "enet_b2" else {}) for name in EXTRACTORS]
+    cases += [
+        ("fer", {"output": output}) for output in ("probabilities", "features+log-probabilities")
+    ]
+    declared = {
+        (name, str(options)): (registered_dim(name, options), options)
+        for name, options in cases
+        if registered_dim(name, options) is not None
+    }
+    assert {name for name, _ in declared} == {
+        "whisper-base", "whisper-tiny", "fer", "facemesh", "enet_b2"
+    }  # fmt: skip
+    for (name, _), (dim, options) in declared.items():
+        assert create_extractor(name, **options).dim == dim, (name, options)
 
 
 def test_a_speech_floor_masks_the_silence_around_and_inside_speech() -> None:

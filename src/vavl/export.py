@@ -37,9 +37,8 @@ class UnimodalPath(nn.Module):
         self.modality: Modality = modality
 
     def forward(self, features: Tensor, mask: Tensor) -> Tensor:
-        head, _ = self.model.heads(self.modality)
-        output: Tensor = head(self.model.encode(self.modality, features, mask))
-        return output
+        embedding = self.model.encode(self.modality, features, mask)
+        return self.model.predict(self.modality, embedding, features, mask)
 
 
 class AudioVisualPath(nn.Module):

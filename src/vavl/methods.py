@@ -8,6 +8,8 @@ from vavl.config import ExperimentConfig
 from vavl.config_files import apply_overrides
 from vavl.errors import VavlError
 
+# The other networks read no classifier's answer from the visual features (a VAVL option).
+NO_PRIOR = "model.visual_prior=[]"
 AUXFORMER_RECIPE = (
     "training.recipe=joint",
     "training.learning_rate=7.25e-4",
@@ -73,16 +75,23 @@ METHODS: dict[str, tuple[str, ...]] = {
     ),
     "auxformer": (
         "model.name=auxformer",
+        NO_PRIOR,
         "model.model_dim=50",
         "model.heads=10",
         *AUXFORMER_RECIPE,
         "model.audiovisual_output=mean",
         "training.modality_dropout=0.2",
     ),
-    "mult": ("model.name=mult", "model.model_dim=50", "model.heads=10", *AUXFORMER_RECIPE),
-    "unimodal": ("model.name=unimodal", "training.recipe=joint"),
-    "late-fusion": ("model.name=late-fusion", "training.recipe=joint"),
-    "early-fusion": ("model.name=early-fusion", "training.recipe=joint"),
+    "mult": (
+        "model.name=mult",
+        NO_PRIOR,
+        "model.model_dim=50",
+        "model.heads=10",
+        *AUXFORMER_RECIPE,
+    ),
+    "unimodal": ("model.name=unimodal", NO_PRIOR, "training.recipe=joint"),
+    "late-fusion": ("model.name=late-fusion", NO_PRIOR, "training.recipe=joint"),
+    "early-fusion": ("model.name=early-fusion", NO_PRIOR, "training.recipe=joint"),
 }
 
 

@@ -206,17 +206,22 @@ class Registration:
     modality: Modality
     factory: ExtractorFactory
     description: str
-    dim: int | None  # output size per frame; None when the options decide it
+    # Output size per frame: fixed, decided by the options, or None when unknown until built.
+    dim: int | Callable[[dict[str, Any]], int] | None
 
 
 EXTRACTORS: dict[str, Registration] = {}
 
 
 def register(
-    name: str, modality: Modality, description: str, dim: int | None = None
+    name: str,
+    modality: Modality,
+    description: str,
+    dim: int | Callable[[dict[str, Any]], int] | None = None,
 ) -> Callable[[ExtractorFactory], ExtractorFactory]:
     """Class decorator adding an extractor to the registry under ``name``; ``dim`` is its
-    output size when no option changes it (configs are checked against it at load)."""
+    output size, or a function of its options giving it (configs are checked against it at
+    load)."""
 
     def add(factory: ExtractorFactory) -> ExtractorFactory:
         EXTRACTORS[name] = Registration(modality, factory, description, dim)
@@ -225,11 +230,14 @@ def register(
     return add
 
 
-def registered_dim(name: str) -> int | None:
-    """The output size ``name`` declared at registration (None: unknown name, or it depends on
-    the options)."""
+def registered_dim(name: str, options: dict[str, Any] | None = None) -> int | None:
+    """The output size of ``name`` with ``options``, as declared at registration (None: an
+    unknown name, or a size known only once built)."""
     registration = EXTRACTORS.get(name)
-    return registration.dim if registration else None
+    if registration is None or registration.dim is None:
+        return None
+    dim = registration.dim
+    return dim if isinstance(dim, int) else dim(options or {})
 
 
 _PRELOADED: dict[str, Future[Any]] = {}

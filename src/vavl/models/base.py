@@ -71,6 +71,12 @@ class ThreeStepModel(Protocol):
         """The prediction head and the reconstruction head of one modality."""
         ...
 
+    def predict(
+        self, modality: Modality, embedding: Tensor, features: Tensor, mask: Tensor
+    ) -> Tensor:
+        """The ``modality`` path's outputs from its pooled representation and its inputs."""
+        ...
+
     def fuse(self, audio_embedding: Tensor, visual_embedding: Tensor) -> Tensor:
         """The audio-visual output from the two representations."""
         ...

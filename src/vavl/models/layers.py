@@ -60,6 +60,20 @@ def run_on_present(
     return features.new_full((features.shape[0], output_dim), fill), present
 
 
+class ColumnPrior(nn.Module):
+    """Logits read from the input: each output's clip mean of one feature column (a pretrained
+    classifier's log-probability of that class), times a learnt scale that starts at 1."""
+
+    def __init__(self, columns: Sequence[int]) -> None:
+        super().__init__()
+        self.columns: Tensor
+        self.register_buffer("columns", torch.tensor(list(columns)), persistent=False)
+        self.scale = nn.Parameter(torch.ones(len(columns)))
+
+    def forward(self, features: Tensor, mask: Tensor) -> Tensor:
+        return masked_mean(features[..., self.columns], mask) * self.scale
+
+
 class MLP(nn.Module):
     """Linear layers with ReLU and dropout between them; the last layer is linear."""
 

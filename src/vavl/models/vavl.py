@@ -3,7 +3,10 @@
 audio (T_a x audio_dim)  -> 1x1 projection -> Conformer branch -+
 visual (T_v x visual_dim) -> 1x1 projection -> Conformer branch -+-> shared Conformer (+ residual),
 LayerNorm, masked mean over time -> r. Heads: audio MLP(r_a), visual MLP(r_v), reconstruction MLPs
-(r -> mean input features), fusion MLP(concat(r_a, r_v)). The shared weights are applied to each
+(r -> mean input features), fusion MLP(concat(r_a, r_v)). With ``visual_prior`` the visual path
+also adds a pretrained classifier's log-probabilities, read from the input (its head then starts
+at zero: the path starts as that classifier), and once trained keeps ``visual_prior_mix`` of the
+head's correction. The shared weights are applied to each
 branch's sequence separately, so one trained model answers for audio, visual or both.
 """
 
@@ -23,7 +26,7 @@ from vavl.models.base import (
     given_modalities,
 )
 from vavl.models.conformer import ConformerEncoder
-from vavl.models.layers import MLP, masked_mean, run_on_present
+from vavl.models.layers import MLP, ColumnPrior, masked_mean, run_on_present
 from vavl.types import Modality
 
 
@@ -68,6 +71,12 @@ class VAVL(EmotionModel):
         self.audio_reconstruction = head(dim, out_dim=config.audio_dim)
         self.visual_reconstruction = head(dim, out_dim=config.visual_dim)
         self.fusion_head = head(2 * dim, out_dim=output_dim)
+        self.visual_prior = ColumnPrior(config.visual_prior) if config.visual_prior else None
+        if self.visual_prior is not None:
+            last = self.visual_head.layers[-1]
+            assert isinstance(last, nn.Linear)
+            nn.init.zeros_(last.weight)
+            nn.init.zeros_(last.bias)
 
     def _branch(self, modality: Modality) -> tuple[nn.Module, nn.Module]:
         if modality == "audio":
@@ -89,7 +98,8 @@ class VAVL(EmotionModel):
         if step == "shared":
             return [*shared, self.shared_norm]
         projection, encoder = self._branch(step)
-        return [projection, encoder, *shared, self.shared_norm, *self.heads(step)]
+        prior = [self.visual_prior] if step == "visual" and self.visual_prior is not None else []
+        return [projection, encoder, *shared, self.shared_norm, *self.heads(step), *prior]
 
     def encode(self, modality: Modality, features: Tensor, mask: Tensor) -> Tensor:
         """Pooled representation r (batch, model_dim) of clips that all have ``modality``."""
@@ -101,6 +111,17 @@ class VAVL(EmotionModel):
             if self.config.shared_residual:
                 shared = shared + branch
         return masked_mean(self.shared_norm(shared), mask)
+
+    def predict(
+        self, modality: Modality, embedding: Tensor, features: Tensor, mask: Tensor
+    ) -> Tensor:
+        """The ``modality`` path's outputs from its pooled representation (and its inputs)."""
+        output: Tensor = self.heads(modality)[0](embedding)
+        if modality == "visual" and self.visual_prior is not None:
+            if not self.training:  # the trained correction, shrunk towards the prior
+                output = output * self.config.visual_prior_mix
+            output = output + self.visual_prior(features, mask)
+        return output
 
     def fuse(self, audio_embedding: Tensor, visual_embedding: Tensor) -> Tensor:
         return self.fusion_head(torch.cat([audio_embedding, visual_embedding], dim=-1))
@@ -122,10 +143,11 @@ class VAVL(EmotionModel):
                 0.0,
                 self.training,
             )
-            head, reconstruction = self.heads(modality)
+            reconstruction = self.heads(modality)[1]
+            predicted = self.predict(modality, embedding, features, mask)
             output.present[modality] = present
             output.embeddings[modality] = embedding
-            output.predictions[modality] = fill_absent(head(embedding), present)
+            output.predictions[modality] = fill_absent(predicted, present)
             output.reconstructions[modality] = fill_absent(reconstruction(embedding), present)
         if "audio" in output.present and "visual" in output.present:
             paired = output.present["audio"] & output.present["visual"]

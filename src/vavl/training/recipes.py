@@ -243,14 +243,15 @@ class ThreeStepRecipe(Recipe):
         features, mask = clips.modality(modality)
         assert features is not None and mask is not None and clips.target is not None
         self.model.train()
-        head, reconstruction_head = self.steps.heads(modality)
+        reconstruction_head = self.steps.heads(modality)[1]
         with self.autocast():
             embedding = self.steps.encode(modality, features, mask)
             if not local:
                 self._update(modality, embedding.sum() * 0.0)
                 return {}
+            predicted = self.steps.predict(modality, embedding, features, mask)
             loss_task = task_loss(
-                self.task.kind, head(embedding), clips.target, self.weights_of(modality)
+                self.task.kind, predicted, clips.target, self.weights_of(modality)
             )
             loss_reconstruction = reconstruction_loss(
                 reconstruction_head(embedding), features, mask
