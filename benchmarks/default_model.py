@@ -209,8 +209,8 @@ def _stills(items: Sequence[Item]) -> list[tuple[Item, int]]:
     """One-frame items from each clip's face track, with the frame's index."""
     stills = []
     for item in items:
-        valid = item.valid_frames("visual")
-        if valid is None or item.visual is None:
+        features, valid = item.frames("visual")  # read from the store when left there
+        if valid is None or features is None or not valid.any():
             continue
         frames = np.flatnonzero(valid)
         chosen = {int(frames[min(len(frames) - 1, int(share * len(frames)))]) for share in STILL_AT}
@@ -219,8 +219,10 @@ def _stills(items: Sequence[Item]) -> list[tuple[Item, int]]:
                 item,
                 id=f"{item.id}@{index}",
                 audio=None,
-                visual=item.visual[index : index + 1],
+                audio_valid=None,
+                visual=features[index : index + 1],
                 visual_valid=np.ones(1, bool),
+                stored={},
             )
             stills.append((still, index))
     return stills

@@ -46,9 +46,9 @@ def test_each_path_learns_the_signal_and_audio_works_without_video(tmp_path: Pat
     assert evaluate_predictions(config.task, predictions)["audio"]["accuracy"] > 0.8
 
 
-def _recipe(config: ExperimentConfig) -> tuple[ThreeStepRecipe, Collator]:
+def _recipe(config: ExperimentConfig, **model: object) -> tuple[ThreeStepRecipe, Collator]:
     trainer_config = config.model_copy(
-        update={"model": small_model_config(audio_dim=32, visual_dim=24)}
+        update={"model": small_model_config(audio_dim=32, visual_dim=24, **model)}
     )
     from vavl.models import VAVL
 
@@ -88,6 +88,18 @@ def test_each_step_trains_only_its_own_modules() -> None:
     # Branches run in eval mode: not even batch-norm statistics move.
     assert _changed(before, model) == {"fusion_head"}
     assert model.training
+
+
+def test_the_visual_step_trains_the_prior_it_reads() -> None:
+    config = demo_config()
+    outputs = config.task.output_dim
+    recipe, collate = _recipe(config, visual_prior=tuple(range(24 - outputs, 24)))
+    batch = collate(synthetic_items(config.data, config.task)["train"][:8])  # type: ignore[arg-type]
+    before = _snapshot(recipe.model)
+    recipe.unimodal_step("audio", batch)
+    assert "visual_prior" not in _changed(before, recipe.model)
+    recipe.unimodal_step("visual", batch)
+    assert _changed(before, recipe.model) >= {"visual_prior", "visual_head"}
 
 
 def test_reconstruction_trains_the_encoder_it_reconstructs_from() -> None:

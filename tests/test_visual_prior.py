@@ -55,6 +55,18 @@ def test_an_untrained_path_answers_as_the_classifier_it_reads() -> None:
     assert not torch.allclose(plain, masked_mean(visual[..., 7:10], mask), atol=1e-2)
 
 
+def test_clips_without_a_face_get_no_visual_answer_beside_those_with_one() -> None:
+    model = prior_model()
+    visual, mask = torch.randn(3, 4, 10), torch.ones(3, 4, dtype=torch.bool)
+    mask[1] = False  # no face in the second clip
+    with torch.no_grad():
+        output = model(visual=visual, visual_mask=mask)
+    assert output.present["visual"].tolist() == [True, False, True]
+    answers = output.predictions["visual"]
+    assert bool(answers[1].isnan().all()) and bool(answers[[0, 2]].isfinite().all())
+    torch.testing.assert_close(answers[[0, 2]], visual[[0, 2]][..., 7:10].mean(1))
+
+
 def test_the_visual_step_trains_the_prior_scale_and_the_head() -> None:
     model = prior_model().train()
     trained = {id(p) for module in model.step_modules("visual") for p in module.parameters()}
@@ -73,6 +85,14 @@ def test_the_visual_step_trains_the_prior_scale_and_the_head() -> None:
     assert float(model.visual_head.layers[-1].weight.grad.abs().sum()) > 0  # type: ignore[union-attr]
 
 
+PLAIN_FER = [
+    "features.visual_options={}",
+    "model.visual_dim=128",
+    "model.visual_prior=[1, 2, 3, 4, 5, 6]",
+]
+FACEMESH = ["features.visual=facemesh", "features.visual_options={}", "model.visual_dim=1404"]
+
+
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
@@ -80,6 +100,8 @@ def test_the_visual_step_trains_the_prior_scale_and_the_head() -> None:
         (["model.visual_prior=[128, 129, 130, 131, 132, 200]"], "below visual_dim"),
         (["model.name=auxformer"], "a VAVL option"),
         (["task.kind=regression", "task.labels=[a, b, c, d, e, f]"], "classification"),
+        (PLAIN_FER, "fer's output features\\+log-probabilities"),
+        (FACEMESH, "fer's output features\\+log-probabilities"),
     ],
 )
 def test_a_prior_that_cannot_be_read_is_refused(overrides: list[str], message: str) -> None:

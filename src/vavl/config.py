@@ -22,6 +22,8 @@ from vavl.config_model import ModelConfig
 from vavl.errors import ConfigError
 from vavl.types import CREMA_D_EMOTIONS, MODALITIES, Modality, TaskKind
 
+PRIOR_OUTPUT = "features+log-probabilities"  # the fer output that model.visual_prior reads
+
 
 class TaskConfig(_Strict):
     """What is predicted: one emotion class (classification), attributes (regression) or every
@@ -270,10 +272,23 @@ class ExperimentConfig(_Strict):
         """Settings that would do nothing (or something wrong) for the task's kind."""
         task, training = self.task, self.training
         prior = self.model.visual_prior
-        if prior and (task.kind != "classification" or len(prior) != task.output_dim):
+        if prior and task.kind != "classification":
             raise ValueError(
-                f"model.visual_prior gives a column for each class of a classification task: "
-                f"{len(task.labels)} labels, {len(prior)} columns"
+                f"model.visual_prior adds class log-probabilities: it is for classification, "
+                f"not {task.kind} (set model.visual_prior=[])"
+            )
+        if prior and len(prior) != task.output_dim:
+            raise ValueError(
+                f"model.visual_prior gives a column for each class: {len(task.labels)} labels, "
+                f"{len(prior)} columns"
+            )
+        visual = self.features.visual
+        output = self.features.visual_options.get("output")
+        if prior and visual is not None and (visual, output) != ("fer", PRIOR_OUTPUT):
+            raise ValueError(
+                f"model.visual_prior reads class log-probabilities, which only fer's output "
+                f"{PRIOR_OUTPUT} gives ('{visual}' features here; set "
+                f"features.visual_options.output={PRIOR_OUTPUT}, or model.visual_prior=[])"
             )
         if task.kind == "multilabel":
             if task.class_weights != "none" or task.soft_labels:

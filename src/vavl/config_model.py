@@ -134,7 +134,7 @@ class ModelConfig(_Strict):
                 f"kernel_size must be odd to keep frames aligned, got {self.kernel_size}"
             )
         if self.visual_prior and self.name != "vavl":
-            raise ValueError("visual_prior is a VAVL option")
+            raise ValueError("visual_prior is a VAVL option (set model.visual_prior=[])")
         if any(not 0 <= column < self.visual_dim for column in self.visual_prior):
             raise ValueError(
                 f"visual_prior columns must be below visual_dim ({self.visual_dim}), got "

@@ -62,7 +62,9 @@ def run_on_present(
 
 class ColumnPrior(nn.Module):
     """Logits read from the input: each output's clip mean of one feature column (a pretrained
-    classifier's log-probability of that class), times a learnt scale that starts at 1."""
+    classifier's log-probability of that class, standardised with the other features, which
+    shifts and scales each class's column by its own statistics), times a learnt scale that
+    starts at 1."""
 
     def __init__(self, columns: Sequence[int]) -> None:
         super().__init__()

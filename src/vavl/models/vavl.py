@@ -3,11 +3,12 @@
 audio (T_a x audio_dim)  -> 1x1 projection -> Conformer branch -+
 visual (T_v x visual_dim) -> 1x1 projection -> Conformer branch -+-> shared Conformer (+ residual),
 LayerNorm, masked mean over time -> r. Heads: audio MLP(r_a), visual MLP(r_v), reconstruction MLPs
-(r -> mean input features), fusion MLP(concat(r_a, r_v)). With ``visual_prior`` the visual path
-also adds a pretrained classifier's log-probabilities, read from the input (its head then starts
-at zero: the path starts as that classifier), and once trained keeps ``visual_prior_mix`` of the
-head's correction. The shared weights are applied to each
+(r -> mean input features), fusion MLP(concat(r_a, r_v)). The shared weights are applied to each
 branch's sequence separately, so one trained model answers for audio, visual or both.
+
+With ``visual_prior`` the visual path also adds a pretrained classifier's log-probabilities, read
+from the (standardised) input: its head starts at zero, so the path starts from that
+classifier's answer, and once trained it keeps ``visual_prior_mix`` of the head's correction.
 """
 
 from __future__ import annotations
