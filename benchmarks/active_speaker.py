@@ -34,10 +34,12 @@ def audio_pipeline() -> FeaturePipeline:
     return FeaturePipeline(create_extractor("whisper-base", blocks=3, pool=2), None)
 
 
-def at_times(features: np.ndarray, rate: float, times: np.ndarray) -> np.ndarray:
-    """The audio frames nearest to ``times`` (the lips' frames)."""
-    index = np.minimum(np.round(times * rate).astype(int), len(features) - 1)
-    return np.asarray(features, np.float64)[index]
+def at_times(values: np.ndarray, value_times: np.ndarray, times: np.ndarray) -> np.ndarray:
+    """The frames of ``values`` (starting at ``value_times``) nearest to ``times``."""
+    later = np.clip(np.searchsorted(value_times, times), 0, len(value_times) - 1)
+    earlier = np.clip(later - 1, 0, None)
+    closer = np.abs(value_times[earlier] - times) < np.abs(value_times[later] - times)
+    return np.asarray(values, np.float64)[np.where(closer, earlier, later)]
 
 
 def recordings(data: Path) -> dict[Path, tuple[np.ndarray, np.ndarray, np.ndarray]]:
@@ -66,26 +68,28 @@ def main() -> None:
     args = parser.parse_args()
     clips = recordings(args.data)
     audio = audio_pipeline()
-    rate = 25.0  # Whisper frames a second with pool 2
-    own = {
-        clip: at_times(audio.extract(clip).audio.features, rate, times)
-        for clip, (_, times, _) in clips.items()
-    }
+    own = {}
+    for clip, (_, times, _) in clips.items():
+        found = audio.extract(clip).audio
+        own[clip] = at_times(found.features, found.times, times)
     tested = [clip for clip in clips if clip.parent.name in TESTED]
     right = dict.fromkeys(args.context, 0)
     windows = 0
     for first, second in tqdm(list(itertools.permutations(tested, 2)), "pairs", leave=False):
         model = SyncModel.fit([(clips[c][0], own[c]) for c in clips if c not in (first, second)])
-        times = clips[first][1]
-        frames = min(len(times), len(clips[second][1]))
-        times = times[:frames]
+        # The pair lasts as long as its shorter clip; both faces at the first one's frame times.
+        shorter = min(clips[first][1][-1], clips[second][1][-1])
+        times = clips[first][1][clips[first][1] <= shorter]
+        frames = len(times)
         samples = min(len(clips[first][2]), len(clips[second][2]), int(times[-1] * SAMPLE_RATE))
         moments = np.arange(samples) / SAMPLE_RATE
         speaker = (moments // SWITCH_EVERY).astype(int) % 2
         heard = np.where(speaker == 0, clips[first][2][:samples], clips[second][2][:samples])
         sound = audio.extract_arrays(heard.astype(np.float32), None, 25.0, "pair").audio
-        heard_features = model.project_audio(at_times(sound.features, rate, times))
-        lips = [model.project_lips(clips[c][0][:frames]) for c in (first, second)]
+        heard_features = model.project_audio(at_times(sound.features, sound.times, times))
+        lips = [
+            model.project_lips(at_times(clips[c][0], clips[c][1], times)) for c in (first, second)
+        ]
         truth = (times // SWITCH_EVERY).astype(int) % 2
         for second_start in range(int(times[-1])):
             middle = int(np.searchsorted(times, second_start + 0.5))

@@ -66,7 +66,7 @@ class SyncModel:
     audio_mean: FloatArray
     audio_basis: FloatArray
     audio: FloatArray
-    correlations: FloatArray  # the canonical correlations on the fitting recordings
+    correlations: FloatArray  # canonical correlations on the fitting recordings, ridge-shrunk
 
     @classmethod
     def fit(
@@ -112,7 +112,7 @@ class SyncModel:
     def synchrony(lips: FloatArray, audio: FloatArray, lags: Sequence[int] = (-1, 0, 1)) -> float:
         """How closely projected ``lips`` follow projected ``audio`` over the same frames: the
         sum of the canonical pairs' correlations, at the best lag (frames; positive: the lips
-        lead)."""
+        follow the sound, frame t + lag of the lips against frame t of the audio)."""
         frames = min(len(lips), len(audio))
         best = -np.inf
         for lag in lags:
