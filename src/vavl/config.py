@@ -22,8 +22,6 @@ from vavl.config_model import ModelConfig
 from vavl.errors import ConfigError
 from vavl.types import CREMA_D_EMOTIONS, MODALITIES, Modality, TaskKind
 
-PRIOR_OUTPUT = "features+log-probabilities"  # the fer output that model.visual_prior reads
-
 
 class TaskConfig(_Strict):
     """What is predicted: one emotion class (classification), attributes (regression) or every
@@ -282,13 +280,15 @@ class ExperimentConfig(_Strict):
                 f"model.visual_prior gives a column for each class: {len(task.labels)} labels, "
                 f"{len(prior)} columns"
             )
+        from vavl.features.visual import FER_PRIOR_OUTPUT  # features import this module
+
         visual = self.features.visual
         output = self.features.visual_options.get("output")
-        if prior and visual is not None and (visual, output) != ("fer", PRIOR_OUTPUT):
+        if prior and visual is not None and (visual, output) != ("fer", FER_PRIOR_OUTPUT):
             raise ValueError(
                 f"model.visual_prior reads class log-probabilities, which only fer's output "
-                f"{PRIOR_OUTPUT} gives ('{visual}' features here; set "
-                f"features.visual_options.output={PRIOR_OUTPUT}, or model.visual_prior=[])"
+                f"{FER_PRIOR_OUTPUT} gives ('{visual}' features here; set "
+                f"features.visual_options.output={FER_PRIOR_OUTPUT}, or model.visual_prior=[])"
             )
         if task.kind == "multilabel":
             if task.class_weights != "none" or task.soft_labels:

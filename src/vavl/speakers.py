@@ -83,8 +83,7 @@ class SyncModel:
         audio_mean = audio.mean(axis=0)
         _, _, rows = np.linalg.svd(audio - audio_mean, full_matrices=False)
         basis = rows[:audio_dims].T
-        reduced = (audio - audio_mean) @ basis
-        lips, reduced = lips - lips.mean(axis=0), reduced - reduced.mean(axis=0)
+        reduced = (audio - audio_mean) @ basis  # centred, as the lips are (each standardised)
         frames = len(lips)
         whiten_lips = _inverse_root(lips.T @ lips / frames + ridge * np.eye(lips.shape[1]))
         whiten_audio = _inverse_root(

@@ -50,7 +50,7 @@ def _split_of(split_set: str, test_set: str) -> Split | None:
 def load_msp_podcast(root: Path, name: str, test_set: str = "Test1") -> Corpus:
     require_folder(root, "MSP-Podcast", "corpus")
     # Older releases spell it "concensus".
-    found = [root / "Labels" / name for name in LABEL_FILES if (root / "Labels" / name).is_file()]
+    found = [root / "Labels" / file for file in LABEL_FILES if (root / "Labels" / file).is_file()]
     if not found:
         raise DataError(f"{root}: MSP-Podcast's Labels/labels_consensus.csv not found")
     labels = found[0]

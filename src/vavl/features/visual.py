@@ -56,10 +56,11 @@ def _batched(inputs: NDArray[np.float32], batch: int = 64) -> list[NDArray[np.fl
 FER_CLASSES = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
 FER_FEATURES = 128
 FerOutput = Literal["features", "probabilities", "features+log-probabilities"]
+FER_PRIOR_OUTPUT = "features+log-probabilities"  # the output that model.visual_prior reads
 FER_OUTPUT_DIMS: dict[str, int] = {
     "features": FER_FEATURES,
     "probabilities": len(FER_CLASSES),
-    "features+log-probabilities": FER_FEATURES + len(FER_CLASSES),
+    FER_PRIOR_OUTPUT: FER_FEATURES + len(FER_CLASSES),
 }
 
 
@@ -115,7 +116,7 @@ class FerExtractor(VisualExtractor):
                 features.append(np.asarray(probabilities, np.float32).reshape(len(batch), -1))
                 continue
             pooled = self.model.inner_tensor(self.FEATURE_TENSOR).mean(axis=(1, 2))
-            if self.output == "features+log-probabilities":
+            if self.output == FER_PRIOR_OUTPUT:
                 logits = self.model.inner_tensor(self.LOGITS_TENSOR).reshape(len(batch), -1)
                 pooled = np.concatenate([pooled, _log_softmax(logits)], axis=1)
             features.append(pooled)
