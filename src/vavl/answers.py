@@ -16,7 +16,8 @@ from vavl.calibration import PathReliability, best_path, label_thresholds, sigmo
 from vavl.config import TaskConfig
 from vavl.features.records import FileFeatures
 from vavl.inference import ItemOutputs
-from vavl.results import PathPrediction, Prediction
+from vavl.people import SEEN, People, PersonOutputs, turn_rows, where
+from vavl.results import PathPrediction, PersonPrediction, Prediction
 from vavl.types import MODALITIES, PATHS
 
 NO_LABEL = "none"  # what a multi-label path says when no label reaches its threshold
@@ -34,12 +35,14 @@ def in_words(present: Sequence[str]) -> str:
 @dataclass
 class Answers:
     """What one model's outputs mean: its task, each path's calibration, its name and
-    extractors (for the record of every answer)."""
+    extractors (for the record of every answer). Persons are listed when there are several,
+    or for one alone with ``list_alone``."""
 
     task: TaskConfig
     calibration: Mapping[str, PathReliability]
     model: str
     extractors: dict[str, str | None] = field(default_factory=dict)
+    list_alone: bool = False
 
     def scores(self, path: str, output: NDArray[np.float32]) -> NDArray[np.float64]:
         """Calibrated class probabilities (each label's probability; the attribute values) of
@@ -67,27 +70,82 @@ class Answers:
     def paths(self, outputs: ItemOutputs) -> dict[str, PathPrediction]:
         return {path: self.from_scores(path, self.scores(path, v)) for path, v in outputs.items()}
 
-    def file(self, features: FileFeatures, outputs: ItemOutputs) -> Prediction:
-        """The answer for a file (or an input) predicted whole."""
+    def file(
+        self, features: FileFeatures, outputs: ItemOutputs, people: PersonOutputs | None = None
+    ) -> Prediction:
+        """The answer for a file (or an input) predicted whole; ``people``: each person's
+        outputs, when who speaks was looked for."""
         face = features.face_reason if features.face_used is not None else "none"
-        return self._prediction(features, self.paths(outputs), len(features.faces), face)
+        prediction = self._prediction(features, self.paths(outputs), len(features.faces), face)
+        if features.people:
+            everyone = People()
+            everyone.add(features, self._person_scores(people or {}))
+            self._fill_people(prediction, everyone)
+        return prediction
+
+    def _person_scores(
+        self, people: PersonOutputs
+    ) -> dict[int, dict[str, dict[str, NDArray[np.float64]]]]:
+        return {
+            track: {
+                kind: {p: self.scores(p, v) for p, v in outputs.items()}
+                for kind, outputs in kinds.items()
+            }
+            for track, kinds in people.items()
+        }
+
+    def _fill_people(self, prediction: Prediction, everyone: People) -> None:
+        """Every person's answers and who spoke when, numbered from the most prominent."""
+        found = everyone.scores()
+        if len(found) < 2 and not self.list_alone:
+            return
+        number = {person.track: rank for rank, person in enumerate(found)}
+        speech = everyone.speech_seconds()
+        prediction.people = [
+            PersonPrediction(
+                person=number[person.track],
+                where=where(person.centre),
+                frames=person.frames,
+                area=round(person.area, 4),
+                speaking_seconds=round(person.speaking_seconds, 2),
+                speaking_share=round(person.speaking_seconds / speech, 3) if speech else None,
+                seen={p: self.from_scores(p, v) for p, v in person.seen.items()},
+                speaking={p: self.from_scores(p, v) for p, v in person.speaking.items()},
+            )
+            for person in found
+        ]
+        prediction.turns = turn_rows(everyone.merged_turns(), number)
+
+    def faces_seen(self, people: PersonOutputs) -> dict[int, PathPrediction]:
+        """Each person's face's answer (by track), from their outputs."""
+        return {
+            track: self.from_scores("visual", self.scores("visual", kinds[SEEN]["visual"]))
+            for track, kinds in people.items()
+            if "visual" in kinds.get(SEEN, {})
+        }
 
     def long_file(
         self,
         path: Path,
         duration: float | None,
         window: float,
-        windows: Iterable[tuple[FileFeatures, ItemOutputs]],
+        windows: Iterable[tuple[FileFeatures, ItemOutputs, PersonOutputs]],
     ) -> Prediction:
         """A long file's answer: each path's mean calibrated probabilities (values) over its
-        ``window``-second windows, each predicted as if it were its own file."""
-        mean = WindowMean(window)
-        for found, outputs in windows:
+        ``window``-second windows, each predicted as if it were its own file (and each
+        person's, over the windows it was in)."""
+        mean, everyone = WindowMean(window), People()
+        for found, outputs, people in windows:
             mean.add(found, {p: self.scores(p, v) for p, v in outputs.items()})
+            if found.people:
+                everyone.add(found, self._person_scores(people))
         paths = {p: self.from_scores(p, total / mean.counts[p]) for p, total in mean.sums.items()}
-        return self._prediction(
+        prediction = self._prediction(
             mean.whole(path, duration), paths, mean.faces, mean.face_reason(), mean.aggregated()
         )
+        if everyone.tallies:
+            self._fill_people(prediction, everyone)
+        return prediction
 
     def _prediction(
         self,
@@ -143,6 +201,7 @@ class WindowMean:
         self.counts: dict[str, int] = {}
         self.windows = self.frames_sampled = self.frames_with_face = self.faces = 0
         self.face_asked = 0
+        self.by_speaker = False  # the face was chosen as the one speaking
         self.found: set[str] = set()
         self.last: FileFeatures | None = None
 
@@ -156,6 +215,7 @@ class WindowMean:
         self.frames_with_face += window.frames_with_face
         self.faces = max(self.faces, len(window.faces))
         self.face_asked = window.face_asked
+        self.by_speaker = self.by_speaker or window.face_choice is not None
         self.last = window
 
     def whole(self, path: Path, duration: float | None) -> FileFeatures:
@@ -170,6 +230,8 @@ class WindowMean:
 
     def face_reason(self) -> str:
         span = f"{self.window_seconds:g} s window"
+        if self.by_speaker:
+            return f"the active speaker of each {span} (the most prominent where none was seen)"
         asked = self.face_asked
         if asked >= self.faces > 0:
             return (

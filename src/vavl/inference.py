@@ -29,6 +29,7 @@ from vavl.data import Batch, Collator, Item
 from vavl.errors import CheckpointError
 from vavl.models import EmotionModel
 from vavl.normalization import FeatureNormalizer
+from vavl.people import PersonOutputs, person_items
 from vavl.sampling import BucketBatchSampler
 from vavl.types import MODALITIES, PATH_MODALITIES, PATHS, PathName
 
@@ -224,8 +225,9 @@ class InferenceEngine:
 
     def over_windows(
         self, windows: Iterable[FileFeatures]
-    ) -> Iterator[tuple[FileFeatures, ItemOutputs]]:
-        """Each window with its outputs, in order; windows are run in batches as they come."""
+    ) -> Iterator[tuple[FileFeatures, ItemOutputs, PersonOutputs]]:
+        """Each window with its outputs and its persons', in order; windows are run in
+        batches as they come."""
         pending: list[FileFeatures] = []
         for window in windows:
             pending.append(window)
@@ -236,6 +238,22 @@ class InferenceEngine:
 
     def _run_windows(
         self, windows: Sequence[FileFeatures]
-    ) -> Iterator[tuple[FileFeatures, ItemOutputs]]:
-        items = [Item.from_features(f"{window.start:.3f}", window) for window in windows]
-        yield from zip(windows, self.per_item(items), strict=True)
+    ) -> Iterator[tuple[FileFeatures, ItemOutputs, PersonOutputs]]:
+        outputs, people = self.with_people(windows)
+        yield from zip(windows, outputs, people, strict=True)
+
+    def with_people(
+        self, found: Sequence[FileFeatures]
+    ) -> tuple[list[ItemOutputs], list[PersonOutputs]]:
+        """The outputs of each file (window) and of each of its persons, run together."""
+        items = [Item.from_features(f"{one.start:.3f}", one) for one in found]
+        persons = [
+            (number, track, kind, item)
+            for number, one in enumerate(found)
+            for track, kind, item in person_items(one)
+        ]
+        outputs = self.per_item(items + [item for *_, item in persons])
+        people: list[PersonOutputs] = [{} for _ in found]
+        for (number, track, kind, _), output in zip(persons, outputs[len(items) :], strict=True):
+            people[number].setdefault(track, {})[kind] = output
+        return outputs[: len(items)], people

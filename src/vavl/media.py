@@ -15,6 +15,7 @@ import itertools
 import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -334,3 +335,33 @@ class VideoReader:
                     f"truncated: the header declares {declared} video frames but only "
                     f"{self.decoded_frames} decode"
                 )
+
+
+def write_video(
+    path: str | Path,
+    frames: Sequence[NDArray[np.uint8]],
+    fps: int,
+    audio: NDArray[np.float32] | None = None,
+) -> Path:
+    """Write RGB ``frames`` (even sides) at ``fps``, with 16 kHz mono ``audio``, as an MP4
+    (H.264 and AAC): generated test media."""
+    path = Path(path)
+    with av.open(str(path), "w") as container:  # every stream is added before the first packet
+        video = container.add_stream("libx264", rate=fps)
+        video.width, video.height, video.pix_fmt = frames[0].shape[1], frames[0].shape[0], "yuv420p"
+        sound = None
+        if audio is not None:
+            sound = container.add_stream("aac", rate=SAMPLE_RATE)
+            sound.layout = "mono"
+        for image in frames:
+            container.mux(video.encode(av.VideoFrame.from_ndarray(image, format="rgb24")))
+        container.mux(video.encode())
+        if sound is not None and audio is not None:
+            for start in range(0, len(audio), 1024):
+                block = np.ascontiguousarray(audio[None, start : start + 1024], np.float32)
+                frame = av.AudioFrame.from_ndarray(block, format="fltp", layout="mono")
+                frame.sample_rate, frame.pts = SAMPLE_RATE, start
+                frame.time_base = Fraction(1, SAMPLE_RATE)
+                container.mux(sound.encode(frame))
+            container.mux(sound.encode())
+    return path

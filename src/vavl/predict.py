@@ -23,6 +23,7 @@ from vavl.checkpoint import Checkpoint, load_checkpoint
 from vavl.data import Item
 from vavl.devices import resolve_device
 from vavl.errors import VavlError
+from vavl.features.pipeline import EVERYONE, SPEAKER, FaceChoice
 from vavl.features.rebuild import rebuild_features
 from vavl.features.records import FileFeatures
 from vavl.features.store import FeatureStore
@@ -51,7 +52,7 @@ class Predictor:
         preview_crops: int = 0,
         onnx_dir: str | Path | None = None,
         faces_override: dict[str, Any] | None = None,
-        face: int = 0,
+        face: FaceChoice = SPEAKER,
     ) -> None:
         self.checkpoint, self.name, self.task = checkpoint, name, checkpoint.config.task
         features = rebuild_features(
@@ -60,7 +61,9 @@ class Predictor:
         self.features, self.pipeline = features, features.pipeline
         backend = checkpoint_backend(checkpoint, name, resolve_device(device), onnx_dir)
         self.engine = InferenceEngine(backend, self.task, checkpoint.normalizer)
-        self.answers = Answers(self.task, checkpoint.calibration, name, features.extractors)
+        self.answers = Answers(
+            self.task, checkpoint.calibration, name, features.extractors, face == EVERYONE
+        )
 
     @classmethod
     def load(
@@ -72,7 +75,7 @@ class Predictor:
         backend: Literal["torch", "onnx"] = "torch",
         onnx_dir: str | Path | None = None,
         faces: dict[str, Any] | None = None,
-        face: int = 0,
+        face: FaceChoice = SPEAKER,
     ) -> Predictor:
         """A predictor for the checkpoint at ``path`` (a run's ``best.pt``); without a path,
         vavl's default model (for non-commercial research use: see its notice).
@@ -80,8 +83,10 @@ class Predictor:
         ``backend="onnx"`` runs the model with onnxruntime, from ``onnx_dir`` (written by
         ``vavl export --onnx``) or from an export cached per checkpoint. ``faces`` changes how
         faces are found (:class:`~vavl.config.FaceSettings` fields, e.g. ``{"detector": "none"}``
-        for pre-cropped face images); ``face`` picks the N-th most prominent face (0: the
-        largest and most persistent).
+        for pre-cropped face images). ``face`` says whose face answers in videos with several:
+        ``"speaker"`` (default), the one whose lips follow the speech heard (each window's),
+        with an answer for every person; ``"all"``, the same, every person listed even when
+        alone; N, the N-th most prominent (0: the largest and most persistent).
         """
         if path is None:
             path = DEFAULT_MODEL
@@ -156,8 +161,8 @@ class Predictor:
         yield from clips.predictions(paths, alone)
 
     def predict_features(self, features: FileFeatures) -> Prediction:
-        item = Item.from_features(str(features.path), features)
-        return self.answers.file(features, self.engine.per_item([item])[0])
+        outputs, people = self.engine.with_people([features])
+        return self.answers.file(features, outputs[0], people[0])
 
     def predict_items(self, items: Sequence[Item]) -> list[dict[str, PathPrediction]]:
         """Every path's answer for each item ({} for an item with no features)."""
@@ -168,8 +173,12 @@ class Predictor:
     ) -> Timeline:
         """Every path's prediction for each ``window``-second window, every ``hop`` seconds."""
         windows = self.engine.over_windows(self.pipeline.windows(path, window, hop))
-        answered = ((found, self.answers.paths(outputs)) for found, outputs in windows)
-        return timeline_of(Path(path), window, hop, answered, self.task, progress)
+        answered = (
+            (found, self.answers.paths(outputs), self.answers.faces_seen(people))
+            for found, outputs, people in windows
+        )
+        alone = self.answers.list_alone
+        return timeline_of(Path(path), window, hop, answered, self.task, progress, alone)
 
 
 def _arrays(

@@ -34,6 +34,69 @@ class PathPrediction:
 
 
 @dataclass
+class PersonPrediction:
+    """One person (a face tracked through the video): what its face shows (``seen``: every
+    frame of it, no sound), how long its lips were seen following the speech heard, and every
+    path's answer over that time (``speaking``: its voice and face only while it spoke)."""
+
+    person: int  # 0: the most prominent (largest and most persistent)
+    where: str  # its place in the picture, in words
+    frames: int  # sampled frames it was found in
+    area: float  # its mean share of the picture
+    speaking_seconds: float
+    speaking_share: float | None  # of the seconds with speech heard (None: none was)
+    seen: dict[str, PathPrediction]
+    speaking: dict[str, PathPrediction]
+
+    def to_dict(self) -> dict[str, Any]:
+        result = asdict(self)
+        for kind in ("seen", "speaking"):
+            result[kind] = {p: answer.to_dict() for p, answer in getattr(self, kind).items()}
+        return result
+
+    def to_rows(self) -> list[dict[str, object]]:
+        """CSV rows: one per answer (its face; each path while it spoke)."""
+        rows = []
+        for kind, answers in (("face", self.seen), ("speaking", self.speaking)):
+            for path, answer in answers.items():
+                row: dict[str, object] = {
+                    "status": "predicted",
+                    "path": path,
+                    "person": self.person,
+                    "person_answer": kind,
+                    "where": self.where,
+                    "speaking_seconds": self.speaking_seconds,
+                    "speaking_share": "" if self.speaking_share is None else self.speaking_share,
+                    "label": answer.label or "",
+                }
+                row |= {f"p_{name}": round(v, 5) for name, v in answer.probabilities.items()}
+                row |= {name: round(v, 5) for name, v in answer.values.items()}
+                rows.append(row)
+        return rows
+
+    def to_text(self) -> str:
+        share = "" if self.speaking_share is None else f" ({self.speaking_share:.0%} of speech)"
+        lines = [
+            f"  person {self.person} ({self.where}, in {self.frames} frames): "
+            f"speaking {self.speaking_seconds:g} s{share}"
+        ]
+        for kind, answers in (("face", self.seen), ("speaking", self.speaking)):
+            for path, answer in answers.items():
+                if kind == "speaking" and path != "audiovisual" and "audiovisual" in answers:
+                    continue  # while it spoke, the fused answer is the one to read
+                lines.append(f"    {kind + ' (' + path + ')':<26} {_in_words(answer)}")
+        return "\n".join(lines)
+
+
+def _in_words(answer: PathPrediction) -> str:
+    """A path's answer on one line: its label and top three, or its values."""
+    if answer.label is None:
+        return ", ".join(f"{name} {value:.3f}" for name, value in answer.values.items())
+    top = sorted(answer.probabilities.items(), key=lambda kv: -kv[1])[:3]
+    return f"{answer.label:<10} ({', '.join(f'{label} {share:.2f}' for label, share in top)})"
+
+
+@dataclass
 class Prediction:
     source: str
     duration: float | None
@@ -54,12 +117,24 @@ class Prediction:
     # [start, end) seconds of the file when only that span was predicted (None: all of it).
     span: tuple[float, float] | None = None
     face_crops: list[NDArray[np.uint8]] = field(default_factory=list, repr=False)
+    # When who speaks was looked for: every person, and who spoke in each second.
+    people: list[PersonPrediction] = field(default_factory=list)
+    turns: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         result = asdict(self)
         result.pop("face_crops")
         result["paths"] = {path: answer.to_dict() for path, answer in self.paths.items()}
+        result["people"] = [person.to_dict() for person in self.people]
         return result
+
+    def who_spoke(self) -> str:
+        """Seconds per person speaking and per other status, in words."""
+        seconds: dict[str, float] = {}
+        for turn in self.turns:
+            name = f"person {turn['person']}" if turn["person"] is not None else turn["status"]
+            seconds[name] = seconds.get(name, 0.0) + turn["end"] - turn["start"]
+        return ", ".join(f"{name} {value:.0f} s" for name, value in seconds.items())
 
     def to_text(self) -> str:
         """A few lines per file: the label (or values) of every path, and what was missing."""
@@ -67,13 +142,7 @@ class Prediction:
         lines = [f"{self.source}{span}:"]
         for path, result in self.paths.items():
             best = "  <- best" if path == self.best_path and len(self.paths) > 1 else ""
-            if result.label is not None:
-                top = sorted(result.probabilities.items(), key=lambda kv: -kv[1])[:3]
-                shares = ", ".join(f"{label} {share:.2f}" for label, share in top)
-                lines.append(f"  {path:<12} {result.label:<10} ({shares}){best}")
-            else:
-                values = ", ".join(f"{name} {value:.3f}" for name, value in result.values.items())
-                lines.append(f"  {path:<12} {values}{best}")
+            lines.append(f"  {path:<12} {_in_words(result)}{best}")
         if len(self.paths) > 1:
             lines.append(f"  (best: {self.best_reason})")
         if self.frames_sampled:
@@ -90,6 +159,9 @@ class Prediction:
         if self.fallback:
             lines.append(f"  ({self.fallback})")
         lines += [f"  (note: {note})" for note in self.notes]
+        if self.turns:
+            lines.append(f"  who speaks: {self.who_spoke()}")
+        lines += [person.to_text() for person in self.people]
         return "\n".join(lines)
 
     def to_rows(self) -> list[dict[str, object]]:
@@ -126,7 +198,7 @@ class Prediction:
                 "error": "",  # the column failed files fill, there in every file's CSV
             }
             rows.append(row)
-        return rows
+        return rows + [row | {"file": self.source} for p in self.people for row in p.to_rows()]
 
 
 def render_predictions(

@@ -11,7 +11,7 @@ from __future__ import annotations
 import io
 import json
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -22,10 +22,13 @@ from tqdm.auto import tqdm
 from vavl.errors import ConfigError
 from vavl.files import csv_text, write_atomically, write_text_atomically
 from vavl.media import probe
+from vavl.people import People, turn_rows, where
 from vavl.results import PathPrediction
+from vavl.speakers import SILENCE
 from vavl.types import PATHS
 
 if TYPE_CHECKING:
+    from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
     from vavl.config import TaskConfig
@@ -37,6 +40,7 @@ class TimelineWindow:
     start: float  # seconds
     end: float
     paths: dict[str, PathPrediction] = field(default_factory=dict)
+    people: dict[int, PathPrediction] = field(default_factory=dict)  # each person's face
 
 
 @dataclass
@@ -49,17 +53,26 @@ class Timeline:
     kind: str  # classification, multilabel or regression
     windows: list[TimelineWindow]
     notes: list[str] = field(default_factory=list)
+    # When who speaks was looked for: the persons (number, where) and who spoke each second.
+    people: list[dict[str, Any]] = field(default_factory=list)
+    turns: list[dict[str, Any]] = field(default_factory=list)
 
     def rows(self) -> list[dict[str, Any]]:
+        """CSV rows: each window's answer per path, then per person (its face)."""
         rows = []
         for window in self.windows:
-            for path, result in window.paths.items():
+            answers: list[tuple[str, int | str, PathPrediction]] = [
+                (path, "", r) for path, r in window.paths.items()
+            ]
+            answers += [("visual", person, r) for person, r in window.people.items()]
+            for path, person, result in answers:
                 row: dict[str, Any] = {
                     "start": round(window.start, 3),
                     "end": round(window.end, 3),
                     "path": path,
-                    "label": result.label or "",
                 }
+                row |= {"person": person} if self.people else {}
+                row["label"] = result.label or ""
                 row |= {f"p_{c}": round(p, 5) for c, p in result.probabilities.items()}
                 row |= {a: round(v, 5) for a, v in result.values.items()}
                 rows.append(row)
@@ -73,43 +86,72 @@ class Timeline:
             "hop": self.hop,
             "labels": list(self.labels),
             "notes": self.notes,
+            "people": self.people,
+            "turns": self.turns,
             "windows": [
                 {
                     "start": window.start,
                     "end": window.end,
                     "paths": {path: answer.to_dict() for path, answer in window.paths.items()},
+                    "people": {str(n): answer.to_dict() for n, answer in window.people.items()},
                 }
                 for window in self.windows
             ],
         }
 
+    def panels(self) -> list[tuple[str, Callable[[TimelineWindow], PathPrediction | None]]]:
+        """What the picture shows, a panel each: every path, then every person's face."""
+        panels: list[tuple[str, Callable[[TimelineWindow], PathPrediction | None]]] = [
+            (path, lambda w, path=path: w.paths.get(path))  # type: ignore[misc]
+            for path in PATHS
+            if any(path in w.paths for w in self.windows)
+        ]
+        for person in self.people:
+            number = person["person"]
+            spoke = sum(t["end"] - t["start"] for t in self.turns if t["person"] == number)
+            title = f"person {number} ({person['where']}): face; shaded: speaking ({spoke:g} s)"
+            panels.append((title, lambda w, n=number: w.people.get(n)))  # type: ignore[misc]
+        return panels or [("audio", lambda w: None)]
+
     def figure(self) -> Figure:
-        """One panel per path: each class's probability (or each attribute) over time, as lines;
-        a clip with a single window gets bars instead (a line needs two points)."""
+        """One panel per path and per person: each class's probability (or each attribute)
+        over time, as lines, a person's speaking seconds shaded; then who speaks when. A clip
+        with a single window gets bars instead (a line needs two points)."""
         from matplotlib.figure import Figure  # only when drawing: it takes 0.4 s to import
 
-        paths = [p for p in PATHS if any(p in w.paths for w in self.windows)] or ["audio"]
-        figure = Figure(figsize=(10, 2.2 * len(paths) + 0.6), layout="constrained")
-        axes_list = np.atleast_1d(figure.subplots(len(paths), 1, sharex=True))
+        panels = self.panels()
+        strip = bool(self.people)
+        heights = [2.2] * len(panels) + ([0.4 + 0.3 * (len(self.people) + 1)] if strip else [])
+        figure = Figure(figsize=(10, sum(heights) + 0.6), layout="constrained")
+        axes_list = np.atleast_1d(
+            figure.subplots(len(heights), 1, sharex=True, height_ratios=heights)
+        )
         centres = np.array([(w.start + w.end) / 2 for w in self.windows])
         colours = [f"C{i}" for i in range(len(self.labels))]
         single = len(self.windows) == 1
-        for axes, path in zip(axes_list, paths, strict=True):
+        for axes, (title, answer_of) in zip(axes_list, panels, strict=False):
             for number, name in enumerate(self.labels):
                 series = []
                 for window in self.windows:
-                    result = window.paths.get(path)
+                    result = answer_of(window)
                     scores = result.probabilities or result.values if result else {}
                     series.append(scores.get(name, np.nan))
                 if single:
                     axes.bar(number, series[0], color=colours[number], label=name)
                 else:
                     axes.plot(centres, series, color=colours[number], label=name, linewidth=1.4)
-            axes.set_title(path, fontsize=9, loc="left")
+            if title.startswith("person ") and not single:
+                person = int(title.split()[1])
+                for turn in self.turns:
+                    if turn["person"] == person:
+                        axes.axvspan(turn["start"], turn["end"], color="0.6", alpha=0.35, lw=0)
+            axes.set_title(title, fontsize=9, loc="left")
             axes.set_ylabel("value" if self.kind == "regression" else "probability")
             if self.kind != "regression":
                 axes.set_ylim(0, 1)
             axes.grid(alpha=0.3)
+        if strip:
+            self._draw_turns(axes_list[-1])
         if single:
             only = self.windows[0]
             axes_list[-1].set_xticks(range(len(self.labels)), self.labels)
@@ -124,6 +166,24 @@ class Timeline:
             f"{Path(self.source).name}: window {self.window:g} s, hop {self.hop:g} s", fontsize=10
         )
         return figure
+
+    def _draw_turns(self, axes: Axes) -> None:
+        """Who speaks in each second: a row per person, and one for the seconds with speech
+        that no face can be said to speak (unclear, lips not visible, a voice off-screen)."""
+        rows = [f"person {p['person']}" for p in self.people] + ["speech, nobody seen"]
+        for turn in self.turns:
+            if turn["person"] is not None:
+                row, colour = turn["person"], "0.35"
+            elif turn["status"] != SILENCE:
+                row, colour = len(rows) - 1, "C3"
+            else:
+                continue
+            axes.broken_barh(
+                [(turn["start"], turn["end"] - turn["start"])], (row - 0.4, 0.8), color=colour
+            )
+        axes.set_yticks(range(len(rows)), rows, fontsize=8)
+        axes.set_ylim(len(rows) - 0.5, -0.5)
+        axes.set_title("who speaks (blank: nobody speaks)", fontsize=9, loc="left")
 
     def write(self, directory: str | Path, name: str | None = None) -> dict[str, Path]:
         """``<name>.timeline.csv``, ``.json`` and ``.png`` in ``directory``; ``name`` defaults
@@ -149,25 +209,30 @@ def timeline_of(
     path: Path,
     window: float,
     hop: float,
-    windows: Iterable[tuple[FileFeatures, dict[str, PathPrediction]]],
+    windows: Iterable[tuple[FileFeatures, dict[str, PathPrediction], dict[int, PathPrediction]]],
     task: TaskConfig,
     progress: bool = True,
+    list_alone: bool = False,
 ) -> Timeline:
     """The timeline of ``path`` from its answered ``windows`` (``window`` seconds, one every
-    ``hop`` seconds; read lazily, after the window and hop are checked)."""
+    ``hop`` seconds; read lazily, after the window and hop are checked), each with its
+    persons' faces' answers (by track); persons are shown when there are several (or, with
+    ``list_alone``, one)."""
     if not (window > 0 and hop > 0):
         raise ConfigError(f"timeline: window and hop must be above 0 s, not {window} and {hop}")
     duration = probe(path).duration or 0.0
     expected = max(1, math.floor(max(duration - window, 0.0) / hop + 1e-9) + 1)
     rows: list[TimelineWindow] = []
     notes: list[str] = []
-    for features, paths in tqdm(
+    everyone = People()
+    for features, paths, faces in tqdm(
         windows, total=expected, desc="timeline", unit="window", disable=not progress
     ):
         end = features.start + (features.duration or 0.0)
-        rows.append(TimelineWindow(features.start, end, paths))
+        rows.append(TimelineWindow(features.start, end, paths, faces))
         notes.extend(n for n in features.notes if n not in notes)
-    return Timeline(
+        everyone.add(features, {})
+    timeline = Timeline(
         source=str(path),
         duration=duration or (rows[-1].end if rows else 0.0),
         window=window,
@@ -177,3 +242,14 @@ def timeline_of(
         windows=rows,
         notes=notes,
     )
+    found = everyone.scores()
+    if len(found) > 1 or (found and list_alone):
+        number = {person.track: rank for rank, person in enumerate(found)}
+        timeline.people = [{"person": number[p.track], "where": where(p.centre)} for p in found]
+        timeline.turns = turn_rows(everyone.merged_turns(), number)
+        for row in rows:
+            row.people = {number[t]: a for t, a in row.people.items() if t in number}
+    else:
+        for row in rows:
+            row.people = {}
+    return timeline

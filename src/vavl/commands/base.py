@@ -64,12 +64,19 @@ def positive_megabytes(text: str) -> float:
     return value
 
 
-def face_rank(text: str) -> int:
-    """An argparse type: a face's rank, 0 or more."""
+def face_choice(text: str) -> int | str:
+    """An argparse type: whose face answers: ``speaker``, ``all``, ``largest`` (rank 0) or a
+    face's rank, 0 or more."""
+    if text in ("speaker", "all"):
+        return text
+    if text == "largest":
+        return 0
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"'{text}' is not a face number (0, 1, ...)") from None
+        raise argparse.ArgumentTypeError(
+            f"'{text}' is not speaker, largest, all or a face number (0, 1, ...)"
+        ) from None
     if value < 0:
         raise argparse.ArgumentTypeError(f"face numbers start at 0, not {text}")
     return value

@@ -13,7 +13,7 @@ from tqdm.auto import tqdm
 from vavl.commands.base import (
     Subcommands,
     add_checkpoint_option,
-    face_rank,
+    face_choice,
     positive_seconds,
     seconds_into,
 )
@@ -253,11 +253,13 @@ def add_parsers(commands: Subcommands, overrides: argparse.ArgumentParser) -> No
     )
     predict.add_argument(
         "--face",
-        type=face_rank,
-        default=0,
-        metavar="N",
-        help="in videos with several faces, use the N-th most prominent (0, the default: the "
-        "largest and most persistent; the output lists how many were tracked)",
+        type=face_choice,
+        default="speaker",
+        metavar="WHO",
+        help="in videos with several faces: 'speaker' (default), the face whose lips follow the "
+        "speech heard, with an answer for every person; 'all', every person listed even when "
+        "alone; 'largest', the largest and most persistent face; N, the N-th most prominent "
+        "(0: the largest)",
     )
     predict.add_argument(
         "--backend",

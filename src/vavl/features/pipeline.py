@@ -24,6 +24,7 @@ import math
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Final, Literal
 
 import numpy as np
 from numpy.typing import NDArray
@@ -33,7 +34,8 @@ from vavl.errors import MediaError
 from vavl.faces import FaceDetector
 from vavl.features.base import AudioExtractor, FloatArray, VisualExtractor, feature_key
 from vavl.features.records import FileFeatures, ModalityFeatures
-from vavl.features.streams import AudioStream, VisualStream, is_silent
+from vavl.features.streams import AudioStream, VisualStream, is_silent, speech_heard
+from vavl.features.visual import FaceMeshExtractor
 from vavl.media import (
     NON_FINITE,
     SAMPLE_RATE,
@@ -44,8 +46,12 @@ from vavl.media import (
     probe,
 )
 from vavl.spans import WHOLE, Span
+from vavl.speakers import SILENCE, HeardAudio, SpeakerFinder
 
 MIN_DURATION = 0.2  # seconds; shorter clips carry no usable expression
+SPEAKER: Final = "speaker"  # face choices that look for who speaks
+EVERYONE: Final = "all"
+FaceChoice = int | Literal["speaker", "all"]
 WINDOW_GROUP = 16  # windows cut (and their audio encoded) together
 
 
@@ -65,7 +71,9 @@ class FeaturePipeline:
     """Extracts the configured modalities of media files (one extractor per modality).
 
     ``face`` picks the face whose features are used in videos with several: 0 (default) is the
-    most prominent, 1 the next, and so on (``FileFeatures.faces`` lists them).
+    most prominent, 1 the next, and so on (``FileFeatures.faces`` lists them). ``"speaker"``
+    uses the face that speaks most (``speakers`` finds who speaks, second by second: the
+    ``turns``) and ``"all"`` also keeps every tracked face's features (``people``).
     """
 
     def __init__(
@@ -74,7 +82,8 @@ class FeaturePipeline:
         visual: VisualExtractor | None,
         faces: FaceSettings | None = None,
         preview_crops: int = 0,
-        face: int = 0,
+        face: FaceChoice = 0,
+        speakers: SpeakerFinder | None = None,
     ) -> None:
         self.audio = audio
         self.visual = visual
@@ -82,6 +91,23 @@ class FeaturePipeline:
         self.preview_crops = preview_crops
         self.face = face
         self._detectors: dict[str, FaceDetector] = {}
+        self.speakers, self.speaker_note = self._speaker_finder(speakers)
+        self.lip_reader = FaceMeshExtractor() if self.speakers is not None else None
+
+    def _speaker_finder(
+        self, speakers: SpeakerFinder | None
+    ) -> tuple[SpeakerFinder | None, str | None]:
+        """The finder of who speaks, when this pipeline can use it; else why not, in words."""
+        if speakers is None or self.face not in (SPEAKER, EVERYONE):
+            return None, None
+        if self.audio is None or self.visual is None:
+            return None, None  # nobody to see, or nothing to hear: one face is all there is
+        if feature_key(self.audio) != speakers.model.audio_key:
+            return None, (
+                f"who speaks is not looked for: the lip-sync model reads other audio features "
+                f"than this model's '{self.audio.id}'; the most prominent face is used"
+            )
+        return speakers, None
 
     def store_keys(self) -> dict[str, str]:
         """The store keys of the features this pipeline makes. A visual key covers how faces
@@ -193,11 +219,13 @@ class FeaturePipeline:
             if stream is not None:
                 stream.advance(math.inf)
         result = FileFeatures(sources.name, sources.duration, missing=dict(sources.missing))
+        heard = audio.whole() if audio is not None else None
         if audio is not None:
-            self._fill_audio(result, audio, audio.whole(), whole=True)
+            self._fill_audio(result, audio, heard, whole=True)
         if visual is not None:
             result.notes += visual.problems
-            self._fill_visual(result, visual, 0.0, math.inf, whole=True)
+            sound = heard[0] if heard is not None else None
+            self._fill_visual(result, visual, 0.0, math.inf, whole=True, heard=sound)
         result.notes = sources.problems + result.notes
         return result
 
@@ -222,20 +250,33 @@ class FeaturePipeline:
             result.audio = taken[0]
 
     def _fill_visual(
-        self, result: FileFeatures, visual: VisualStream, start: float, end: float, whole: bool
+        self,
+        result: FileFeatures,
+        visual: VisualStream,
+        start: float,
+        end: float,
+        whole: bool,
+        heard: ModalityFeatures | None = None,
     ) -> None:
         """Put the features of the face used in [start, end) into ``result``; the face is the
-        most prominent there (or the one asked for), as if the span were its own file."""
+        most prominent there (or the one asked for, or the one speaking most in ``heard``), as
+        if the span were its own file."""
         frames = visual.frames_in(start, end)
         result.frames_sampled = len(frames) if not whole else visual.sampled
         ranking, result.faces = visual.summaries(None if whole else frames)
+        if self.speaker_note and len(ranking) > 1:
+            result.notes.append(self.speaker_note)
         if not visual.sampled:
             result.missing["visual"] = "no decodable video frame"
             return
         if not ranking:
             result.missing["visual"] = f"no face found in {result.frames_sampled} sampled frames"
             return
-        result.face_used, result.face_asked = min(self.face, len(ranking) - 1), self.face
+        if isinstance(self.face, int):
+            result.face_used, result.face_asked = min(self.face, len(ranking) - 1), self.face
+        else:
+            self._find_speakers(result, visual, ranking, heard, start, end)
+            result.face_used = self._speaking_most(result, ranking)
         track = ranking[result.face_used]
         result.visual = visual.take(start, end, track)
         if result.visual is None:
@@ -243,6 +284,53 @@ class FeaturePipeline:
             return
         result.frames_with_face = int(result.visual.valid.sum())
         result.preview = visual.preview(track, self.preview_crops)
+
+    def _find_speakers(
+        self,
+        result: FileFeatures,
+        visual: VisualStream,
+        ranking: list[int],
+        heard: ModalityFeatures | None,
+        start: float,
+        end: float,
+    ) -> None:
+        """Who speaks in each second of [start, end) (``result.turns``), and every tracked
+        face's features there (``result.people``)."""
+        result.people = {
+            track: found
+            for track in ranking
+            for found in [visual.take(start, end, track)]
+            if found is not None
+        }
+        if self.speakers is None or heard is None or heard.energy is None:
+            return
+        assert self.audio is not None
+        if not len(heard.times):
+            return
+        end = min(end, self._end(visual), float(heard.times[-1]) + 1.0 / self.audio.frame_rate)
+        sound = HeardAudio(
+            np.asarray(heard.features, np.float64),
+            np.asarray(heard.times, np.float64),
+            speech_heard(heard.energy),
+        )
+        lips = visual.lips_in(start, end, ranking)
+        result.turns = self.speakers.turns(sound, visual.frame_times(start, end), lips, start, end)
+
+    @staticmethod
+    def _speaking_most(result: FileFeatures, ranking: list[int]) -> int:
+        """The rank of the face that speaks in the most turns (the most prominent when nobody
+        is seen speaking), with why in ``result.face_choice``."""
+        seconds = [sum(t.speaker == track for t in result.turns) for track in ranking]
+        if not result.turns or max(seconds) == 0:
+            why = "no face was seen speaking" if result.turns else "who speaks was not known"
+            result.face_choice = f"the most prominent: {why}"
+            return 0
+        rank = int(np.argmax(seconds))
+        speech = sum(t.status != SILENCE for t in result.turns)
+        result.face_choice = (
+            f"the active speaker (seen speaking in {seconds[rank]} of {speech} s of speech)"
+        )
+        return rank
 
     def windows(
         self,
@@ -311,7 +399,8 @@ class FeaturePipeline:
             if audio is not None:
                 self._fill_audio(result, audio, taken, whole=False)
             if visual is not None:
-                self._fill_visual(result, visual, start, stop, whole=False)
+                sound = taken[0] if taken is not None else None
+                self._fill_visual(result, visual, start, stop, whole=False, heard=sound)
             result.notes = sources.problems + (visual.problems if visual is not None else [])
             results.append(result)
         return results

@@ -15,11 +15,12 @@ from typing import Any
 from vavl.config import FaceSettings
 from vavl.errors import CheckpointError, MediaError
 from vavl.features.base import Descriptions, FeatureExtractor, check_extractors
-from vavl.features.pipeline import FeaturePipeline
+from vavl.features.pipeline import EVERYONE, SPEAKER, FaceChoice, FeaturePipeline
 from vavl.features.records import FileFeatures
 from vavl.features.store import FeatureStore
 from vavl.files import sha256_file
 from vavl.spans import WHOLE, Span
+from vavl.speakers import SpeakerFinder, SyncModel
 from vavl.types import MODALITIES
 
 
@@ -55,7 +56,7 @@ def rebuild_features(
     extractor_options: Mapping[str, Mapping[str, Any]] | None = None,
     faces_override: Mapping[str, Any] | None = None,
     preview_crops: int = 0,
-    face: int = 0,
+    face: FaceChoice = 0,
 ) -> ModelFeatures:
     """The pipeline of the extractors in ``trained`` (modality -> description), with
     ``extractor_options`` changes that leave the features as they are (threads, say)."""
@@ -77,7 +78,8 @@ def rebuild_features(
     if faces_override:
         faces = FaceSettings.model_validate(faces.model_dump() | dict(faces_override))
     audio, visual = built["audio"], built["visual"]
-    pipeline = FeaturePipeline(audio, visual, faces, preview_crops, face)  # type: ignore[arg-type]
+    speakers = SpeakerFinder(SyncModel.load()) if face in (SPEAKER, EVERYONE) else None
+    pipeline = FeaturePipeline(audio, visual, faces, preview_crops, face, speakers)  # type: ignore[arg-type]
     return ModelFeatures(
         pipeline=pipeline,
         keys=pipeline.store_keys(),

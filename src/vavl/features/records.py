@@ -10,6 +10,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from vavl.features.base import FloatArray
+from vavl.speakers import Turn
 
 
 @dataclass
@@ -17,16 +18,20 @@ class ModalityFeatures:
     features: FloatArray  # (frames, dim)
     times: NDArray[np.float32]  # (frames,) start of each frame, seconds
     valid: NDArray[np.bool_]  # (frames,) False where the frame has no usable content (no face)
+    energy: NDArray[np.float64] | None = None  # audio: each frame's mean square, when known
 
 
 @dataclass(frozen=True)
 class FaceSummary:
     """One tracked face: its rank (0: most prominent), in how many sampled frames it was found,
-    and its mean share of the picture."""
+    its mean share of the picture, its track (the same face in every window of a file) and
+    where it mostly is (its centre, as shares of the picture's width and height)."""
 
     index: int
     frames: int
     area: float
+    track: int = 0
+    centre: tuple[float, float] = (0.5, 0.5)
 
     def describe(self) -> str:
         frames = "1 frame" if self.frames == 1 else f"{self.frames} frames"
@@ -52,6 +57,11 @@ class FileFeatures:
     notes: list[str] = field(default_factory=list)  # other problems (e.g. a truncated file)
     preview: list[NDArray[np.uint8]] = field(default_factory=list)  # a few face crops
     start: float = 0.0  # where a window begins in its file, seconds (0 for a whole file)
+    # Who speaks, when the pipeline looks for the active speaker: a turn per second, and the
+    # visual features of every face tracked (by track), for answers per person.
+    turns: list[Turn] = field(default_factory=list)
+    people: dict[int, ModalityFeatures] = field(default_factory=dict)
+    face_choice: str | None = None  # why the face used was chosen, when not by its rank
 
     def set_modality(self, modality: str, found: ModalityFeatures | None) -> None:
         if modality == "audio":
@@ -65,6 +75,8 @@ class FileFeatures:
         if self.face_used is None:
             return "no face"
         chosen = self.faces[self.face_used]
+        if self.face_choice is not None:
+            return f"face {chosen.index}, {self.face_choice} ({chosen.describe()})"
         if self.face_used != self.face_asked:
             tracked = f"{len(self.faces)} tracked"
             why = f"face {self.face_asked} was asked for but only {tracked}"

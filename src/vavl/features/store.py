@@ -73,7 +73,10 @@ class EntryRecord:
     def from_json(cls, saved: dict[str, Any]) -> EntryRecord:
         known = {name: saved[name] for name in cls.__dataclass_fields__ if name in saved}
         known["notes"] = tuple(known.get("notes", ()))
-        known["faces"] = tuple(FaceSummary(**face) for face in known.get("faces", ()))
+        known["faces"] = tuple(
+            FaceSummary(**face | {"centre": tuple(face.get("centre", (0.5, 0.5)))})
+            for face in known.get("faces", ())
+        )
         return cls(**known)
 
     def fill(self, features: FileFeatures) -> None:

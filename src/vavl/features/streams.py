@@ -23,9 +23,12 @@ from vavl.faces import (
 )
 from vavl.features.base import AudioExtractor, FloatArray, VisualExtractor
 from vavl.features.records import FaceSummary, ModalityFeatures
+from vavl.features.visual import FaceMeshExtractor
 from vavl.media import SAMPLE_RATE, VideoFrame
+from vavl.speakers import LIP_DIM, LipTrack, lip_shapes
 
 SILENCE_RMS = 1e-4  # about -80 dBFS
+SPEECH_RANGE_DB = 30.0  # speech is this close to the loudest frame; pauses and rooms are not
 CROP_BATCH = 64
 FACES_PER_FRAME = 3  # the largest faces of a video frame whose features are kept
 PHOTO_FACES = 8  # a photo is one frame: more of its faces are kept
@@ -39,6 +42,14 @@ def is_silent(mean_square: float) -> bool:
     return math.sqrt(max(mean_square, 0.0)) < SILENCE_RMS
 
 
+def speech_heard(energy: NDArray[np.float64]) -> NDArray[np.bool_]:
+    """Which audio frames are loud enough to hold speech: not silent, and within
+    :data:`SPEECH_RANGE_DB` of the loudest frame of what is heard."""
+    level = 10 * np.log10(np.maximum(energy, 1e-20))
+    loud = level >= level.max() - SPEECH_RANGE_DB if len(level) else np.zeros(0, bool)
+    return np.asarray(loud & (energy >= SILENCE_RMS**2))
+
+
 class FaceSource(Protocol):
     """What the visual stream needs of its pipeline: how faces are found and what is made of
     them."""
@@ -46,6 +57,7 @@ class FaceSource(Protocol):
     faces: FaceSettings
     preview_crops: int
     visual: VisualExtractor | None
+    lip_reader: FaceMeshExtractor | None  # lips for who speaks (None: not looked for)
 
     def detector(self, name: str) -> FaceDetector: ...
 
@@ -113,7 +125,7 @@ class AudioStream:
         if not len(features):
             return None
         times = (np.arange(len(features)) / self.extractor.frame_rate).astype(np.float32)
-        frames = ModalityFeatures(features, times, self.extractor.speech_frames(energy))
+        frames = ModalityFeatures(features, times, self.extractor.speech_frames(energy), energy)
         return frames, float(energy.mean())
 
     def _held(self) -> FloatArray:
@@ -145,7 +157,8 @@ class AudioStream:
             times = (start + np.arange(len(features)) / self.extractor.frame_rate).astype(
                 np.float32
             )
-            frames = ModalityFeatures(features, times, self.extractor.speech_frames(energy))
+            speech = self.extractor.speech_frames(energy)
+            frames = ModalityFeatures(features, times, speech, energy)
             results.append((frames, float(np.square(waveform, dtype=np.float64).mean())))
         return results
 
@@ -181,8 +194,10 @@ class VisualStream:
         self.tracker = FaceTracker()
         self.times: dict[int, float] = {}  # sampled frame index -> time (rolling)
         self.features: dict[int, dict[int, FloatArray]] = {}  # track -> frame -> features
+        self.lips: dict[int, dict[int, FloatArray]] = {}  # track -> frame -> lip shape, if seen
         self.crops: dict[int, list[tuple[int, NDArray[np.uint8]]]] = {}  # track -> a few crops
         self.areas: dict[int, tuple[float, int]] = {}  # track -> (sum of areas, detections)
+        self.centres: dict[int, NDArray[np.float64]] = {}  # track -> sum of (x, y) shares
         self.pending: list[tuple[int, int, NDArray[np.uint8]]] = []  # (track, frame, crop)
         self.sampled = 0
         self.last_time = -math.inf
@@ -210,14 +225,23 @@ class VisualStream:
         self.last_time = frame.time
         self.first_image = frame.image if self.sampled == 1 else None
         if self.settings.detector == "none":
-            self._keep(0, index, whole_image_crop(frame.image, self.settings.crop_size), 1.0)
+            crop = whole_image_crop(frame.image, self.settings.crop_size)
+            self._keep(0, index, crop, 1.0, (0.5, 0.5))
             return
         self._keep_faces(frame.image, index, _most_prominent(self._detect(frame.image)))
 
-    def _keep(self, track: int, index: int, crop: NDArray[np.uint8], area: float) -> None:
+    def _keep(
+        self,
+        track: int,
+        index: int,
+        crop: NDArray[np.uint8],
+        area: float,
+        centre: tuple[float, float],
+    ) -> None:
         self.pending.append((track, index, crop))
         total, count = self.areas.get(track, (0.0, 0))
         self.areas[track] = (total + area, count + 1)
+        self.centres[track] = self.centres.get(track, np.zeros(2)) + centre
         kept = self.crops.setdefault(track, [])
         kept.append((index, crop))
         wanted = self.pipeline.preview_crops
@@ -235,7 +259,18 @@ class VisualStream:
         features = self.pipeline.visual.extract(np.stack([crop for *_, crop in self.pending]))
         for (track, index, _), vector in zip(self.pending, features, strict=True):
             self.features.setdefault(track, {})[index] = vector.astype(np.float32)
+        if self.pipeline.lip_reader is not None:
+            self._read_lips()
         self.pending.clear()
+
+    def _read_lips(self) -> None:
+        """The lip shapes of the pending crops where FaceMesh finds a face."""
+        assert self.pipeline.lip_reader is not None
+        meshes, seen = self.pipeline.lip_reader.landmarks(np.stack([c for *_, c in self.pending]))
+        shapes = lip_shapes(meshes)
+        for (track, index, _), shape, found in zip(self.pending, shapes, seen, strict=True):
+            if found:
+                self.lips.setdefault(track, {})[index] = shape
 
     def push(self, frame: VideoFrame) -> None:
         """Add a frame that arrived (from a live camera): its faces are detected and tracked
@@ -292,7 +327,7 @@ class VisualStream:
         self._flush()
         self.tracker.tracks[track].members = {}
         self.tracker.tracks[track].last_frame = -(2**31)  # never linked to again
-        for kept in (self.features, self.crops, self.areas):
+        for kept in (self.features, self.crops, self.areas, self.lips, self.centres):
             kept.pop(track, None)
 
     def _keep_faces(self, image: NDArray[np.uint8], index: int, found: list[Detection]) -> None:
@@ -300,14 +335,15 @@ class VisualStream:
         height, width = image.shape[:2]
         for track, detection in self.tracker.update(index, found):
             crop = aligned_crop(image, detection, self.settings.crop_size, self.settings.margin)
-            self._keep(track, index, crop, detection.area / (height * width))
+            centre = (float(detection.center[0]) / width, float(detection.center[1]) / height)
+            self._keep(track, index, crop, detection.area / (height * width), centre)
 
     def summaries(self, frames: range | None = None) -> tuple[list[int], list[FaceSummary]]:
         """Track ids from the most prominent down (over ``frames``), and their summaries; tracks
         shorter than the minimum are not faces (a still needs one frame)."""
         if self.settings.detector == "none":
             count = sum(1 for i in self.times if frames is None or i in frames) or self.sampled
-            return [0], [FaceSummary(0, count, 1.0)]
+            return [0], [FaceSummary(0, count, 1.0, 0, (0.5, 0.5))]
         needed = min(self.settings.min_track_frames, self.sampled)
         ranking = []
         for track in self.tracker.ranking(frames):
@@ -321,10 +357,16 @@ class VisualStream:
                 rank,
                 sum(1 for f in self.tracker.tracks[t].members if frames is None or f in frames),
                 self.areas[t][0] / max(self.areas[t][1], 1),
+                t,
+                self._centre(t),
             )
             for rank, t in enumerate(ranking)
         ]
         return ranking, summaries
+
+    def _centre(self, track: int) -> tuple[float, float]:
+        x, y = self.centres[track] / max(self.areas[track][1], 1)
+        return round(float(x), 4), round(float(y), 4)
 
     def take(self, start: float, end: float, track: int | None) -> ModalityFeatures | None:
         """The sampled frames in [start, end), with ``track``'s features where it was found."""
@@ -347,6 +389,24 @@ class VisualStream:
         indices = [i for i, t in self.times.items() if start - 1e-6 <= t < end - 1e-6]
         return range(min(indices), max(indices) + 1) if indices else range(0)
 
+    def frame_times(self, start: float, end: float) -> NDArray[np.float64]:
+        """The times of the frames sampled in [start, end), in order."""
+        return np.array(sorted(t for t in self.times.values() if start - 1e-6 <= t < end - 1e-6))
+
+    def lips_in(self, start: float, end: float, tracks: Iterable[int]) -> dict[int, LipTrack]:
+        """Each track's lips where they were seen in [start, end)."""
+        found = {}
+        for track in tracks:
+            seen = sorted(
+                (self.times[i], shape)
+                for i, shape in self.lips.get(track, {}).items()
+                if i in self.times and start - 1e-6 <= self.times[i] < end - 1e-6
+            )
+            times = np.array([t for t, _ in seen], np.float64)
+            shapes = np.array([shape for _, shape in seen], np.float64).reshape(len(seen), LIP_DIM)
+            found[track] = LipTrack(times, shapes)
+        return found
+
     def preview(self, track: int, count: int) -> list[NDArray[np.uint8]]:
         kept = self.crops.get(track, [])
         spread = np.linspace(0, len(kept) - 1, min(count, len(kept))).astype(int)
@@ -356,7 +416,7 @@ class VisualStream:
         old = [i for i, t in self.times.items() if t < time_ - 1e-6]
         for index in old:
             del self.times[index]
-            for per_frame in self.features.values():
+            for per_frame in [*self.features.values(), *self.lips.values()]:
                 per_frame.pop(index, None)
         if old:  # tracks keep their recent detections (and their last, to link to)
             cutoff = max(old) + 1

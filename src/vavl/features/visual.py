@@ -147,14 +147,21 @@ class FaceMeshExtractor(VisualExtractor):
         return {"frame_rate": self.frame_rate}
 
     def extract(self, faces: NDArray[np.uint8]) -> FloatArray:
+        return self.landmarks(faces)[0]
+
+    def landmarks(self, faces: NDArray[np.uint8]) -> tuple[FloatArray, NDArray[np.bool_]]:
+        """The features of each face, and whether the network found a face in the crop at all
+        (its face flag: a profile, a hand or a mask over the face, no face)."""
         pixels = resize_faces(faces, 192).astype(np.float32) / 255.0
-        features = []
+        features, found = [], []
         for face in pixels:
-            landmarks = self.model(face[None])[0].reshape(468, 3)
+            points, flag = self.model(face[None])
+            landmarks = points.reshape(468, 3)
             landmarks = landmarks - landmarks.mean(axis=0)
             eyes = landmarks[self.LEFT_EYE_CORNER, :2] - landmarks[self.RIGHT_EYE_CORNER, :2]
             features.append(landmarks.reshape(-1) / max(float(np.linalg.norm(eyes)), 1e-6))
-        return np.asarray(features, np.float32).reshape(-1, self.dim)
+            found.append(float(flag.reshape(-1)[0]) > 0.0)  # a logit: probability above 0.5
+        return np.asarray(features, np.float32).reshape(-1, self.dim), np.array(found, bool)
 
 
 @register("face-pixels", "visual", "32 x 32 grey face pixels, standardised, 1024-d; no weights")
