@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
-from fractions import Fraction
 from pathlib import Path
 
 import av
 import numpy as np
 
-from vavl.media import SAMPLE_RATE, VideoReader, read_audio
+from vavl.media import SAMPLE_RATE, VideoReader, read_audio, write_video
 
 
 def make_clip(source: Path, seconds: float, target: Path) -> Path:
-    """Re-encode ``source`` (looped as needed) to exactly ``seconds`` of H.264 + AAC."""
+    """Re-encode ``source`` (looped as needed, at its own frame rate) to exactly ``seconds`` of
+    H.264 + AAC."""
 
     def looped_frames() -> Iterator[np.ndarray]:
         while True:
@@ -21,33 +22,8 @@ def make_clip(source: Path, seconds: float, target: Path) -> Path:
 
     audio = read_audio(source)
     assert audio is not None
-    rate = 30
-    count = int(seconds * rate)
-    with av.open(str(target), "w") as container:
-        frames = looped_frames()
-        first = next(frames)
-        video = container.add_stream("libx264", rate=rate)
-        video.width, video.height, video.pix_fmt = first.shape[1], first.shape[0], "yuv420p"
-        sound = container.add_stream("aac", rate=SAMPLE_RATE)
-        sound.layout = "mono"
-        for index in range(count):
-            image = first if index == 0 else next(frames)
-            for packet in video.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
-                container.mux(packet)
-        for packet in video.encode():
-            container.mux(packet)
-        samples = np.resize(audio, int(seconds * SAMPLE_RATE)).astype(np.float32)
-        for start in range(0, len(samples), 1024):
-            frame = av.AudioFrame.from_ndarray(
-                samples[None, start : start + 1024], format="fltp", layout="mono"
-            )
-            frame.sample_rate, frame.pts, frame.time_base = (
-                SAMPLE_RATE,
-                start,
-                Fraction(1, SAMPLE_RATE),
-            )
-            for packet in sound.encode(frame):
-                container.mux(packet)
-        for packet in sound.encode():
-            container.mux(packet)
-    return target
+    with av.open(str(source)) as container:
+        rate = round(float(container.streams.video[0].average_rate or 30))
+    frames = itertools.islice(looped_frames(), int(seconds * rate))
+    samples = np.resize(audio, int(seconds * SAMPLE_RATE)).astype(np.float32)
+    return write_video(target, frames, rate, samples)

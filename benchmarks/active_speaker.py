@@ -92,7 +92,7 @@ class Tally:
 
     seconds: int = 0
     silent: int = 0
-    rows: list[tuple[float, float, bool]] | None = None
+    rows: list[tuple[float, float, bool, bool]] | None = None  # ..., next to a change
 
     def add(self, found: FileFeatures, conversation: Conversation) -> None:
         self.rows = self.rows or []
@@ -108,20 +108,43 @@ class Tally:
             said = whose.get(turn.speaker) if turn.speaker is not None else None
             right = said == truth  # off-screen: right when no face is said
             margin = np.inf if turn.margin is None else turn.margin
-            self.rows.append((turn.score, margin, right))
+            middle = (turn.start + turn.end) / 2
+            nearby = {conversation.speaker_at(middle + step) for step in (-1.0, 1.0)}
+            edge = turn.context < 1.0 or nearby != {truth}  # the file's end or a switch
+            self.rows.append((turn.score, margin, right, edge))
 
     def table(self) -> str:
+        """Per threshold pair: the share of seconds whose speaker is said right, said wrong, or
+        not said (unclear, off-screen). Off-screen voices are right only when not said."""
         lines = [
             "| min synchrony, min lead | speaker right | wrong | said unclear/off-screen |",
             "|---|---|---|---|",
         ]
-        rows = np.array(self.rows or [(0.0, 0.0, False)], dtype=float)
+        rows = np.array(self.rows or [(0.0, 0.0, False, False)], dtype=float)
         for low, lead in THRESHOLDS:
             said = (rows[:, 0] >= low) & (rows[:, 1] >= lead)
             right = int((said & (rows[:, 2] > 0)).sum())
             wrong = int(said.sum()) - right
             abstained = len(rows) - int(said.sum())
             share = [f"{n / self.seconds:.1%}" for n in (right, wrong, abstained)]
+            lines.append(f"| {low:g}, {lead:g} | {' | '.join(share)} |")
+        edge = rows[:, 3] > 0
+        lines.append(
+            f"\nForced choice: {rows[edge, 2].mean():.1%} of the {int(edge.sum())} seconds next "
+            f"to a switch or the file's start or end (judged with the other voice, or less, "
+            f"around them), {rows[~edge, 2].mean():.1%} of the {int((~edge).sum())} others"
+        )
+        return "\n".join(lines)
+
+    def off_screen_table(self) -> str:
+        lines = [
+            "| min synchrony, min lead | given to a face (wrong) | said unclear/off-screen |",
+            "|---|---|---|",
+        ]
+        rows = np.array(self.rows or [(0.0, 0.0, False, False)], dtype=float)
+        for low, lead in THRESHOLDS:
+            said = int(((rows[:, 0] >= low) & (rows[:, 1] >= lead)).sum())
+            share = [f"{n / self.seconds:.1%}" for n in (said, len(rows) - said)]
             lines.append(f"| {low:g}, {lead:g} | {' | '.join(share)} |")
         return "\n".join(lines)
 
@@ -159,7 +182,7 @@ def main() -> None:
     print(f"{tally.seconds} seconds, {tally.silent} without speech heard\n")
     print(tally.table())
     print(f"\nA voice off-screen ({len(range(0, len(pairs), 3))} pairs, {off_screen.seconds} s):")
-    print(off_screen.table().replace("speaker right", "no face said (right)"))
+    print(off_screen.off_screen_table())
 
 
 if __name__ == "__main__":

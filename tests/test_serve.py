@@ -26,6 +26,7 @@ import pytest
 from PIL import Image
 
 from helpers import headless_chromium, require_shared_data
+from vavl.conversation import two_person_video
 from vavl.files import LOCK_NAME
 from vavl.media import VideoReader
 from vavl.predict import Predictor
@@ -276,6 +277,23 @@ def test_the_page_in_headless_chromium(server: VavlServer, tmp_path: Path) -> No
         if os.environ.get("VAVL_SCREENSHOT_DIR"):  # to look at it
             shutil.copy(screenshot, os.environ["VAVL_SCREENSHOT_DIR"])
         assert Image.open(screenshot).size[0] >= 1000
+
+        # Two people: a card each, with their face's answer and theirs while speaking.
+        faces = require_shared_data() / "face-video-samples"
+        pair = [faces / "hdtf-sadtalker/WDA_KatieHill_000.mp4", faces / "voxceleb-pcavs/00473.mp4"]
+        two = two_person_video(pair, "side by side", tmp_path / "two-people.mp4").path
+        browser.find_element(By.ID, "file").send_keys(str(two))
+        browser.find_element(By.ID, "go").click()
+        wait.until(lambda b: b.find_element(By.ID, "status").text == f"done: {two.name}")
+        people = browser.find_elements(By.CSS_SELECTOR, ".person")
+        assert [person.get_attribute("data-person") for person in people] == ["0", "1"]
+        for person in people:
+            titles = [t.text for t in person.find_elements(By.CSS_SELECTOR, ".path h3")]
+            assert titles[0] == "face" and titles[1].startswith("while speaking: "), titles
+        assert browser.find_element(By.ID, "who-speaks").text.startswith("Who speaks: person")
+        browser.save_screenshot(str(tmp_path / "serve-people.png"))
+        if os.environ.get("VAVL_SCREENSHOT_DIR"):
+            shutil.copy(tmp_path / "serve-people.png", os.environ["VAVL_SCREENSHOT_DIR"])
 
         # A file that is not media: the page shows the server's one-line reason.
         text = tmp_path / "notes.mp4"

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -339,21 +339,23 @@ class VideoReader:
 
 def write_video(
     path: str | Path,
-    frames: Sequence[NDArray[np.uint8]],
+    frames: Iterable[NDArray[np.uint8]],
     fps: int,
     audio: NDArray[np.float32] | None = None,
 ) -> Path:
-    """Write RGB ``frames`` (even sides) at ``fps``, with 16 kHz mono ``audio``, as an MP4
-    (H.264 and AAC): generated test media."""
+    """Write RGB ``frames`` (even sides; read one at a time) at ``fps``, with 16 kHz mono
+    ``audio``, as an MP4 (H.264 and AAC): generated test media."""
     path = Path(path)
+    remaining = iter(frames)
+    first = next(remaining)
     with av.open(str(path), "w") as container:  # every stream is added before the first packet
         video = container.add_stream("libx264", rate=fps)
-        video.width, video.height, video.pix_fmt = frames[0].shape[1], frames[0].shape[0], "yuv420p"
+        video.width, video.height, video.pix_fmt = first.shape[1], first.shape[0], "yuv420p"
         sound = None
         if audio is not None:
             sound = container.add_stream("aac", rate=SAMPLE_RATE)
             sound.layout = "mono"
-        for image in frames:
+        for image in itertools.chain([first], remaining):
             container.mux(video.encode(av.VideoFrame.from_ndarray(image, format="rgb24")))
         container.mux(video.encode())
         if sound is not None and audio is not None:

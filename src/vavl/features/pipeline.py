@@ -318,17 +318,17 @@ class FeaturePipeline:
 
     @staticmethod
     def _speaking_most(result: FileFeatures, ranking: list[int]) -> int:
-        """The rank of the face that speaks in the most turns (the most prominent when nobody
-        is seen speaking), with why in ``result.face_choice``."""
-        seconds = [sum(t.speaker == track for t in result.turns) for track in ranking]
+        """The rank of the face seen speaking longest (the most prominent when nobody is seen
+        speaking), with why in ``result.face_choice``."""
+        seconds = [sum(t.end - t.start for t in result.turns if t.speaker == k) for k in ranking]
         if not result.turns or max(seconds) == 0:
             why = "no face was seen speaking" if result.turns else "who speaks was not known"
             result.face_choice = f"the most prominent: {why}"
             return 0
         rank = int(np.argmax(seconds))
-        speech = sum(t.status != SILENCE for t in result.turns)
+        speech = sum(t.end - t.start for t in result.turns if t.status != SILENCE)
         result.face_choice = (
-            f"the active speaker (seen speaking in {seconds[rank]} of {speech} s of speech)"
+            f"the active speaker (seen speaking {seconds[rank]:.0f} of {speech:.0f} s of speech)"
         )
         return rank
 
