@@ -203,3 +203,34 @@ def test_a_stored_face_is_used_only_for_the_face_it_is(tmp_path: Path) -> None:
     for face, predictor in enumerate(predictors):
         stored = predictor.predict(clip, store=features).paths["visual"].probabilities
         assert stored == pytest.approx(fresh[face], abs=1e-6), face
+
+
+def test_a_face_keeps_its_track_across_cuts(tmp_path: Path) -> None:
+    """A two-shot, a close-up of one of the two (elsewhere, larger: no box overlaps), the
+    two-shot again: the tracker finds each face again by its looks, so two people, not four."""
+    from vavl.features import create_extractor
+    from vavl.features.pipeline import FeaturePipeline
+    from vavl.media import write_video
+
+    faces = require_shared_data() / "face-video-samples"
+    clips = [faces / "hdtf-sadtalker/WDA_KatieHill_000.mp4", faces / "voxceleb-pcavs/00473.mp4"]
+    first, second = ([f.image for f in VideoReader(c, fps=25)][:150] for c in clips)
+
+    def two_shot(index: int) -> np.ndarray:
+        canvas = Image.new("RGB", (640, 360))
+        canvas.paste(Image.fromarray(first[index]).resize((240, 240)), (40, 60))
+        canvas.paste(Image.fromarray(second[index]).resize((240, 240)), (360, 60))
+        return np.asarray(canvas)
+
+    def close_up(index: int) -> np.ndarray:
+        canvas = Image.new("RGB", (640, 360))
+        canvas.paste(Image.fromarray(first[index]).resize((360, 360)), (140, 0))
+        return np.asarray(canvas)
+
+    frames = [two_shot(i) for i in range(50)] + [close_up(i) for i in range(50, 100)]
+    frames += [two_shot(i) for i in range(100, 150)]
+    video = write_video(tmp_path / "cuts.mp4", frames, 25)
+    found = FeaturePipeline(None, create_extractor("face-pixels")).extract(video)
+    assert len(found.faces) == 2, found.faces
+    katie = found.faces[0]  # in every sampled frame: the most prominent
+    assert katie.frames >= 0.95 * found.frames_sampled and katie.centre[0] < 0.5

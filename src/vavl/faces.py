@@ -177,10 +177,12 @@ class FaceDetector:
 
 @dataclass
 class FaceTrack:
-    """One face followed across frames: its detection in each frame where it was found."""
+    """One face followed across frames: its detection in each frame where it was found, and
+    what it looks like (the running mean of its crops' :func:`appearance`, when given)."""
 
     members: dict[int, Detection] = field(default_factory=dict)
     last_frame: int = -1
+    look: NDArray[np.float64] | None = None
 
     @property
     def last(self) -> Detection:
@@ -192,6 +194,26 @@ class FaceTrack:
         return sum(
             d.area * d.score for f, d in self.members.items() if frames is None or f in frames
         )
+
+    def add(self, frame: int, detection: Detection, look: NDArray[np.float64] | None) -> None:
+        self.members[frame] = detection
+        self.last_frame = frame
+        if look is not None:
+            mean = look if self.look is None else 0.9 * self.look + 0.1 * look
+            self.look = mean / max(float(np.linalg.norm(mean)), 1e-12)
+
+
+def appearance(crop: NDArray[np.uint8]) -> NDArray[np.float64]:
+    """What a face crop looks like, whatever its pose and place: the square root of its centre's
+    hue-saturation histogram (8 x 8 bins), unit length (the cosine of two is their likeness)."""
+    side = crop.shape[0]
+    centre = crop[side // 5 : side - side // 5, side // 5 : side - side // 5]
+    hsv = np.asarray(Image.fromarray(centre).convert("HSV"), np.float64)
+    counts, _, _ = np.histogram2d(
+        hsv[..., 0].ravel(), hsv[..., 1].ravel(), bins=8, range=[[0, 256], [0, 256]]
+    )
+    look = np.sqrt(counts.ravel() / max(counts.sum(), 1.0))
+    return look / max(float(np.linalg.norm(look)), 1e-12)
 
 
 def same_face(track: Detection, candidate: Detection, min_iou: float) -> bool:
@@ -205,37 +227,82 @@ def same_face(track: Detection, candidate: Detection, min_iou: float) -> bool:
 
 class FaceTracker:
     """Links detections into tracks as frames arrive (online): each detection joins the track
-    whose last box it overlaps most, found within ``max_gap`` frames, or starts a new one."""
+    whose last box it overlaps most, found within ``max_gap`` frames. One that overlaps none
+    (after a cut, or an occlusion longer than that) joins the absent track it looks most like,
+    found within ``max_absence`` frames, when their likeness reaches ``min_likeness`` and clearly
+    leads the next; otherwise it starts a new track. Appearance is given per detection
+    (``looks``); without it, overlap alone links."""
 
-    def __init__(self, max_gap: int = 15, min_iou: float = 0.3) -> None:
+    def __init__(
+        self,
+        max_gap: int = 15,
+        min_iou: float = 0.3,
+        max_absence: int = 300,
+        min_likeness: float = 0.95,
+    ) -> None:
         self.max_gap, self.min_iou = max_gap, min_iou
+        self.max_absence, self.min_likeness = max_absence, min_likeness
         self.tracks: list[FaceTrack] = []
 
-    def update(self, frame: int, found: Sequence[Detection]) -> list[tuple[int, Detection]]:
-        """Add one frame's detections; returns (track index, detection) for each of them."""
+    def update(
+        self,
+        frame: int,
+        found: Sequence[Detection],
+        looks: Sequence[NDArray[np.float64]] | None = None,
+    ) -> list[tuple[int, int]]:
+        """Add one frame's detections (and their appearance); returns (track index, index in
+        ``found``) for each of them."""
         taken: set[int] = set()
-        assigned = []
-        for detection in sorted(found, key=lambda d: -d.score):
+        assigned: dict[int, int] = {}
+        order = sorted(range(len(found)), key=lambda i: -found[i].score)
+        for number in order:  # first by overlap: the same place is the same face
+            detection = found[number]
             candidates = [
-                (index, track)
+                index
                 for index, track in enumerate(self.tracks)
                 if index not in taken
                 and frame - track.last_frame <= self.max_gap
                 and same_face(track.last, detection, self.min_iou)
             ]
             if candidates:
-                index, track = max(
-                    candidates,
-                    key=lambda c: box_iou(c[1].last.box[None], detection.box[None])[0, 0],
-                )
-            else:
-                index, track = len(self.tracks), FaceTrack()
-                self.tracks.append(track)
-            track.members[frame] = detection
-            track.last_frame = frame
+                overlap = [
+                    box_iou(self.tracks[i].last.box[None], detection.box[None])[0, 0]
+                    for i in candidates
+                ]
+                assigned[number] = candidates[int(np.argmax(overlap))]
+                taken.add(assigned[number])
+        for number in order:  # then by looks: the same face elsewhere, after a cut
+            if number in assigned:
+                continue
+            look = looks[number] if looks is not None else None
+            index = self._alike(frame, look, taken)
+            if index is None:
+                index = len(self.tracks)
+                self.tracks.append(FaceTrack())
+            assigned[number] = index
             taken.add(index)
-            assigned.append((index, detection))
-        return assigned
+        for number, index in assigned.items():
+            self.tracks[index].add(frame, found[number], looks[number] if looks else None)
+        return [(assigned[number], number) for number in order]
+
+    def _alike(self, frame: int, look: NDArray[np.float64] | None, taken: set[int]) -> int | None:
+        """The absent track that ``look`` is clearly most like, if any."""
+        if look is None:
+            return None
+        likeness = {
+            index: float(track.look @ look)
+            for index, track in enumerate(self.tracks)
+            if index not in taken
+            and track.look is not None
+            and track.members
+            and 0 < frame - track.last_frame <= self.max_absence
+        }
+        ranked = sorted(likeness, key=lambda i: -likeness[i])
+        if not ranked or likeness[ranked[0]] < self.min_likeness:
+            return None
+        if len(ranked) > 1 and likeness[ranked[0]] - likeness[ranked[1]] < 0.02:
+            return None  # two absent faces alike: a new track rather than the wrong one
+        return ranked[0]
 
     def ranking(self, frames: range | None = None) -> list[int]:
         """Track indices from the most prominent (largest weight in ``frames``) down; tracks

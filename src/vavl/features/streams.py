@@ -18,6 +18,7 @@ from vavl.faces import (
     FaceDetector,
     FaceTracker,
     aligned_crop,
+    appearance,
     same_face,
     whole_image_crop,
 )
@@ -333,10 +334,13 @@ class VisualStream:
     def _keep_faces(self, image: NDArray[np.uint8], index: int, found: list[Detection]) -> None:
         """Track a frame's detections and keep each one's aligned crop."""
         height, width = image.shape[:2]
-        for track, detection in self.tracker.update(index, found):
-            crop = aligned_crop(image, detection, self.settings.crop_size, self.settings.margin)
+        size, margin = self.settings.crop_size, self.settings.margin
+        crops = [aligned_crop(image, detection, size, margin) for detection in found]
+        looks = [appearance(crop) for crop in crops]
+        for track, number in self.tracker.update(index, found, looks):
+            detection = found[number]
             centre = (float(detection.center[0]) / width, float(detection.center[1]) / height)
-            self._keep(track, index, crop, detection.area / (height * width), centre)
+            self._keep(track, index, crops[number], detection.area / (height * width), centre)
 
     def summaries(self, frames: range | None = None) -> tuple[list[int], list[FaceSummary]]:
         """Track ids from the most prominent down (over ``frames``), and their summaries; tracks
