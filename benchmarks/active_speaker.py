@@ -90,12 +90,14 @@ def fitted(clips: dict[Path, tuple[np.ndarray, np.ndarray]], without: set[str]) 
 class Tally:
     """Each speech second's decision: its best synchrony, its lead, and whether right."""
 
+    videos: int = 0
     seconds: int = 0
     silent: int = 0
     rows: list[tuple[float, float, bool, bool]] | None = None  # ..., next to a change
 
     def add(self, found: FileFeatures, conversation: Conversation) -> None:
         self.rows = self.rows or []
+        self.videos += 1
         whose = {face.track: conversation.person_at(face.centre) for face in found.faces}
         for turn in found.turns:
             if turn.end - turn.start < 0.5:
@@ -181,7 +183,7 @@ def main() -> None:
     print(f"{len(tested)} clips, {len(pairs)} pairs ({', '.join(LAYOUTS)} in turn)")
     print(f"{tally.seconds} seconds, {tally.silent} without speech heard\n")
     print(tally.table())
-    print(f"\nA voice off-screen ({len(range(0, len(pairs), 3))} pairs, {off_screen.seconds} s):")
+    print(f"\nA voice off-screen ({off_screen.videos} pairs, {off_screen.seconds} s):")
     print(off_screen.off_screen_table())
 
 

@@ -12,6 +12,7 @@ import pytest
 from helpers import SHARED_DATA
 from vavl.cli import main
 from vavl.conversation import Conversation, two_person_video
+from vavl.errors import ConfigError
 from vavl.predict import Predictor
 from vavl.results import Prediction, render_predictions
 
@@ -114,3 +115,37 @@ def test_face_all_lists_a_single_person_and_bad_choices_say_so(
         main(["predict", str(clip), "--face", "loudest"])
     error = capsys.readouterr().err
     assert "'loudest' is not speaker, largest, all or a face number" in error
+
+
+def test_overlapping_windows_give_one_turn_per_second(
+    predictor: Predictor, conversation: Conversation
+) -> None:
+    timeline = predictor.timeline(conversation.path, window=3.0, hop=0.5)
+    starts = [turn["start"] for turn in timeline.turns]
+    ends = [turn["end"] for turn in timeline.turns]
+    assert all(e <= s + 1e-6 for e, s in zip(ends, starts[1:], strict=False))  # no overlap
+    spoken = sum(t["end"] - t["start"] for t in timeline.turns if t["person"] is not None)
+    assert spoken <= conversation.duration + 1e-6
+
+
+def test_files_predicted_together_keep_their_people(
+    predictor: Predictor, conversation: Conversation
+) -> None:
+    other = SHARED_DATA / "crema-d-samples" / "VideoFlash" / "1001_DFA_HAP_XX.flv"
+    predictions = list(predictor.predict_files([conversation.path, other]))
+    two = predictions[0]
+    assert not isinstance(two, Exception)
+    assert len(two.people) == 2 and all("visual" in p.seen for p in two.people)
+
+
+def test_where_who_speaks_cannot_be_looked_for_faces_go_by_rank(
+    predictor: Predictor,
+) -> None:
+    """A photo (no sound) and the store (one face per file) answer as before."""
+    group = SHARED_DATA / "face-video-samples" / "pyfeat" / "multi_face.jpg"
+    photo = predictor.predict(group)
+    assert photo.people == [] and photo.turns == []
+    assert "the most prominent" in photo.face_used and "speak" not in photo.face_used
+    assert predictor.features.keys == Predictor.load(face=0).features.keys
+    with pytest.raises(ConfigError, match="'loudest' is not 'speaker', 'all', 'largest'"):
+        Predictor.load(face="loudest")  # type: ignore[arg-type]

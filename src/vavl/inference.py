@@ -243,16 +243,22 @@ class InferenceEngine:
         yield from zip(windows, outputs, people, strict=True)
 
     def with_people(
-        self, found: Sequence[FileFeatures]
+        self,
+        found: Sequence[FileFeatures],
+        normalizer: FeatureNormalizer | None = None,
+        metadata: dict[str, Any] | None = None,
     ) -> tuple[list[ItemOutputs], list[PersonOutputs]]:
-        """The outputs of each file (window) and of each of its persons, run together."""
-        items = [Item.from_features(f"{one.start:.3f}", one) for one in found]
+        """The outputs of each file (window) and of each of its persons, run together (with
+        ``normalizer``'s statistics instead of the engine's, and ``metadata`` on every item:
+        a person is standardised as the file it is in)."""
+        fields = {"metadata": dict(metadata)} if metadata else {}
+        items = [Item.from_features(f"{one.start:.3f}", one, **fields) for one in found]
         persons = [
             (number, track, kind, item)
             for number, one in enumerate(found)
-            for track, kind, item in person_items(one)
+            for track, kind, item in person_items(one, **fields)
         ]
-        outputs = self.per_item(items + [item for *_, item in persons])
+        outputs = self.per_item(items + [item for *_, item in persons], normalizer)
         people: list[PersonOutputs] = [{} for _ in found]
         for (number, track, kind, _), output in zip(persons, outputs[len(items) :], strict=True):
             people[number].setdefault(track, {})[kind] = output

@@ -41,18 +41,18 @@ def speaking_spans(turns: Sequence[Turn], track: int) -> list[tuple[float, float
     return [(turn.start, turn.end) for turn in turns if turn.speaker == track]
 
 
-def person_items(features: FileFeatures) -> list[tuple[int, str, Item]]:
-    """(track, kind, item) for every person of a file or window."""
+def person_items(features: FileFeatures, **fields: Any) -> list[tuple[int, str, Item]]:
+    """(track, kind, item) for every person of a file or window (``fields`` on each item)."""
     items = []
     for track, seen in features.people.items():
         name = f"{features.start:.3f}/person-{track}"
-        items.append((track, SEEN, Item.from_modalities(f"{name}/seen", None, seen)))
+        items.append((track, SEEN, Item.from_modalities(f"{name}/seen", None, seen, **fields)))
         spans = speaking_spans(features.turns, track)
         if spans and features.audio is not None:
             audio, face = _during(features.audio, spans), _during(seen, spans)
             if audio.valid.any():
                 shown = face if face.valid.any() else None
-                item = Item.from_modalities(f"{name}/speaking", audio, shown)
+                item = Item.from_modalities(f"{name}/speaking", audio, shown, **fields)
                 items.append((track, SPEAKING_TIME, item))
     return items
 
@@ -71,6 +71,7 @@ class PersonTally:
 
     frames: int = 0
     area: float = 0.0
+    weight: float = 0.0  # prominence, as the face ranking measures it
     centre: NDArray[np.float64] = field(default_factory=lambda: np.zeros(2))
     seen: dict[str, tuple[NDArray[np.float64], float]] = field(default_factory=dict)
     speaking: dict[str, tuple[NDArray[np.float64], float]] = field(default_factory=dict)
@@ -79,6 +80,7 @@ class PersonTally:
         self.area += face.area * face.frames
         self.centre += np.asarray(face.centre) * face.frames
         self.frames += face.frames
+        self.weight += face.weight
 
 
 def _add(
@@ -99,6 +101,7 @@ class PersonScores:
     track: int
     frames: int
     area: float
+    weight: float
     centre: tuple[float, float]
     speaking_seconds: float
     seen: dict[str, NDArray[np.float64]]
@@ -135,7 +138,8 @@ class People:
         return sum(t.end - t.start for t in self.merged_turns() if t.status != SILENCE)
 
     def scores(self) -> list[PersonScores]:
-        """Each person's mean scores, the most prominent (frames x area) first."""
+        """Each person's mean scores, the most prominent first (as faces are ranked: by their
+        sum of area x confidence, so that a whole file's face N is its person N)."""
         turns = self.merged_turns()
         people = []
         for track, tally in self.tallies.items():
@@ -146,6 +150,7 @@ class People:
                     track=track,
                     frames=tally.frames,
                     area=tally.area / tally.frames,
+                    weight=tally.weight,
                     centre=(
                         round(float(tally.centre[0] / tally.frames), 4),
                         round(float(tally.centre[1] / tally.frames), 4),
@@ -155,7 +160,7 @@ class People:
                     speaking={p: total / n for p, (total, n) in tally.speaking.items() if n > 0},
                 )
             )
-        return sorted(people, key=lambda p: -p.frames * p.area)
+        return sorted(people, key=lambda p: -p.weight)
 
 
 def turn_rows(turns: Sequence[Turn], number: Mapping[int, int]) -> list[dict[str, Any]]:

@@ -77,7 +77,8 @@ class PersonPrediction:
     def to_text(self) -> str:
         share = "" if self.speaking_share is None else f" ({self.speaking_share:.0%} of speech)"
         lines = [
-            f"  person {self.person} ({self.where}, in {self.frames} frames): "
+            f"  person {self.person} ({self.where}, in {self.frames} frame"
+            f"{'' if self.frames == 1 else 's'}): "
             f"speaking {self.speaking_seconds:g} s{share}"
         ]
         for kind, answers in (("face", self.seen), ("speaking", self.speaking)):

@@ -12,7 +12,9 @@ are projected, as the faces and voices of a corpus are for the emotion model.
 
 from __future__ import annotations
 
+import itertools
 import json
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -244,9 +246,7 @@ class SpeakerFinder:
             for heard_at in [nearest_frames(heard, audio.times, seen.times)]
         }
         turns = []
-        second = start
-        while end - second > 0.25 * TURN_SECONDS or second == start:
-            stop = min(second + TURN_SECONDS, end)
+        for second, stop in seconds_of(start, end):
             inside = (audio.times >= second) & (audio.times < stop)
             around = (second - CONTEXT_SECONDS, stop + CONTEXT_SECONDS)
             context = max(0.0, min(second - start, end - stop, CONTEXT_SECONDS))
@@ -255,7 +255,6 @@ class SpeakerFinder:
             else:
                 scores = self._scores(faces, frames, around)
                 turns.append(self._decide(second, stop, scores, context))
-            second = stop
         return turns
 
     def _scores(
@@ -290,12 +289,22 @@ class SpeakerFinder:
         return Turn(start, end, status, speaker, context, round(best, 4), lead)
 
 
+def seconds_of(start: float, end: float) -> list[tuple[float, float]]:
+    """[start, end) cut at the file's whole seconds, so that the turns of overlapping windows
+    fall on the same grid; a piece shorter than a quarter of a second at either end is left
+    out (unless it is all there is)."""
+    cuts = [start, *range(math.ceil(start + 1e-6), math.ceil(end - 1e-6)), end]
+    pieces = [(a, b) for a, b in itertools.pairwise(cuts) if b > a + 1e-6]
+    kept = [(a, b) for a, b in pieces if b - a > 0.25 * TURN_SECONDS]
+    return kept or pieces[:1]
+
+
 def merged_turns(turns: Sequence[Turn]) -> list[Turn]:
-    """One turn per second from overlapping windows' turns: for each start, the one that saw
-    the most around it."""
-    surest: dict[float, Turn] = {}
+    """One turn per second of the file from overlapping windows' turns: for each, the one that
+    saw the most around it."""
+    surest: dict[int, Turn] = {}
     for turn in turns:
-        key = round(turn.start, 3)
+        key = math.floor(turn.start + 1e-6)
         if key not in surest or turn.context > surest[key].context:
             surest[key] = turn
     return [surest[key] for key in sorted(surest)]

@@ -109,7 +109,8 @@ class Timeline:
         for person in self.people:
             number = person["person"]
             spoke = sum(t["end"] - t["start"] for t in self.turns if t["person"] == number)
-            title = f"person {number} ({person['where']}): face; shaded: speaking ({spoke:g} s)"
+            shaded = f"; shaded: speaking ({spoke:g} s)" if len(self.windows) > 1 else ""
+            title = f"person {number} ({person['where']}): face{shaded}"
             panels.append((title, lambda w, n=number: w.people.get(n)))  # type: ignore[misc]
         return panels or [("audio", lambda w: None)]
 
@@ -120,7 +121,8 @@ class Timeline:
         from matplotlib.figure import Figure  # only when drawing: it takes 0.4 s to import
 
         panels = self.panels()
-        strip = bool(self.people)
+        single = len(self.windows) == 1
+        strip = bool(self.people) and not single  # seconds against the bars' labels: no
         heights = [2.2] * len(panels) + ([0.4 + 0.3 * (len(self.people) + 1)] if strip else [])
         figure = Figure(figsize=(10, sum(heights) + 0.6), layout="constrained")
         axes_list = np.atleast_1d(
@@ -128,7 +130,6 @@ class Timeline:
         )
         centres = np.array([(w.start + w.end) / 2 for w in self.windows])
         colours = [f"C{i}" for i in range(len(self.labels))]
-        single = len(self.windows) == 1
         for axes, (title, answer_of) in zip(axes_list, panels, strict=False):
             for number, name in enumerate(self.labels):
                 series = []

@@ -89,9 +89,11 @@ class ClipSet:
             self.normalizer = self.normalizer.with_sources(items)
             self.standardised = len(items)
         together = self.standardised is not None
-        outputs = self.engine.per_item(items, self.normalizer if together else None)
-        for (index, found), produced in zip(clips, outputs, strict=True):
-            prediction = self.answers.file(found, produced)
+        outputs, people = self.engine.with_people(
+            [found for _, found in clips], self.normalizer if together else None, {SOURCE: INPUTS}
+        )
+        for (index, found), produced, persons in zip(clips, outputs, people, strict=True):
+            prediction = self.answers.file(found, produced, persons)
             prediction.span = self.span.bounds(prediction.duration)
             if together:
                 prediction.notes.append(

@@ -30,7 +30,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from vavl.config import FaceSettings
-from vavl.errors import MediaError
+from vavl.errors import ConfigError, MediaError
 from vavl.faces import FaceDetector
 from vavl.features.base import AudioExtractor, FloatArray, VisualExtractor, feature_key
 from vavl.features.records import FileFeatures, ModalityFeatures
@@ -51,7 +51,7 @@ from vavl.speakers import SILENCE, HeardAudio, SpeakerFinder
 MIN_DURATION = 0.2  # seconds; shorter clips carry no usable expression
 SPEAKER: Final = "speaker"  # face choices that look for who speaks
 EVERYONE: Final = "all"
-FaceChoice = int | Literal["speaker", "all"]
+FaceChoice = int | Literal["speaker", "all", "largest"]
 WINDOW_GROUP = 16  # windows cut (and their audio encoded) together
 
 
@@ -89,7 +89,9 @@ class FeaturePipeline:
         self.visual = visual
         self.faces = faces or FaceSettings()
         self.preview_crops = preview_crops
-        self.face = face
+        self.face: int | str = 0 if face == "largest" else face
+        if isinstance(self.face, str) and self.face not in (SPEAKER, EVERYONE):
+            raise ConfigError(f"face: {face!r} is not 'speaker', 'all', 'largest' or a number")
         self._detectors: dict[str, FaceDetector] = {}
         self.speakers, self.speaker_note = self._speaker_finder(speakers)
         self.lip_reader = FaceMeshExtractor() if self.speakers is not None else None
@@ -112,12 +114,14 @@ class FeaturePipeline:
     def store_keys(self) -> dict[str, str]:
         """The store keys of the features this pipeline makes. A visual key covers how faces
         are found and cropped, and which face is used when it is not the most prominent (its
-        features are another face's)."""
+        features are another face's). A store keeps one face per file: looking for who speaks,
+        it holds the most prominent's (what ``vavl extract`` writes)."""
         keys = {}
         if self.audio is not None:
             keys["audio"] = feature_key(self.audio)
         if self.visual is not None:
-            faces = self.faces.model_dump() | ({"face": self.face} if self.face else {})
+            ranked = isinstance(self.face, int) and self.face > 0
+            faces = self.faces.model_dump() | ({"face": self.face} if ranked else {})
             keys["visual"] = feature_key(self.visual, faces)
         return keys
 
@@ -272,11 +276,12 @@ class FeaturePipeline:
         if not ranking:
             result.missing["visual"] = f"no face found in {result.frames_sampled} sampled frames"
             return
-        if isinstance(self.face, int):
-            result.face_used, result.face_asked = min(self.face, len(ranking) - 1), self.face
-        else:
+        if self.speakers is not None and heard is not None and len(heard.times):
             self._find_speakers(result, visual, ranking, heard, start, end)
             result.face_used = self._speaking_most(result, ranking)
+        else:  # by rank: as asked, or the most prominent when who speaks cannot be looked for
+            rank = self.face if isinstance(self.face, int) else 0
+            result.face_used, result.face_asked = min(rank, len(ranking) - 1), rank
         track = ranking[result.face_used]
         result.visual = visual.take(start, end, track)
         if result.visual is None:
@@ -290,28 +295,25 @@ class FeaturePipeline:
         result: FileFeatures,
         visual: VisualStream,
         ranking: list[int],
-        heard: ModalityFeatures | None,
+        heard: ModalityFeatures,
         start: float,
         end: float,
     ) -> None:
         """Who speaks in each second of [start, end) (``result.turns``), and every tracked
         face's features there (``result.people``)."""
+        assert self.speakers is not None and self.audio is not None
         result.people = {
             track: found
             for track in ranking
             for found in [visual.take(start, end, track)]
             if found is not None
         }
-        if self.speakers is None or heard is None or heard.energy is None:
-            return
-        assert self.audio is not None
-        if not len(heard.times):
-            return
+        energy = heard.energy if heard.energy is not None else np.ones(len(heard.times))
         end = min(end, self._end(visual), float(heard.times[-1]) + 1.0 / self.audio.frame_rate)
         sound = HeardAudio(
             np.asarray(heard.features, np.float64),
             np.asarray(heard.times, np.float64),
-            speech_heard(heard.energy),
+            speech_heard(energy),
         )
         lips = visual.lips_in(start, end, ranking)
         result.turns = self.speakers.turns(sound, visual.frame_times(start, end), lips, start, end)
@@ -321,9 +323,8 @@ class FeaturePipeline:
         """The rank of the face seen speaking longest (the most prominent when nobody is seen
         speaking), with why in ``result.face_choice``."""
         seconds = [sum(t.end - t.start for t in result.turns if t.speaker == k) for k in ranking]
-        if not result.turns or max(seconds) == 0:
-            why = "no face was seen speaking" if result.turns else "who speaks was not known"
-            result.face_choice = f"the most prominent: {why}"
+        if max(seconds) == 0:
+            result.face_choice = "the most prominent: no face was seen speaking"
             return 0
         rank = int(np.argmax(seconds))
         speech = sum(t.end - t.start for t in result.turns if t.status != SILENCE)
@@ -396,11 +397,11 @@ class FeaturePipeline:
         for (start, stop), taken in zip(spans, encoded, strict=True):
             result = FileFeatures(sources.name, stop - start, missing=dict(sources.missing))
             result.start = start
+            result.notes = sources.problems + (visual.problems if visual is not None else [])
             if audio is not None:
                 self._fill_audio(result, audio, taken, whole=False)
             if visual is not None:
                 sound = taken[0] if taken is not None else None
                 self._fill_visual(result, visual, start, stop, whole=False, heard=sound)
-            result.notes = sources.problems + (visual.problems if visual is not None else [])
             results.append(result)
         return results

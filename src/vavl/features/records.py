@@ -24,14 +24,15 @@ class ModalityFeatures:
 @dataclass(frozen=True)
 class FaceSummary:
     """One tracked face: its rank (0: most prominent), in how many sampled frames it was found,
-    its mean share of the picture, its track (the same face in every window of a file) and
-    where it mostly is (its centre, as shares of the picture's width and height)."""
+    its mean share of the picture, its track (the same face in every window of a file), where
+    it mostly is (its centre, as shares of the picture's width and height) and its weight."""
 
     index: int
     frames: int
     area: float
     track: int = 0
     centre: tuple[float, float] = (0.5, 0.5)
+    weight: float = 0.0  # how prominent: its frames' sum of area x confidence (the ranking's)
 
     def describe(self) -> str:
         frames = "1 frame" if self.frames == 1 else f"{self.frames} frames"

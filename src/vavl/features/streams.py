@@ -363,6 +363,7 @@ class VisualStream:
                 self.areas[t][0] / max(self.areas[t][1], 1),
                 t,
                 self._centre(t),
+                round(self.tracker.tracks[t].weight(frames), 3),
             )
             for rank, t in enumerate(ranking)
         ]
