@@ -68,7 +68,8 @@ def main() -> None:
                 print(f"| {video} | {name} | {median:.2f} | {factor:.3f} | {shown} |")
     print("\n(target for two faces: at most 1.5x)")
     for video, answer in found.items():
-        print(f"{video}: {len(answer.people)} persons listed; who speaks: {answer.who_spoke()}")
+        spoke = answer.who_spoke() or "not listed (one person)"
+        print(f"{video}: {len(answer.people)} persons listed; who speaks: {spoke}")
 
 
 if __name__ == "__main__":
