@@ -21,7 +21,7 @@ from numpy.typing import NDArray
 
 from vavl.data import Item
 from vavl.features.records import FaceSummary, FileFeatures, ModalityFeatures
-from vavl.speakers import SILENCE, Turn, merged_turns
+from vavl.speakers import Turn, merged_turns, seconds_of_speech, seconds_speaking
 from vavl.types import PathName
 
 SEEN, SPEAKING_TIME = "seen", "speaking"
@@ -128,14 +128,14 @@ class People:
         for track, kinds in scores.items():
             tally = self.tallies.setdefault(track, PersonTally())
             _add(tally.seen, kinds.get(SEEN, {}), 1.0)
-            spoken = sum(e - s for s, e in speaking_spans(features.turns, track))
+            spoken = seconds_speaking(features.turns, track)
             _add(tally.speaking, kinds.get(SPEAKING_TIME, {}), spoken)
 
     def merged_turns(self) -> list[Turn]:
         return merged_turns(self.turns)
 
     def speech_seconds(self) -> float:
-        return sum(t.end - t.start for t in self.merged_turns() if t.status != SILENCE)
+        return seconds_of_speech(self.merged_turns())
 
     def scores(self) -> list[PersonScores]:
         """Each person's mean scores, the most prominent first (as faces are ranked: by their
@@ -155,7 +155,7 @@ class People:
                         round(float(tally.centre[0] / tally.frames), 4),
                         round(float(tally.centre[1] / tally.frames), 4),
                     ),
-                    speaking_seconds=sum(e - s for s, e in speaking_spans(turns, track)),
+                    speaking_seconds=seconds_speaking(turns, track),
                     seen={p: total / n for p, (total, n) in tally.seen.items() if n > 0},
                     speaking={p: total / n for p, (total, n) in tally.speaking.items() if n > 0},
                 )

@@ -289,6 +289,16 @@ class SpeakerFinder:
         return Turn(start, end, status, speaker, context, round(best, 4), lead)
 
 
+def seconds_speaking(turns: Sequence[Turn], track: int) -> float:
+    """How long ``track``'s face was seen speaking in ``turns``."""
+    return sum(turn.end - turn.start for turn in turns if turn.speaker == track)
+
+
+def seconds_of_speech(turns: Sequence[Turn]) -> float:
+    """How long speech was heard in ``turns``, whoever spoke it."""
+    return sum(turn.end - turn.start for turn in turns if turn.status != SILENCE)
+
+
 def seconds_of(start: float, end: float) -> list[tuple[float, float]]:
     """[start, end) cut at the file's whole seconds, so that the turns of overlapping windows
     fall on the same grid; a piece shorter than a quarter of a second at either end is left

@@ -46,7 +46,7 @@ from vavl.media import (
     probe,
 )
 from vavl.spans import WHOLE, Span
-from vavl.speakers import SILENCE, HeardAudio, SpeakerFinder
+from vavl.speakers import HeardAudio, SpeakerFinder, seconds_of_speech, seconds_speaking
 
 MIN_DURATION = 0.2  # seconds; shorter clips carry no usable expression
 SPEAKER: Final = "speaker"  # face choices that look for who speaks
@@ -308,12 +308,12 @@ class FeaturePipeline:
             for found in [visual.take(start, end, track)]
             if found is not None
         }
-        energy = heard.energy if heard.energy is not None else np.ones(len(heard.times))
+        assert heard.energy is not None  # the audio stream measures every frame's
         end = min(end, self._end(visual), float(heard.times[-1]) + 1.0 / self.audio.frame_rate)
         sound = HeardAudio(
             np.asarray(heard.features, np.float64),
             np.asarray(heard.times, np.float64),
-            speech_heard(energy),
+            speech_heard(heard.energy),
         )
         lips = visual.lips_in(start, end, ranking)
         result.turns = self.speakers.turns(sound, visual.frame_times(start, end), lips, start, end)
@@ -322,12 +322,12 @@ class FeaturePipeline:
     def _speaking_most(result: FileFeatures, ranking: list[int]) -> int:
         """The rank of the face seen speaking longest (the most prominent when nobody is seen
         speaking), with why in ``result.face_choice``."""
-        seconds = [sum(t.end - t.start for t in result.turns if t.speaker == k) for k in ranking]
+        seconds = [seconds_speaking(result.turns, track) for track in ranking]
         if max(seconds) == 0:
             result.face_choice = "the most prominent: no face was seen speaking"
             return 0
         rank = int(np.argmax(seconds))
-        speech = sum(t.end - t.start for t in result.turns if t.status != SILENCE)
+        speech = seconds_of_speech(result.turns)
         result.face_choice = (
             f"the active speaker (seen speaking {seconds[rank]:.0f} of {speech:.0f} s of speech)"
         )
