@@ -1,13 +1,16 @@
 """Benchmark: which of two faces speaks, through the whole pipeline (:mod:`vavl.speakers`).
 
 For pairs of the shared talking-head clips with speech (HDTF, VoxCeleb and LivePortrait
-samples), a two-person video is generated (:mod:`vavl.conversation`): side by side, top and
-bottom, or at different sizes (the pairs take the layouts in turn), with a soundtrack that
-switches every 4 s between A's own voice and B's. The feature pipeline reads it as any video
-(face detection, tracking, FaceMesh on each track's crops at 15 frames a second, Whisper's third
-block on the audio) and says who speaks in each second; the truth is known by construction, and
-each track's place in the picture tells whose face it is. The lip-sync model is fitted, for each
-pair, on every other clip with speech (the CREMA-D videos too), never on A or B.
+samples), two two-person videos are generated (:mod:`vavl.conversation`): side by side, top
+and bottom, or at different sizes (the pairs take the layouts in turn), with a soundtrack that
+switches every 4 s between A's own voice and B's, A first, then B first (so that every clip's
+every second is heard, and what a clip says early or late weighs on neither face). The
+feature pipeline reads them as any video (face detection, tracking, FaceMesh on each track's
+crops at 15 frames a second, Whisper's third block on the audio) and says who speaks in each
+second; the truth is known by construction, and each track's place in the picture tells whose
+face it is. The lip-sync model is fitted, for each
+pair, on every other clip with speech (the CREMA-D videos and ``FITTING_ONLY`` too), never on A
+or B.
 
     python benchmarks/active_speaker.py [--data ../shared/data] [--pairs N]
 
@@ -43,6 +46,12 @@ from vavl.speakers import (
 )
 
 TESTED = ("hdtf-sadtalker", "voxceleb-pcavs", "liveportrait")
+# Other shared clips of one face speaking: fitted on, never tested (as the CREMA-D videos).
+FITTING_ONLY = (
+    "mead-samples/M030_sad_3_001.mp4",
+    "face-video-samples/visualvoice/noisy_restaurant.mp4",
+    "face-video-samples/pyfeat/single_face.mp4",
+)
 # Never fitted on by the shipped model: the tests' two-person videos are made of these.
 HELD_OUT = ("WDA_KatieHill_000.mp4", "741400163.mp4")
 # (min synchrony, min lead): forced choice, vavl's defaults, and others around them.
@@ -61,6 +70,7 @@ def recordings(data: Path) -> dict[Path, tuple[np.ndarray, np.ndarray]]:
         p for folder in TESTED for p in sorted((data / "face-video-samples" / folder).glob("*.mp4"))
     ]
     clips += sorted((data / "crema-d-samples" / "VideoFlash").glob("*.flv"))
+    clips += [data / path for path in FITTING_ONLY]
     faces = FeaturePipeline(None, create_extractor("facemesh"))
     audio = FeaturePipeline(sync_audio(), None)
     found = {}
@@ -115,6 +125,10 @@ class Tally:
             edge = turn.context < 1.0 or nearby != {truth}  # the file's end or a switch
             self.rows.append((turn.score, margin, right, edge))
 
+    def forced_choice(self) -> float:
+        """The share of speech seconds whose speaker is the face with the best synchrony."""
+        return float(np.mean([right for *_, right, _ in self.rows or []]))
+
     def table(self) -> str:
         """Per threshold pair: the share of seconds whose speaker is said right, said wrong, or
         not said (unclear, off-screen). Off-screen voices are right only when not said."""
@@ -166,13 +180,17 @@ def main() -> None:
     pairs = list(itertools.combinations(tested, 2))[: args.pairs]
     visual = create_extractor("fer", output="features+log-probabilities")
     tally, off_screen = Tally(), Tally()
+    by_order = (Tally(), Tally())  # the pair's first clip speaks first; its second does
     with tempfile.TemporaryDirectory() as folder:
         for number, pair in enumerate(tqdm(pairs, "pairs", leave=False)):
             finder = SpeakerFinder(fitted(clips, {c.name for c in pair}), -np.inf, 0.0)
             pipeline = FeaturePipeline(sync_audio(), visual, face="speaker", speakers=finder)
             layout = LAYOUTS[number % len(LAYOUTS)]
-            conversation = two_person_video(pair, layout, Path(folder) / "pair.mp4")
-            tally.add(pipeline.extract(conversation.path), conversation)
+            for order, speaking_first in zip(by_order, (pair, pair[::-1]), strict=True):
+                conversation = two_person_video(speaking_first, layout, Path(folder) / "pair.mp4")
+                found = pipeline.extract(conversation.path)
+                tally.add(found, conversation)
+                order.add(found, conversation)
             if number % 3 == 0:  # a third clip's voice: nobody on screen speaks
                 third = tested[(tested.index(pair[1]) + 1) % len(tested)]
                 if third != pair[0]:
@@ -180,9 +198,11 @@ def main() -> None:
                         pair, layout, Path(folder) / "off.mp4", off_screen=third
                     )
                     off_screen.add(pipeline.extract(heard.path), heard)
-    print(f"{len(tested)} clips, {len(pairs)} pairs ({', '.join(LAYOUTS)} in turn)")
+    print(f"{len(tested)} clips, {len(pairs)} pairs, each way round ({', '.join(LAYOUTS)} in turn)")
     print(f"{tally.seconds} seconds, {tally.silent} without speech heard\n")
     print(tally.table())
+    first, second = (f"{order.forced_choice():.1%}" for order in by_order)
+    print(f"Forced choice with the pair's first clip speaking first: {first}; second: {second}")
     print(f"\nA voice off-screen ({off_screen.videos} pairs, {off_screen.seconds} s):")
     print(off_screen.off_screen_table())
 

@@ -25,7 +25,9 @@ from vavl.speakers import (
     SpeakerFinder,
     SyncModel,
     Turn,
+    judged_over,
     merged_turns,
+    nearest_frames,
 )
 
 FACES = SHARED_DATA / "face-video-samples"
@@ -182,3 +184,18 @@ def test_of_overlapping_windows_the_turn_that_saw_more_is_kept() -> None:
     central = Turn(4.0, 5.0, UNCLEAR, None, context=1.0)
     later = Turn(5.0, 6.0, SILENCE, context=0.5)
     assert merged_turns([later, early, central]) == [central, later]
+
+
+def test_a_second_near_either_end_is_judged_over_as_much_media_as_any() -> None:
+    assert judged_over(3.0, 4.0, 0.0, 8.0) == (2.0, 5.0)
+    assert judged_over(0.0, 1.0, 0.0, 8.0) == (0.0, 3.0)  # slid inward, not cut to (0, 2)
+    assert judged_over(7.0, 8.0, 0.0, 8.0) == (5.0, 8.0)
+    assert judged_over(0.0, 1.0, 0.0, 1.5) == (0.0, 1.5)  # all there is
+    finder, lips, audio = fitted_finder(np.random.default_rng(4))
+    times = np.arange(len(audio)) / 25.0
+    heard = HeardAudio(audio, times, np.ones(len(audio), bool))
+    first = finder.turns(heard, times, {0: LipTrack(times, lips)}, 0.0, 8.0)[0]
+    over = times < 3.0
+    projected = nearest_frames(finder.model.project_audio(audio), times, times)
+    expected = SyncModel.synchrony(finder.model.project_lips(lips)[over], projected[over])
+    assert first.score == pytest.approx(expected, abs=1e-4)

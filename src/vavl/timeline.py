@@ -171,7 +171,7 @@ class Timeline:
     def _draw_turns(self, axes: Axes) -> None:
         """Who speaks in each second: a row per person, and one for the seconds with speech
         that no face can be said to speak (unclear, lips not visible, a voice off-screen)."""
-        rows = [f"person {p['person']}" for p in self.people] + ["speech, nobody seen"]
+        rows = [f"person {p['person']}" for p in self.people] + ["speech, unclear who"]
         for turn in self.turns:
             if turn["person"] is not None:
                 row, colour = turn["person"], "0.35"
