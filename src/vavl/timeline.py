@@ -173,15 +173,13 @@ class Timeline:
         that no face can be said to speak (unclear, lips not visible, a voice off-screen)."""
         rows = [f"person {p['person']}" for p in self.people] + ["speech, unclear who"]
         for turn in self.turns:
+            span = [(turn["start"], turn["end"] - turn["start"])]
             if turn["person"] is not None:
-                row, colour = turn["person"], "0.35"
+                axes.broken_barh(span, (turn["person"] - 0.4, 0.8), color="0.35")
             elif turn["status"] != SILENCE:
-                row, colour = len(rows) - 1, "C3"
-            else:
-                continue
-            axes.broken_barh(
-                [(turn["start"], turn["end"] - turn["start"])], (row - 0.4, 0.8), color=colour
-            )
+                # Hatched grey, not a colour: the class lines above own the colours.
+                unclear = (len(rows) - 1.4, 0.8)
+                axes.broken_barh(span, unclear, facecolor="0.85", edgecolor="0.45", hatch="//")
         axes.set_yticks(range(len(rows)), rows, fontsize=8)
         axes.set_ylim(len(rows) - 0.5, -0.5)
         axes.set_title("who speaks (blank: nobody speaks)", fontsize=9, loc="left")
