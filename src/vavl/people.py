@@ -21,6 +21,7 @@ from numpy.typing import NDArray
 
 from vavl.data import Item
 from vavl.features.records import FaceSummary, FileFeatures, ModalityFeatures
+from vavl.spans import inside
 from vavl.speakers import Turn, merged_turns, seconds_of_speech, seconds_speaking
 from vavl.types import PathName
 
@@ -31,10 +32,10 @@ PersonOutputs = dict[int, dict[str, dict[PathName, NDArray[np.float32]]]]  # tra
 def _during(found: ModalityFeatures, spans: Sequence[tuple[float, float]]) -> ModalityFeatures:
     """``found`` with only its frames inside ``spans`` valid."""
     times = np.asarray(found.times)
-    inside = np.zeros(len(times), bool)
+    within = np.zeros(len(times), bool)
     for start, end in spans:
-        inside |= (times >= start - 1e-6) & (times < end - 1e-6)
-    return ModalityFeatures(found.features, found.times, found.valid & inside, found.energy)
+        within |= inside(times, start, end)
+    return ModalityFeatures(found.features, found.times, found.valid & within, found.energy)
 
 
 def speaking_spans(turns: Sequence[Turn], track: int) -> list[tuple[float, float]]:

@@ -12,12 +12,34 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, overload
 
 from vavl.errors import DataError, MediaError
+
+if TYPE_CHECKING:
+    import numpy as np
+    from numpy.typing import NDArray
 
 # A span that starts this far past the end of its file names nothing in it (container
 # durations are rounded).
 END_TOLERANCE = 0.05
+# Frame times are float32: a time is in [start, end) give or take a microsecond.
+TIME_TOLERANCE = 1e-6
+
+
+@overload
+def inside(times: float, start: float, end: float) -> bool: ...
+
+
+@overload
+def inside(times: NDArray[np.floating], start: float, end: float) -> NDArray[np.bool_]: ...
+
+
+def inside(
+    times: float | NDArray[np.floating], start: float, end: float
+) -> bool | NDArray[np.bool_]:
+    """Whether ``times`` (one time, or an array of them) fall in [start, end)."""
+    return (times >= start - TIME_TOLERANCE) & (times < end - TIME_TOLERANCE)
 
 
 @dataclass(frozen=True)

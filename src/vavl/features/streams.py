@@ -26,6 +26,7 @@ from vavl.features.base import AudioExtractor, FloatArray, VisualExtractor
 from vavl.features.records import FaceSummary, ModalityFeatures
 from vavl.features.visual import FaceMeshExtractor
 from vavl.media import SAMPLE_RATE, VideoFrame
+from vavl.spans import TIME_TOLERANCE, inside
 from vavl.speakers import LIP_DIM, LipTrack, lip_shapes
 
 SILENCE_RMS = 1e-4  # about -80 dBFS
@@ -375,7 +376,7 @@ class VisualStream:
 
     def take(self, start: float, end: float, track: int | None) -> ModalityFeatures | None:
         """The sampled frames in [start, end), with ``track``'s features where it was found."""
-        indices = sorted(i for i, t in self.times.items() if start - 1e-6 <= t < end - 1e-6)
+        indices = sorted(i for i, t in self.times.items() if inside(t, start, end))
         if not indices or track is None:
             return None
         assert self.pipeline.visual is not None
@@ -391,12 +392,12 @@ class VisualStream:
         return ModalityFeatures(features, times, valid)
 
     def frames_in(self, start: float, end: float) -> range:
-        indices = [i for i, t in self.times.items() if start - 1e-6 <= t < end - 1e-6]
+        indices = [i for i, t in self.times.items() if inside(t, start, end)]
         return range(min(indices), max(indices) + 1) if indices else range(0)
 
     def frame_times(self, start: float, end: float) -> NDArray[np.float64]:
         """The times of the frames sampled in [start, end), in order."""
-        return np.array(sorted(t for t in self.times.values() if start - 1e-6 <= t < end - 1e-6))
+        return np.array(sorted(t for t in self.times.values() if inside(t, start, end)))
 
     def lips_in(self, start: float, end: float, tracks: Iterable[int]) -> dict[int, LipTrack]:
         """Each track's lips where they were seen in [start, end)."""
@@ -405,7 +406,7 @@ class VisualStream:
             seen = sorted(
                 (self.times[i], shape)
                 for i, shape in self.lips.get(track, {}).items()
-                if i in self.times and start - 1e-6 <= self.times[i] < end - 1e-6
+                if i in self.times and inside(self.times[i], start, end)
             )
             times = np.array([t for t, _ in seen], np.float64)
             shapes = np.array([shape for _, shape in seen], np.float64).reshape(len(seen), LIP_DIM)
@@ -418,7 +419,7 @@ class VisualStream:
         return [kept[i][1] for i in spread]
 
     def drop_before(self, time_: float) -> None:
-        old = [i for i, t in self.times.items() if t < time_ - 1e-6]
+        old = [i for i, t in self.times.items() if t < time_ - TIME_TOLERANCE]
         for index in old:
             del self.times[index]
             for per_frame in [*self.features.values(), *self.lips.values()]:
