@@ -74,6 +74,15 @@ def feature_key(extractor: FeatureExtractor, faces: Mapping[str, Any] | None = N
     return f"{extractor.id}-{hashlib.sha256(description.encode()).hexdigest()[:12]}"
 
 
+def near_loudest(energy: NDArray[np.float64], range_db: float) -> NDArray[np.bool_]:
+    """Which frames (by mean square) are within ``range_db`` of the loudest: loud enough to
+    hold speech, where pauses and the room are not."""
+    if len(energy) == 0:
+        return np.zeros(0, bool)
+    level = 10 * np.log10(np.maximum(energy, 1e-12))
+    return np.asarray(level >= level.max() - range_db)
+
+
 @dataclass(frozen=True)
 class ExtractorDescription:
     """What made some features, in one record: filed with them in the store, listed in the
@@ -158,10 +167,9 @@ class AudioExtractor(FeatureExtractor):
 
     def speech_frames(self, energy: NDArray[np.float64]) -> NDArray[np.bool_]:
         """Which frames count, from each frame's mean square."""
-        if self.speech_floor_db is None or len(energy) == 0:
+        if self.speech_floor_db is None:
             return np.ones(len(energy), bool)
-        level = 10 * np.log10(np.maximum(energy, 1e-12))
-        return np.asarray(level >= level.max() - self.speech_floor_db)
+        return near_loudest(energy, self.speech_floor_db)
 
     @abstractmethod
     def extract(self, waveform: FloatArray) -> FloatArray:

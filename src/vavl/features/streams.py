@@ -22,7 +22,7 @@ from vavl.faces import (
     same_face,
     whole_image_crop,
 )
-from vavl.features.base import AudioExtractor, FloatArray, VisualExtractor
+from vavl.features.base import AudioExtractor, FloatArray, VisualExtractor, near_loudest
 from vavl.features.records import FaceSummary, ModalityFeatures
 from vavl.features.visual import FaceMeshExtractor
 from vavl.media import SAMPLE_RATE, VideoFrame
@@ -47,9 +47,7 @@ def is_silent(mean_square: float) -> bool:
 def speech_heard(energy: NDArray[np.float64]) -> NDArray[np.bool_]:
     """Which audio frames are loud enough to hold speech: not silent, and within
     :data:`SPEECH_RANGE_DB` of the loudest frame of what is heard."""
-    level = 10 * np.log10(np.maximum(energy, 1e-20))
-    loud = level >= level.max() - SPEECH_RANGE_DB if len(level) else np.zeros(0, bool)
-    return np.asarray(loud & (energy >= SILENCE_RMS**2))
+    return near_loudest(energy, SPEECH_RANGE_DB) & (energy >= SILENCE_RMS**2)
 
 
 class FaceSource(Protocol):
