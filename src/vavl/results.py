@@ -32,6 +32,13 @@ class PathPrediction:
             del result["present"]
         return result
 
+    def columns(self) -> dict[str, object]:
+        """CSV columns: the label, each label's probability (``p_<label>``), each value."""
+        row: dict[str, object] = {"label": self.label or ""}
+        row |= {f"p_{name}": round(value, 5) for name, value in self.probabilities.items()}
+        row |= {name: round(value, 5) for name, value in self.values.items()}
+        return row
+
 
 @dataclass
 class PersonPrediction:
@@ -67,11 +74,8 @@ class PersonPrediction:
                     "where": self.where,
                     "speaking_seconds": self.speaking_seconds,
                     "speaking_share": "" if self.speaking_share is None else self.speaking_share,
-                    "label": answer.label or "",
                 }
-                row |= {f"p_{name}": round(v, 5) for name, v in answer.probabilities.items()}
-                row |= {name: round(v, 5) for name, v in answer.values.items()}
-                rows.append(row)
+                rows.append(row | answer.columns())
         return rows
 
     def to_text(self) -> str:
@@ -184,10 +188,8 @@ class Prediction:
                 "status": "predicted",
                 "path": path,
                 "best": path == self.best_path,
-                "label": result.label or "",
             }
-            row |= {f"p_{name}": round(value, 5) for name, value in result.probabilities.items()}
-            row |= {name: round(value, 5) for name, value in result.values.items()}
+            row |= result.columns()
             row |= {"audio": self.modalities["audio"], "visual": self.modalities["visual"]}
             row |= {
                 "frames_with_face": self.frames_with_face,

@@ -72,10 +72,7 @@ class Timeline:
                     "path": path,
                 }
                 row |= {"person": person} if self.people else {}
-                row["label"] = result.label or ""
-                row |= {f"p_{c}": round(p, 5) for c, p in result.probabilities.items()}
-                row |= {a: round(v, 5) for a, v in result.values.items()}
-                rows.append(row)
+                rows.append(row | result.columns())
         return rows
 
     def to_dict(self) -> dict[str, Any]:
