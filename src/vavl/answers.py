@@ -16,7 +16,7 @@ from vavl.calibration import PathReliability, best_path, label_thresholds, sigmo
 from vavl.config import TaskConfig
 from vavl.features.records import FileFeatures
 from vavl.inference import ItemOutputs
-from vavl.people import SEEN, People, PersonOutputs, turn_rows, where
+from vavl.people import SEEN, People, PersonOutputs, where
 from vavl.results import PathPrediction, PersonPrediction, Prediction
 from vavl.types import MODALITIES, PATHS
 
@@ -96,14 +96,11 @@ class Answers:
 
     def _fill_people(self, prediction: Prediction, everyone: People) -> None:
         """Every person's answers and who spoke when, numbered from the most prominent."""
-        found = everyone.scores()
-        if len(found) < 2 and not self.list_alone:
-            return
-        number = {person.track: rank for rank, person in enumerate(found)}
+        found = everyone.listed(self.list_alone)
         speech = everyone.speech_seconds()
         prediction.people = [
             PersonPrediction(
-                person=number[person.track],
+                person=number,
                 where=where(person.centre),
                 frames=person.frames,
                 area=round(person.area, 4),
@@ -112,9 +109,9 @@ class Answers:
                 seen={p: self.from_scores(p, v) for p, v in person.seen.items()},
                 speaking={p: self.from_scores(p, v) for p, v in person.speaking.items()},
             )
-            for person in found
+            for number, person in enumerate(found)
         ]
-        prediction.turns = turn_rows(everyone.merged_turns(), number)
+        prediction.turns = everyone.turn_rows(found) if found else []
 
     def faces_seen(self, people: PersonOutputs) -> dict[int, PathPrediction]:
         """Each person's face's answer (by track), from their outputs."""

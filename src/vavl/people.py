@@ -163,6 +163,21 @@ class People:
             )
         return sorted(people, key=lambda p: -p.weight)
 
+    def listed(self, list_alone: bool) -> list[PersonScores]:
+        """The persons an answer lists, the most prominent first (a person's number is their
+        place here): everyone when there are several, one alone only with ``list_alone``."""
+        found = self.scores()
+        return found if len(found) > 1 or list_alone else []
+
+    def turn_rows(self, listed: Sequence[PersonScores]) -> list[dict[str, Any]]:
+        """Who spoke each second, as records naming the ``listed`` persons by number."""
+        return turn_rows(self.merged_turns(), numbers(listed))
+
+
+def numbers(listed: Sequence[PersonScores]) -> dict[int, int]:
+    """Each listed person's number, by track."""
+    return {person.track: number for number, person in enumerate(listed)}
+
 
 def turn_rows(turns: Sequence[Turn], number: Mapping[int, int]) -> list[dict[str, Any]]:
     """Turns as records, with each speaker's person ``number`` (by track) instead of its track."""

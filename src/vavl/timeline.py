@@ -11,10 +11,10 @@ from __future__ import annotations
 import io
 import json
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 from vavl.errors import ConfigError
 from vavl.files import csv_text, write_atomically, write_text_atomically
 from vavl.media import probe
-from vavl.people import People, turn_rows, where
+from vavl.people import People, numbers, where
 from vavl.results import PathPrediction
 from vavl.speakers import SILENCE
 from vavl.types import PATHS
@@ -41,6 +41,20 @@ class TimelineWindow:
     end: float
     paths: dict[str, PathPrediction] = field(default_factory=dict)
     people: dict[int, PathPrediction] = field(default_factory=dict)  # each person's face
+
+
+class Panel(NamedTuple):
+    """One panel of a timeline's picture: its title and what it draws, a path's answers or a
+    person's face's (with their speaking seconds shaded)."""
+
+    title: str
+    path: str | None = None
+    person: int | None = None
+
+    def answer(self, window: TimelineWindow) -> PathPrediction | None:
+        if self.person is not None:
+            return window.people.get(self.person)
+        return window.paths.get(self.path or "")
 
 
 @dataclass
@@ -96,20 +110,16 @@ class Timeline:
             ],
         }
 
-    def panels(self) -> list[tuple[str, Callable[[TimelineWindow], PathPrediction | None]]]:
+    def panels(self) -> list[Panel]:
         """What the picture shows, a panel each: every path, then every person's face."""
-        panels: list[tuple[str, Callable[[TimelineWindow], PathPrediction | None]]] = [
-            (path, lambda w, path=path: w.paths.get(path))  # type: ignore[misc]
-            for path in PATHS
-            if any(path in w.paths for w in self.windows)
-        ]
+        panels = [Panel(path, path) for path in PATHS if any(path in w.paths for w in self.windows)]
         for person in self.people:
             number = person["person"]
             spoke = sum(t["end"] - t["start"] for t in self.turns if t["person"] == number)
             shaded = f"; shaded: speaking ({spoke:g} s)" if len(self.windows) > 1 else ""
             title = f"person {number} ({person['where']}): face{shaded}"
-            panels.append((title, lambda w, n=number: w.people.get(n)))  # type: ignore[misc]
-        return panels or [("audio", lambda w: None)]
+            panels.append(Panel(title, person=number))
+        return panels or [Panel("audio")]
 
     def figure(self) -> Figure:
         """One panel per path and per person: each class's probability (or each attribute)
@@ -127,23 +137,22 @@ class Timeline:
         )
         centres = np.array([(w.start + w.end) / 2 for w in self.windows])
         colours = [f"C{i}" for i in range(len(self.labels))]
-        for axes, (title, answer_of) in zip(axes_list, panels, strict=False):
+        for axes, panel in zip(axes_list, panels, strict=False):
             for number, name in enumerate(self.labels):
                 series = []
                 for window in self.windows:
-                    result = answer_of(window)
+                    result = panel.answer(window)
                     scores = result.probabilities or result.values if result else {}
                     series.append(scores.get(name, np.nan))
                 if single:
                     axes.bar(number, series[0], color=colours[number], label=name)
                 else:
                     axes.plot(centres, series, color=colours[number], label=name, linewidth=1.4)
-            if title.startswith("person ") and not single:
-                person = int(title.split()[1])
+            if panel.person is not None and not single:
                 for turn in self.turns:
-                    if turn["person"] == person:
+                    if turn["person"] == panel.person:
                         axes.axvspan(turn["start"], turn["end"], color="0.6", alpha=0.35, lw=0)
-            axes.set_title(title, fontsize=9, loc="left")
+            axes.set_title(panel.title, fontsize=9, loc="left")
             axes.set_ylabel("value" if self.kind == "regression" else "probability")
             if self.kind != "regression":
                 axes.set_ylim(0, 1)
@@ -238,14 +247,10 @@ def timeline_of(
         windows=rows,
         notes=notes,
     )
-    found = everyone.scores()
-    if len(found) > 1 or (found and list_alone):
-        number = {person.track: rank for rank, person in enumerate(found)}
-        timeline.people = [{"person": number[p.track], "where": where(p.centre)} for p in found]
-        timeline.turns = turn_rows(everyone.merged_turns(), number)
-        for row in rows:
-            row.people = {number[t]: a for t, a in row.people.items() if t in number}
-    else:
-        for row in rows:
-            row.people = {}
+    found = everyone.listed(list_alone)
+    number = numbers(found)
+    timeline.people = [{"person": n, "where": where(p.centre)} for n, p in enumerate(found)]
+    timeline.turns = everyone.turn_rows(found) if found else []
+    for row in rows:
+        row.people = {number[t]: a for t, a in row.people.items() if t in number}
     return timeline
